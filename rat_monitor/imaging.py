@@ -1,0 +1,44 @@
+"""Image helpers shared by the synthetic generator and the pipeline, so training crops and live crops match."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+CROP_MARGIN = 0.1  # face crops are squares around the box, 10% wider than its longer side
+
+
+def square_crop(img: np.ndarray, box, margin: float = CROP_MARGIN, shift=(0.0, 0.0), zoom: float = 1.0) -> np.ndarray:
+    """A square crop centred on a face box (optionally shifted by a fraction of its side and zoomed);
+    the frame edge is replicated where the square leaves the image."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    side = max(x1 - x0, y1 - y0, 2.0) * (1 + margin) * zoom
+    cx = (x0 + x1) / 2 + shift[0] * side
+    cy = (y0 + y1) / 2 + shift[1] * side
+    h, w = img.shape[:2]
+    half = side / 2
+    a0, b0 = int(round(cx - half)), int(round(cy - half))
+    a1, b1 = max(a0 + 1, int(round(cx + half))), max(b0 + 1, int(round(cy + half)))
+    pad = max(0, -a0, -b0, a1 - w, b1 - h)
+    if pad:
+        img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        a0, b0, a1, b1 = a0 + pad, b0 + pad, a1 + pad, b1 + pad
+    return img[b0:b1, a0:a1]
+
+
+def to_grey(img: np.ndarray) -> np.ndarray:
+    return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes a (N, 4) and b (M, 4) -> (N, M)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    ix0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)

@@ -1,0 +1,172 @@
+"""The synthetic generator: files and their agreement, determinism, truth boxes, visible pain."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from dataclasses import replace
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rat_monitor.cli import app
+from rat_monitor.errors import ConfigError
+from rat_monitor.synth import (Effects, Pose, Scene, Script, VideoSpec, contact_sheet, look_for, parse_schedule,
+                               render_frames, write_dataset)
+from rat_monitor.synth.face import draw_rat
+
+runner = CliRunner()
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _ffmpeg_frame_count(path) -> int:
+    """Decodes every frame with the ffmpeg binary and reads its frame count."""
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "info", "-i", str(path), "-f", "null", "-"],
+                          capture_output=True, text=True, check=True)
+    return int(re.findall(r"frame=\s*(\d+)", proc.stderr)[-1])
+
+
+def test_synth_cli_writes_video_with_matching_truth(tmp_path):
+    result = runner.invoke(app, ["synth", "--minutes", "2", "--seed", "7", "--size", "320x180", "--fps", "10",
+                                 "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    video = tmp_path / "synth_seed7_rat1.mp4"
+    expected = 2 * 60 * 10
+    cap = cv2.VideoCapture(str(video))
+    n = 0
+    while cap.read()[0]:
+        n += 1
+    assert n == expected
+    assert _ffmpeg_frame_count(video) == expected
+    truth = _rows(tmp_path / "synth_seed7_rat1.truth.csv")
+    assert [int(r["frame"]) for r in truth] == list(range(expected))
+    minutes = _rows(tmp_path / "synth_seed7_rat1.minutes.csv")
+    assert [int(m["minute"]) for m in minutes] == [0, 1]
+    assert sum(int(m["frames"]) for m in minutes) == expected
+    # the share of sharp visible faces agrees with the per-frame truth
+    first = truth[:600]
+    sharp = sum(r["visible"] == "1" and float(r["blur_px"]) < 1 for r in first) / 600
+    assert float(minutes[0]["face_fraction"]) == pytest.approx(sharp, abs=1e-3)
+
+
+def test_synth_as_subprocess_and_h264(tmp_path):
+    out = tmp_path / "v.mp4"
+    proc = subprocess.run([sys.executable, "-m", "rat_monitor.cli", "synth", "--minutes", "0.1", "--size", "160x120",
+                           "--fps", "10", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(out)], capture_output=True, text=True)
+    assert "h264" in probe.stderr
+
+
+def test_frames_are_a_pure_function_of_settings():
+    spec = VideoSpec(width=320, height=180, fps=10, minutes=0.5, seed=3, subject=2, schedule="surgery")
+    first = [(img, t) for img, t in render_frames(spec)]
+    again = [(img, t) for img, t in render_frames(spec)]
+    for (a, ta), (b, tb) in zip(first, again):
+        assert np.array_equal(a, b) and ta == tb
+    # any frame on its own, out of order, gives the same state
+    script = Script(spec)
+    for i in (250, 7, 123):
+        _, _, truth = script.state(i)
+        assert truth.aus == first[i][1].aus and truth.yaw_deg == first[i][1].yaw_deg
+    other = next(iter(render_frames(replace(spec, seed=4))))[0]
+    assert not np.array_equal(other, first[0][0])
+
+
+def test_truth_box_lies_on_the_rendered_face():
+    spec = VideoSpec(width=480, height=270, fps=10, minutes=0.5, seed=5, subject=1)
+    scene = Scene(spec.width, spec.height, spec.seed)
+    checked = 0
+    for img, truth in render_frames(spec):
+        if not truth.visible or truth.blur_px > 1:
+            continue
+        x0, y0, x1, y1 = (int(v) for v in truth.box)
+        changed = np.abs(img.astype(int) - scene.background.astype(int)).sum(axis=2) > 60
+        inside = changed[y0:y1, x0:x1].mean()
+        # the drawn face fills most of its truth box
+        assert inside > 0.5, (truth.frame, inside)
+        checked += 1
+    assert checked > 100
+
+
+def _measure(level: float, part: str) -> np.ndarray:
+    """Pixels of one face part, painted in a unique colour, for a frontal albino face at a pain level."""
+    marker = (0, 255, 0)
+    look = replace(look_for(1), **{"eye": marker} if part == "eye" else {"ear": marker, "inner_ear": marker}
+                   if part == "ear" else {"whisker": marker})
+    img = np.full((400, 400, 3), 128, np.uint8)
+    aus = {"orbital": 0.0, "nose": 0.0, "ears": 0.0, "whiskers": 0.0}
+    aus[{"eye": "orbital", "ear": "ears", "whisker": "whiskers"}[part]] = level
+    draw_rat(img, Pose(200, 200, 150, 0.0, 0.0, **aus), look)
+    return np.argwhere(np.all(img == marker, axis=2))  # (row, col)
+
+
+def test_pain_shows_measurably_in_eyes_ears_and_whiskers():
+    # orbital tightening: the eye's visible height shrinks
+    eye0, eye2 = _measure(0, "eye"), _measure(2, "eye")
+    assert np.ptp(eye2[:, 0]) < 0.35 * np.ptp(eye0[:, 0])
+    # ear changes: the right ear rotates outward: its centre moves away from vertical above the head centre
+    def ear_angle(px):
+        right = px[px[:, 1] > 200].astype(float)
+        dy, dx = right.mean(0) - (200, 200)
+        return np.degrees(np.arctan2(dx, -dy))  # 0 = straight up
+    assert ear_angle(_measure(2, "ear")) - ear_angle(_measure(0, "ear")) > 10
+    # whisker change: whiskers pulled back and up, from drooping below the pads to level with them
+    def whisker_angle(px):
+        right = px[px[:, 1] > 200].astype(float)
+        root_row = right[np.argmin(right[:, 1]), 0]
+        return np.degrees(np.arctan2((right[:, 0] - root_row).mean(), (right[:, 1] - right[:, 1].min()).mean()))
+    assert whisker_angle(_measure(0, "whisker")) - whisker_angle(_measure(2, "whisker")) > 8
+
+
+def test_schedule_parsing_and_bad_schedules():
+    assert parse_schedule("0:0,1:1,2.5:2") == [(0.0, 0), (1.0, 1), (2.5, 2)]
+    assert parse_schedule("control") == [(0.0, 0)]
+    for bad in ("nonsense", "1:1", "0:3", "0:0,x:1"):
+        with pytest.raises(ConfigError):
+            parse_schedule(bad)
+    result = runner.invoke(app, ["synth", "--schedule", "0:5", "--out", "x.mp4"])
+    assert result.exit_code == 2
+    assert "schedule" in result.output and "Traceback" not in result.output
+
+
+def test_events_cover_turns_blur_and_absence():
+    spec = VideoSpec(width=320, height=180, fps=10, minutes=3, seed=1, subject=1)
+    script = Script(spec)
+    truths = [script.state(i)[2] for i in range(spec.n_frames)]
+    yaws = np.array([abs(t.yaw_deg) for t in truths])
+    blur = np.array([t.blur_px for t in truths])
+    assert (yaws > 95).any() and (yaws < 30).any() and ((yaws > 60) & (yaws < 95)).any()
+    assert (blur > 3).any() and (blur < 1).mean() > 0.6
+
+
+def test_dataset_and_contact_sheet(tmp_path):
+    manifest = write_dataset(tmp_path / "ds", subjects=2, per_subject=12, seed=3)
+    rows = _rows(manifest)
+    assert len(rows) == 24 and {r["subject"] for r in rows} == {"rat01", "rat02"}
+    assert set(rows[0]) >= {"path", "subject", "label", "orbital", "nose", "ears", "whiskers"}
+    for r in rows:
+        img = cv2.imread(str(tmp_path / "ds" / r["path"]))
+        assert img is not None and img.shape[:2] == (112, 112)
+        assert r["label"] in {"0", "1", "2"}
+    sheet = cv2.imread(str(contact_sheet(tmp_path / "sheet.png")))
+    assert sheet.shape[0] > 3 * 100 and sheet.shape[1] > 7 * 100
+
+
+def test_coats_differ_and_subjects_are_consistent():
+    assert look_for(5) == look_for(5)
+    assert look_for(5) != look_for(6)
+    scene = Scene(320, 240, 0)
+    pose = Pose(160, 130, 70, 0, 0, 0, 0, 0, 0)
+    means = [scene.render([(pose, look_for(1, c))], Effects(), 0)[0][100:160, 130:190].mean()
+             for c in ("albino", "dark")]
+    assert means[0] - means[1] > 60
