@@ -27,6 +27,15 @@ def no_logged_errors(caplog):
 
 
 @pytest.fixture(scope="session")
+def real_mouse_video() -> Path:
+    """The real side-view mouse trial from ../shared/real (never copied into the repo); skips where absent."""
+    path = REAL / "mouse_side_view_der_trial4.mp4"
+    if not path.exists():
+        pytest.skip("../shared/real is not present")
+    return path
+
+
+@pytest.fixture(scope="session")
 def short_video(tmp_path_factory) -> Path:
     """40 s of an albino rat, 320x180 at 15 fps, pain from second 20 on."""
     out = tmp_path_factory.mktemp("videos") / "short.mp4"

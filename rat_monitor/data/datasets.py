@@ -1,0 +1,138 @@
+"""Face-crop datasets: a CSV manifest (path,subject,label[,orbital,nose,ears,whiskers]) or folders
+ROOT/<subject>/<label>/*, and subject-grouped splits (no animal ever in both train and test)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import DatasetError
+
+LABELS = {"0": 0, "1": 1, "2": 2, "none": 0, "no_pain": 0, "nopain": 0, "no pain": 0, "moderate": 1, "severe": 2}
+AU_COLUMNS = ("orbital", "nose", "ears", "whiskers")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
+
+
+@dataclass
+class Dataset:
+    paths: list[Path]
+    subjects: np.ndarray  # (N,) str
+    labels: np.ndarray  # (N,) int 0 none, 1 moderate, 2 severe
+    aus: np.ndarray | None  # (N, 4) float, NaN where not labelled; None when the dataset has no AU columns
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def targets(self, task: str) -> np.ndarray:
+        """Binary: 0 no pain, 1 pain (moderate + severe). 3class: the labels as they are."""
+        return (self.labels > 0).astype(np.int64) if task == "binary" else self.labels.copy()
+
+    def images(self) -> list[np.ndarray]:
+        out = []
+        for p in self.paths:
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is None:
+                raise DatasetError(f"cannot read image {p} (missing, not an image, or corrupt)")
+            out.append(img)
+        return out
+
+    def summary(self) -> dict:
+        counts = np.bincount(self.labels, minlength=3)
+        return {"source": self.source, "images": len(self), "subjects": sorted(set(self.subjects.tolist())),
+                "none": int(counts[0]), "moderate": int(counts[1]), "severe": int(counts[2])}
+
+
+def _label(value: str, where: str) -> int:
+    key = value.strip().lower()
+    if key not in LABELS:
+        raise DatasetError(f"{where}: unknown label {value!r} (use 0/1/2 or none/moderate/severe)")
+    return LABELS[key]
+
+
+def read_manifest(path: Path) -> Dataset:
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+            header = rows[0].keys() if rows else []
+    except OSError as exc:
+        raise DatasetError(f"cannot read manifest {path}: {exc}") from None
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path} is not a readable CSV manifest: {exc}") from None
+    missing = [c for c in ("path", "subject", "label") if c not in header]
+    if not rows:
+        raise DatasetError(f"{path} has no rows")
+    if missing:
+        raise DatasetError(f"{path} lacks column(s) {', '.join(missing)} (needs path,subject,label)")
+    has_aus = all(c in header for c in AU_COLUMNS)
+    paths, subjects, labels, aus = [], [], [], []
+    for i, row in enumerate(rows, start=2):
+        where = f"{path}:{i}"
+        p = (path.parent / row["path"]).resolve() if not Path(row["path"]).is_absolute() else Path(row["path"])
+        if not p.is_file():
+            raise DatasetError(f"{where}: image {row['path']} not found")
+        if not row["subject"].strip():
+            raise DatasetError(f"{where}: empty subject")
+        paths.append(p)
+        subjects.append(row["subject"].strip())
+        labels.append(_label(row["label"] or "", where))
+        if has_aus:
+            vals = []
+            for c in AU_COLUMNS:
+                v = (row[c] or "").strip()
+                if v == "":
+                    vals.append(np.nan)
+                elif v in ("0", "1", "2"):
+                    vals.append(float(v))
+                else:
+                    raise DatasetError(f"{where}: {c} must be 0, 1, 2 or empty, got {v!r}")
+            aus.append(vals)
+    return Dataset(paths, np.array(subjects), np.array(labels, np.int64),
+                   np.array(aus, np.float64) if has_aus else None, str(path))
+
+
+def read_folders(root: Path) -> Dataset:
+    """ROOT/<subject>/<label>/*.jpg, label folder names as in LABELS."""
+    root = Path(root)
+    paths, subjects, labels = [], [], []
+    for subject_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for label_dir in sorted(p for p in subject_dir.iterdir() if p.is_dir()):
+            label = _label(label_dir.name, str(label_dir))
+            for img in sorted(p for p in label_dir.iterdir() if p.suffix.lower() in IMAGE_EXTS):
+                paths.append(img)
+                subjects.append(subject_dir.name)
+                labels.append(label)
+    if not paths:
+        raise DatasetError(f"no images found in {root} (expected ROOT/<subject>/<label>/*.jpg or a manifest.csv)")
+    return Dataset(paths, np.array(subjects), np.array(labels, np.int64), None, str(root))
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """A manifest CSV, a folder holding manifest.csv, or a ROOT/<subject>/<label>/ folder tree."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetError(f"no such dataset: {path}")
+    if path.is_file():
+        return read_manifest(path)
+    if (path / "manifest.csv").is_file():
+        return read_manifest(path / "manifest.csv")
+    return read_folders(path)
+
+
+def loso_splits(subjects: np.ndarray) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Leave-one-subject-out: (held-out subject, train indices, test indices); never shares an animal."""
+    unique = sorted(set(subjects.tolist()))
+    if len(unique) < 2:
+        raise DatasetError(f"leave-one-subject-out needs at least 2 subjects, the dataset has {len(unique)}")
+    for s in unique:
+        test = np.flatnonzero(subjects == s)
+        train = np.flatnonzero(subjects != s)
+        if set(subjects[train]) & set(subjects[test]):  # impossible by construction; a guard against edits
+            raise DatasetError("subject leakage between train and test")
+        yield s, train, test

@@ -1,0 +1,116 @@
+"""Model folders: card.json + weights in formats that cannot run code when loaded (safetensors, ONNX).
+
+Every weight file is listed in the card with its sha256 and checked before it is opened; a mismatch, a
+missing file or a file that is not what the card says is refused with a ModelError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import ModelError
+
+DEFAULT_DETECTOR = "rat-face-detector"
+DEFAULT_CLASSIFIER = "lbp-svm-synthetic"
+SYNTHETIC_CAVEAT = ("trained on synthetic rat faces only: a demonstration, not a validated pain model; "
+                    "train on RatsPain or your own labelled frames for real use")
+
+
+def models_dir() -> Path:
+    """Bundled models: $RAT_MONITOR_MODELS, else models/ at the project root."""
+    env = os.environ.get("RAT_MONITOR_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temporary file beside PATH, then rename: a crash leaves the old file or the new one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_card(model_dir: Path, card: dict, files: list[str]) -> dict:
+    """Adds the sha256 of each weight file to the card and writes card.json."""
+    model_dir = Path(model_dir)
+    card = dict(card)
+    card["files"] = {name: sha256(model_dir / name) for name in files}
+    atomic_write_text(model_dir / "card.json", json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def resolve(name_or_path: str | Path, kind: str) -> Path:
+    """A bundled model name or a folder path -> the model folder, checked to be of KIND."""
+    p = Path(name_or_path)
+    folder = p if (p.is_dir() or p.suffix or os.sep in str(name_or_path)) else models_dir() / str(name_or_path)
+    if not folder.is_dir():
+        known = ", ".join(sorted(c["name"] for c in list_models() if c.get("kind") == kind)) or "none"
+        raise ModelError(f"unknown model {name_or_path!r} (bundled: {known}; or give a model folder)")
+    card = read_card(folder)
+    if card.get("kind") != kind:
+        raise ModelError(f"{folder} is a {card.get('kind', '?')} model, not a {kind}")
+    return folder
+
+
+def read_card(folder: Path) -> dict:
+    path = Path(folder) / "card.json"
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{folder} has no card.json: not a rat-monitor model folder") from None
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from None
+    if not isinstance(card, dict) or "kind" not in card:
+        raise ModelError(f"{path} is not a model card")
+    return card
+
+
+def verified_file(folder: Path, name: str) -> Path:
+    """The path of weight file NAME after checking it against the sha256 in the card."""
+    folder = Path(folder)
+    card = read_card(folder)
+    expected = card.get("files", {}).get(name)
+    path = folder / name
+    if expected is None:
+        raise ModelError(f"{folder}/card.json does not list {name} with its sha256; refusing to load it")
+    if not path.exists():
+        raise ModelError(f"{path} is missing")
+    actual = sha256(path)
+    if actual != expected:
+        raise ModelError(f"{path} does not match its card (sha256 {actual[:12]}… != {expected[:12]}…): "
+                         "corrupt or tampered, refusing to load it")
+    return path
+
+
+def list_models() -> list[dict]:
+    root = models_dir()
+    out = []
+    if root.is_dir():
+        for folder in sorted(p for p in root.iterdir() if (p / "card.json").exists()):
+            try:
+                card = read_card(folder)
+            except ModelError:
+                continue
+            card.setdefault("name", folder.name)
+            card["path"] = str(folder)
+            out.append(card)
+    return out

@@ -1,0 +1,171 @@
+"""Wires the stages: source -> detector -> tracker -> quality/selection -> classifier -> timeline -> run folder.
+
+Reports progress through an Observer; never prints. Data flows one way: no stage calls back into another.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+
+import cv2
+import numpy as np
+
+from . import __version__
+from .classify.base import PainClassifier
+from .detect.centernet import FaceDetector
+from .errors import ConfigError
+from .select import QualityScorer, SelectionSettings, WindowSelector
+from .sinks.files import RunWriter
+from .sources import FrameSource
+from .timeline import AlertRule, Timeline
+from .track import DetectionSchedule, Tracker
+from .types import Candidate, MinuteSummary, ScoredFrame
+
+
+@dataclass
+class Settings:
+    detect_every_max: int = 3  # the detector runs at least every this many frames
+    selection: SelectionSettings = field(default_factory=SelectionSettings)
+    alert: AlertRule = field(default_factory=AlertRule)
+    duration_s: float | None = None  # stop after this much media (or wall-clock) time
+    ema_alpha: float = 0.5
+
+    def check(self) -> None:
+        w = self.selection.window_s
+        if w <= 0 or abs(60.0 / w - round(60.0 / w)) > 1e-9:
+            raise ConfigError(f"the selection window ({w:g} s) must divide a minute (e.g. 5, 10, 15, 20, 30, 60)")
+        if self.selection.per_window < 1:
+            raise ConfigError("--per-window must be at least 1")
+
+
+class Observer:
+    """Progress callbacks; the CLI subclasses this to draw its views. All methods are optional."""
+
+    def frame(self, index: int, t_s: float, n_faces: int, stats: dict) -> None: ...
+
+    def scored(self, frames: list[ScoredFrame]) -> None: ...
+
+    def minute(self, row: MinuteSummary) -> None: ...
+
+
+@dataclass
+class Totals:
+    frames: int = 0
+    dropped_frames: int = 0
+    face_frames: int = 0
+    detector_runs: int = 0
+    scored_frames: int = 0
+    minutes: int = 0
+    alerts: int = 0
+    interrupted: bool = False
+    wall_s: float = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall_s if self.wall_s > 0 else 0.0
+
+
+def model_entry(model) -> dict:
+    card = getattr(model, "card", {})
+    return {"name": getattr(model, "name", "?"), "kind": card.get("kind"), "files": card.get("files", {}),
+            "synthetic": card.get("synthetic", card.get("kind") == "face-detector"), "caveat": card.get("caveat", "")}
+
+
+def versions() -> dict:
+    import onnxruntime
+    import sklearn
+
+    return {"rat_monitor": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "opencv": cv2.__version__, "onnxruntime": onnxruntime.__version__, "scikit-learn": sklearn.__version__}
+
+
+class Pipeline:
+    def __init__(self, source: FrameSource, detector: FaceDetector, classifier: PainClassifier, writer: RunWriter,
+                 settings: Settings | None = None, observer: Observer | None = None):
+        self.settings = settings or Settings()
+        self.settings.check()
+        self.source = source
+        self.detector = detector
+        self.classifier = classifier
+        self.writer = writer
+        self.observer = observer or Observer()
+        self.tracker = Tracker()
+        self.schedule = DetectionSchedule(k_max=self.settings.detect_every_max)
+        self.quality = QualityScorer()
+        self.selector = WindowSelector(self.settings.selection)
+        self.timeline = Timeline(start_time=source.info.start_time, ema_alpha=self.settings.ema_alpha,
+                                 rule=self.settings.alert)
+        self.totals = Totals()
+        self._stop = False
+
+    def stop(self) -> None:
+        """Ask the run to end after the current frame (e.g. on Ctrl-C); the partial minute is kept."""
+        self._stop = True
+
+    def _score(self, candidates: list[Candidate]) -> None:
+        if not candidates:
+            return
+        preds = self.classifier.predict([c.crop for c in candidates])
+        scored = [ScoredFrame(c, p) for c, p in zip(candidates, preds)]
+        self.timeline.add_scored(scored)
+        self.writer.scored(scored)
+        self.totals.scored_frames += len(scored)
+        self.observer.scored(scored)
+
+    def _minutes(self, rows: list[MinuteSummary]) -> None:
+        for m in rows:
+            self.writer.minute(m)
+            self.totals.minutes += 1
+            self.totals.alerts += int(m.extra.get("alert_event") == "raised")
+            self.observer.minute(m)
+
+    def run(self) -> Totals:
+        t0 = time.perf_counter()
+        tot = self.totals
+        last_t = 0.0
+        try:
+            for frame in self.source:
+                if self.settings.duration_s is not None and frame.t_s >= self.settings.duration_s:
+                    break
+                last_t = frame.t_s
+                self._score(self.selector.advance(frame.t_s))
+                dets = None
+                if self.schedule.due(self.tracker):
+                    dets = self.detector.detect(frame.image)
+                    tot.detector_runs += 1
+                tracks = self.tracker.update(dets)
+                self.selector.add(self.quality.score(frame.image, tracks, frame.index, frame.t_s))
+                self._minutes(self.timeline.add_frame(frame.t_s, bool(tracks), frame.dropped_before))
+                tot.frames += 1
+                tot.dropped_frames += frame.dropped_before
+                tot.face_frames += int(bool(tracks))
+                if tot.frames % 10 == 0 or self._stop:
+                    tot.wall_s = time.perf_counter() - t0
+                    self.observer.frame(frame.index, frame.t_s, len(tracks), {"fps": tot.fps, "frames": tot.frames})
+                if self._stop:
+                    break
+        except KeyboardInterrupt:
+            tot.interrupted = True
+        finally:
+            # Whatever ended the run, close the partial window and minute and flush them.
+            self._score(self.selector.flush())
+            fps = self.source.info.fps or 30.0
+            self._minutes(self.timeline.finish(end_s=last_t + 1.0 / fps))
+            tot.interrupted = tot.interrupted or self._stop
+            tot.wall_s = time.perf_counter() - t0
+        return tot
+
+    def run_info(self, extra: dict | None = None) -> dict:
+        info = self.source.info
+        return {
+            "inputs": {"source": info.name, "live": info.live, "fps": info.fps, "width": info.width,
+                       "height": info.height, "duration_s": info.duration_s, "frame_count": info.frame_count,
+                       "start_time": info.start_time},
+            "settings": asdict(self.settings),
+            "models": {"detector": model_entry(self.detector), "classifier": model_entry(self.classifier)},
+            "versions": versions(),
+            "totals": {**asdict(self.totals), "fps": round(self.totals.fps, 2)},
+            **(extra or {}),
+        }

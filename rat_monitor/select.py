@@ -1,0 +1,129 @@
+"""Face quality (sharpness, motion, confidence, size, pose, exposure) and per-window selection of the few
+best frames, as grimace scorers do: a handful of clear, sharp face frames per time window, never every frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .imaging import square_crop, to_grey
+from .types import Candidate, FaceTrack, Quality
+
+POSE_WEIGHT = {"frontal": 1.0, "three-quarter": 0.9, "profile": 0.6, "unknown": 0.7}
+SHARPNESS_SIZE = 96  # crops are compared at one size so sharpness does not depend on how big the face is
+SHARPNESS_HALF = 0.05  # normalised sharpness at which the sharpness term is 0.5
+MOTION_SCALE = 0.04  # mean absolute difference (0..1) at which the motion term falls to 1/e
+MIN_FACE_PX = 40.0
+
+
+def sharpness(grey: np.ndarray) -> float:
+    """Variance of the Laplacian of the crop at a fixed size, divided by the crop's own variance: a focus
+    measure that does not change with face size or contrast (lighting)."""
+    g = cv2.resize(grey, (SHARPNESS_SIZE, SHARPNESS_SIZE), interpolation=cv2.INTER_AREA).astype(np.float32)
+    lap = cv2.Laplacian(g, cv2.CV_32F, ksize=3)
+    return float(lap.var() / (g.var() + 25.0))
+
+
+def exposure(grey: np.ndarray) -> float:
+    """1 when the crop's mean brightness is comfortably inside the range, falling to 0 when black or blown out."""
+    m = float(grey.mean()) / 255.0
+    return float(np.clip(min(m, 1.0 - m) / 0.15, 0.0, 1.0))
+
+
+class QualityScorer:
+    """Scores tracked faces frame by frame (it keeps the previous frame for the motion measure)."""
+
+    def __init__(self, crop_size: int = 112):
+        self.crop_size = crop_size
+        self._prev_grey: np.ndarray | None = None
+
+    def score(self, image: np.ndarray, tracks: list[FaceTrack], frame: int, t_s: float) -> list[Candidate]:
+        grey_frame = to_grey(image)
+        out = []
+        for tr in tracks:
+            crop = square_crop(image, tr.box)
+            if crop.size == 0:
+                continue
+            crop = cv2.resize(crop, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA)
+            g = to_grey(crop)
+            motion = 0.0
+            if self._prev_grey is not None:
+                x0, y0, x1, y1 = np.clip(tr.box, 0, [image.shape[1] - 1, image.shape[0] - 1] * 2).astype(int)
+                if x1 > x0 and y1 > y0:
+                    a = cv2.resize(grey_frame[y0:y1, x0:x1], (32, 32), interpolation=cv2.INTER_AREA)
+                    b = cv2.resize(self._prev_grey[y0:y1, x0:x1], (32, 32), interpolation=cv2.INTER_AREA)
+                    motion = float(cv2.absdiff(a, b).mean() / 255.0)
+            sharp = sharpness(g)
+            size = float(np.sqrt(max(tr.box[2] - tr.box[0], 0) * max(tr.box[3] - tr.box[1], 0)))
+            q = Quality(sharpness=sharp, motion=motion, confidence=float(tr.score), size_px=size,
+                        pose_weight=POSE_WEIGHT.get(tr.pose_hint, 0.7), exposure=exposure(g), score=0.0)
+            out.append(Candidate(frame, t_s, tr.track_id, tr.box.copy(), crop, _combine(q)))
+        self._prev_grey = grey_frame
+        return out
+
+
+def _combine(q: Quality) -> Quality:
+    sharp_term = q.sharpness / (q.sharpness + SHARPNESS_HALF)
+    motion_term = float(np.exp(-q.motion / MOTION_SCALE))
+    size_term = float(np.clip(q.size_px / MIN_FACE_PX, 0.0, 1.0))
+    score = sharp_term * motion_term * q.confidence * q.pose_weight * q.exposure * size_term
+    return Quality(q.sharpness, q.motion, q.confidence, q.size_px, q.pose_weight, q.exposure, float(score))
+
+
+@dataclass
+class SelectionSettings:
+    window_s: float = 10.0
+    per_window: int = 3
+    floor: float = 0.25  # candidates below this combined quality are never scored
+    min_gap_s: float = 1.0  # selected frames at least this far apart: no near-duplicates
+    keep: int = 48  # best candidates kept in memory per window
+
+
+class WindowSelector:
+    """Collects candidates per time window; when a window closes, returns its top-k above the floor."""
+
+    def __init__(self, settings: SelectionSettings | None = None):
+        self.settings = settings or SelectionSettings()
+        self._window: int | None = None
+        self._pool: list[Candidate] = []
+
+    def window_of(self, t_s: float) -> int:
+        return int(t_s // self.settings.window_s)
+
+    def add(self, candidates: list[Candidate]) -> None:
+        s = self.settings
+        for c in candidates:
+            if c.quality.score < s.floor:
+                continue
+            self._pool.append(c)
+        if len(self._pool) > 2 * s.keep:
+            self._pool.sort(key=lambda c: -c.quality.score)
+            del self._pool[s.keep:]
+
+    def advance(self, t_s: float) -> list[Candidate]:
+        """Call before adding a frame at t_s: closes the current window if t_s lies beyond it."""
+        w = self.window_of(t_s)
+        if self._window is None:
+            self._window = w
+            return []
+        if w == self._window:
+            return []
+        self._window = w
+        return self._take()
+
+    def flush(self) -> list[Candidate]:
+        return self._take()
+
+    def _take(self) -> list[Candidate]:
+        s = self.settings
+        chosen: list[Candidate] = []
+        for c in sorted(self._pool, key=lambda c: -c.quality.score):
+            if len(chosen) >= s.per_window:
+                break
+            if all(abs(c.t_s - o.t_s) >= s.min_gap_s for o in chosen):
+                chosen.append(c)
+        self._pool = []
+        return sorted(chosen, key=lambda c: c.t_s)

@@ -1,0 +1,202 @@
+"""Frame sources: video files, cameras and stream URLs behind one interface, decoded ahead in a reader thread.
+
+Files are read completely (the reader waits for the pipeline); live sources never wait: when the pipeline
+falls behind, the oldest queued frame is dropped, and every drop is counted on the next delivered frame.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+
+from ..errors import SourceError
+from ..types import Frame, SourceInfo
+
+OPEN_TIMEOUT_MS = 8000
+_END = object()
+
+
+class FrameSource(Protocol):
+    info: SourceInfo
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None: ...
+
+
+def _check_video_path(path: Path) -> None:
+    if not path.exists():
+        raise SourceError(f"no such video file: {path}")
+    if path.is_dir():
+        raise SourceError(f"{path} is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{path} is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise SourceError(f"{path} is not readable")
+
+
+def _creation_time(path: Path) -> float | None:
+    """The container's creation time, when the file says (FFmpeg metadata via OpenCV is not exposed,
+    so this reads the mp4 'mvhd' box directly); None when absent."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        i = head.find(b"mvhd")
+        if i < 0:
+            return None
+        version = head[i + 4]
+        raw = head[i + 8:i + 16] if version == 1 else head[i + 8:i + 12]
+        secs = int.from_bytes(raw, "big")
+        if secs <= 0:
+            return None
+        return secs - 2082844800  # seconds from 1904-01-01 to the Unix epoch
+    except OSError:
+        return None
+
+
+class CaptureSource:
+    """A file, a camera index or a stream URL read through OpenCV's FFmpeg backend."""
+
+    def __init__(self, *, video: str | Path | None = None, camera: int | None = None, url: str | None = None,
+                 queue_size: int = 64, realtime: bool = False):
+        chosen = [x is not None for x in (video, camera, url)]
+        if sum(chosen) != 1:
+            raise SourceError("give exactly one source: --video PATH, --camera N or --url URL")
+        self.realtime = realtime
+        if video is not None:
+            path = Path(video)
+            _check_video_path(path)
+            name, live = str(path), False
+            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+            if not cap.isOpened():
+                raise SourceError(f"{path} is not a video file OpenCV/FFmpeg can read")
+        elif camera is not None:
+            name, live = f"camera:{camera}", True
+            cap = cv2.VideoCapture(int(camera))
+            if not cap.isOpened():
+                raise SourceError(f"camera {camera} did not open (is it connected and free?)")
+        else:
+            name, live = url, True
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, OPEN_TIMEOUT_MS]
+            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+            if not cap.isOpened():
+                raise SourceError(f"stream {url} did not answer within {OPEN_TIMEOUT_MS / 1000:g} s")
+        self._cap = cap
+        ok, first = cap.read()
+        if not ok or first is None:
+            cap.release()
+            raise SourceError(f"{name} has no readable frames")
+        self._first = first
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if fps and 1 <= fps <= 1000 else 30.0
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
+        count = count if count > 0 else None
+        h, w = first.shape[:2]
+        start = time.time() if live else _creation_time(Path(video))
+        self.info = SourceInfo(name=name, fps=fps, width=w, height=h, live=live,
+                               duration_s=(count / fps if count else None), frame_count=count, start_time=start)
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._stop = threading.Event()
+        self.dropped = 0
+        self.frames_read = 0
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
+        self._started = False
+
+    # -- reader thread ---------------------------------------------------------------------------------
+    def _put(self, item) -> None:
+        if not self.info.live:
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
+        while True:
+            try:
+                self._queue.put_nowait(item)
+                return
+            except queue.Full:
+                try:  # drop the oldest frame: a live view wants the freshest one
+                    self._queue.get_nowait()
+                except queue.Empty:
+                    pass
+
+    def _read(self) -> None:
+        cap, info = self._cap, self.info
+        index, image = 0, self._first
+        t0 = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                now = time.time()
+                if info.live:
+                    t_s = now - info.start_time
+                else:
+                    pos = cap.get(cv2.CAP_PROP_POS_MSEC)
+                    t_s = index / info.fps if index == 0 or pos <= 0 else pos / 1000.0
+                    if self.realtime:  # pace a file like a live camera
+                        delay = t0 + t_s - time.monotonic()
+                        if delay > 0:
+                            time.sleep(delay)
+                self._put(Frame(index=index, t_s=t_s, image=image, wall_time=now if info.live else None))
+                self.frames_read = index + 1
+                ok, image = cap.read()
+                if not ok:
+                    break
+                index += 1
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            self.error = f"{info.name}: {exc}"
+        finally:
+            self._put(_END)
+
+    # -- consumer side ---------------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Frame]:
+        if not self._started:
+            self._started = True
+            self._thread.start()
+        last = -1
+        while True:
+            item = self._queue.get()
+            if item is _END:
+                break
+            gap = item.index - last - 1
+            last = item.index
+            if gap > 0:
+                self.dropped += gap
+                item = Frame(item.index, item.t_s, item.image, item.wall_time, dropped_before=gap)
+            yield item
+        if self.error:
+            raise SourceError(self.error)
+
+    @property
+    def truncated(self) -> bool:
+        """A file that ended well before the frame count its header promised (cut short or corrupt)."""
+        count = self.info.frame_count
+        return (not self.info.live and not self._stop.is_set() and count is not None
+                and self.frames_read < 0.98 * count - 1)
+
+    def close(self) -> None:
+        self._stop.set()
+        # Unblock a reader waiting on a full queue, then let it finish.
+        try:
+            while True:
+                self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        if self._started:
+            self._thread.join(timeout=5)
+        self._cap.release()
+
+    def __enter__(self) -> CaptureSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,130 @@
+"""The small values that flow between the stages (see docs/DESIGN.md): one way, source to sinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PAIN_CLASSES = ("none", "moderate", "severe")
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a frame source knows about itself before the first frame."""
+
+    name: str
+    fps: float
+    width: int
+    height: int
+    live: bool
+    duration_s: float | None = None  # None when live
+    frame_count: int | None = None
+    start_time: float | None = None  # epoch seconds of the first frame, when known (live: wall clock)
+
+
+@dataclass(frozen=True)
+class Frame:
+    index: int  # position in the source, counting dropped frames
+    t_s: float  # media time for files, seconds since start for live sources
+    image: np.ndarray  # BGR uint8
+    wall_time: float | None = None  # epoch seconds when captured (live sources)
+    dropped_before: int = 0  # frames dropped between the previous delivered frame and this one
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Faces found in one frame, as parallel arrays in full-frame pixel coordinates."""
+
+    boxes: np.ndarray  # (N, 4) float32 x0, y0, x1, y1
+    scores: np.ndarray  # (N,) float32
+    keypoints: np.ndarray | None = None  # (N, K, 2) or None
+
+    @staticmethod
+    def empty() -> Detections:
+        return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32))
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __getitem__(self, mask) -> Detections:
+        kp = None if self.keypoints is None else self.keypoints[mask]
+        return Detections(self.boxes[mask], self.scores[mask], kp)
+
+
+@dataclass(frozen=True)
+class FaceTrack:
+    track_id: int
+    box: np.ndarray  # (4,) smoothed x0, y0, x1, y1
+    score: float  # detector confidence of the last matched detection
+    pose_hint: str  # frontal | three-quarter | profile | unknown
+    detected: bool  # a detection was matched on this very frame (else predicted by the tracker)
+    age: int  # frames since the track started
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Why a face crop is (or is not) worth scoring; each part is kept for audit."""
+
+    sharpness: float  # normalised focus measure of the face crop
+    motion: float  # mean absolute frame difference inside the box, 0..1
+    confidence: float
+    size_px: float
+    pose_weight: float
+    exposure: float  # 1 well exposed .. 0 black or blown out
+    score: float  # the combined quality, 0..1
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A tracked face on one frame, with its crop, waiting for selection."""
+
+    frame: int
+    t_s: float
+    track_id: int
+    box: np.ndarray
+    crop: np.ndarray
+    quality: Quality
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probs: np.ndarray  # (3,) P(none), P(moderate), P(severe); binary models put P(pain) in moderate
+    model: str
+    binary: bool
+
+    @property
+    def pain_prob(self) -> float:
+        return float(1.0 - self.probs[0])
+
+    @property
+    def pain_score(self) -> float:
+        """Expected grimace level 0..2 (binary models count pain as moderate)."""
+        return float(self.probs[1] + 2.0 * self.probs[2])
+
+
+@dataclass(frozen=True)
+class ScoredFrame:
+    candidate: Candidate
+    prediction: Prediction
+
+
+@dataclass
+class MinuteSummary:
+    """One row of timeline.csv."""
+
+    minute: int
+    start_s: float
+    end_s: float
+    start_time: str = ""
+    frames: int = 0
+    dropped_frames: int = 0
+    face_frames: int = 0
+    scored_frames: int = 0
+    pain_prob: float | None = None
+    pain_score: float | None = None
+    pain_prob_smoothed: float | None = None
+    pain_level: str = "unknown"
+    alert: int = 0
+    status: str = "ok"
+    extra: dict = field(default_factory=dict)

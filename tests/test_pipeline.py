@@ -1,0 +1,155 @@
+"""The pipeline end to end through the CLI: archives, live streams, Ctrl-C, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+from typer.testing import CliRunner
+
+from rat_monitor.cli import app
+from rat_monitor.sinks import FRAME_COLUMNS, TIMELINE_COLUMNS
+
+runner = CliRunner()
+RM = [sys.executable, "-m", "rat_monitor.cli"]
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_analyze_minutes_agree_with_truth(two_minute_video, tmp_path):
+    result = runner.invoke(app, ["analyze", str(two_minute_video), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / two_minute_video.stem
+    rows = _rows(run / "timeline.csv")
+    assert list(rows[0])[:len(TIMELINE_COLUMNS)] == TIMELINE_COLUMNS
+    truth = _rows(two_minute_video.with_name(two_minute_video.stem + ".truth.csv"))
+    assert [int(r["minute"]) for r in rows] == [0, 1]
+    for r in rows:
+        m = int(r["minute"])
+        minute_truth = [t for t in truth if int(float(t["t_s"]) // 60) == m]
+        assert int(r["frames"]) == len(minute_truth)
+        visible = sum(t["visible"] == "1" for t in minute_truth) / len(minute_truth)
+        coverage = int(r["face_frames"]) / int(r["frames"])
+        assert abs(coverage - visible) < 0.1, (m, coverage, visible)
+        assert int(r["scored_frames"]) > 0 and r["pain_level"] != "unknown"
+    # the painful minute scores higher than the control minute
+    assert float(rows[1]["pain_prob"]) > float(rows[0]["pain_prob"])
+    frames = _rows(run / "frames.csv")
+    assert list(frames[0])[:len(FRAME_COLUMNS)] == FRAME_COLUMNS
+    assert len(frames) == sum(int(r["scored_frames"]) for r in rows)
+    for f in frames:  # every scored frame shows a truly visible face
+        assert truth[int(f["frame"])]["visible"] == "1"
+        assert (run / f["crop"]).exists()
+    info = json.loads((run / "run.json").read_text())
+    assert info["totals"]["frames"] == len(truth)
+    assert info["models"]["classifier"]["synthetic"] is True
+    assert all(len(h) == 64 for h in info["models"]["detector"]["files"].values())
+
+
+def test_analyze_subprocess_and_no_silent_overwrite(short_video, tmp_path):
+    cmd = RM + ["analyze", str(short_video), "--out", str(tmp_path), "--quiet"]
+    first = subprocess.run(cmd, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "short" / "timeline.csv").exists()
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    assert "Traceback" not in again.stderr
+    forced = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True)
+    assert forced.returncode == 0
+
+
+@pytest.mark.parametrize("case", ["missing", "directory", "text", "empty", "truncated", "model", "camera", "url",
+                                  "unwritable"])
+def test_bad_input_gives_one_line_and_nonzero_exit(case, tmp_path, short_video):
+    args = ["analyze"]
+    if case == "missing":
+        args += [str(tmp_path / "nope.mp4")]
+    elif case == "directory":
+        args += [str(tmp_path)]
+    elif case == "text":
+        (tmp_path / "notes.mp4").write_text("this is not a video\n" * 100)
+        args += [str(tmp_path / "notes.mp4")]
+    elif case == "empty":
+        (tmp_path / "empty.mp4").write_bytes(b"")
+        args += [str(tmp_path / "empty.mp4")]
+    elif case == "truncated":
+        data = short_video.read_bytes()
+        (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 50])
+        args += [str(tmp_path / "cut.mp4")]
+    elif case == "model":
+        args += [str(short_video), "--model", "no-such-model"]
+    elif case == "camera":
+        args = ["watch", "--camera", "97"]
+    elif case == "url":
+        args = ["watch", "--url", f"http://127.0.0.1:{_free_port()}/none.ts"]
+    elif case == "unwritable":
+        if os.geteuid() == 0:
+            target = Path("/proc/rat-monitor-out")  # not creatable even for root
+        else:
+            (tmp_path / "ro").mkdir()
+            (tmp_path / "ro").chmod(0o500)
+            target = tmp_path / "ro" / "out"
+        args += [str(short_video), "--out", str(target)]
+    out_dir = [] if case in ("camera", "url", "unwritable") or "--out" in args else ["--out", str(tmp_path / "o")]
+    proc = subprocess.run(RM + args + out_dir, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _serve(video: Path, port: int) -> subprocess.Popen:
+    """A local live stream: ffmpeg sends the video at its real-time pace over HTTP on 127.0.0.1."""
+    return subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "quiet", "-re", "-i", str(video), "-c", "copy",
+                             "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"])
+
+
+def test_watch_url_writes_rows_stamped_with_wall_clock(short_video, tmp_path):
+    port = _free_port()
+    server = _serve(short_video, port)
+    try:
+        time.sleep(0.5)
+        before = time.time()
+        proc = subprocess.run(RM + ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path),
+                                    "--duration", "12"], capture_output=True, text=True, timeout=120)
+    finally:
+        server.kill()
+    assert proc.returncode == 0, proc.stderr
+    rows = _rows(tmp_path / "timeline.csv")
+    assert len(rows) == 1
+    stamp = datetime.fromisoformat(rows[0]["start_time"]).timestamp()
+    assert before - 2 <= stamp <= time.time()
+    # about 12 s at 15 fps (the server sends a short burst ahead when a client connects)
+    assert 100 <= int(rows[0]["frames"]) + int(rows[0]["dropped_frames"]) <= 12 * 15 * 1.25
+    assert json.loads((tmp_path / "run.json").read_text())["inputs"]["live"] is True
+
+
+def test_ctrl_c_closes_the_partial_minute_and_exits_zero(short_video, tmp_path):
+    proc = subprocess.Popen(RM + ["watch", "--video", str(short_video), "--realtime", "--out", str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    rows = _rows(tmp_path / "timeline.csv")
+    assert len(rows) == 1 and 0 < int(rows[0]["frames"]) < 40 * 15
+    assert json.loads((tmp_path / "run.json").read_text())["totals"]["interrupted"] is True

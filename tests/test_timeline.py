@@ -1,0 +1,67 @@
+"""Per-minute aggregation: counts, unknown minutes never imputed, smoothing, alerts with hysteresis."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+
+from rat_monitor.timeline import AlertRule, Timeline
+from rat_monitor.types import Candidate, Prediction, Quality, ScoredFrame
+
+Q = Quality(1, 0, 1, 100, 1, 1, 1)
+
+
+def _scored(t_s, p_pain):
+    c = Candidate(int(t_s * 10), t_s, 1, np.zeros(4), np.zeros((8, 8, 3), np.uint8), Q)
+    return ScoredFrame(c, Prediction(np.array([1 - p_pain, p_pain, 0.0]), "m", True))
+
+
+def _run(pain_by_minute, fps=2):
+    """Feeds a timeline like the pipeline does: a scored frame every 10 s in known minutes."""
+    tl = Timeline(start_time=1_700_000_000.0, rule=AlertRule(threshold=0.7, minutes=3, clear_below=0.5))
+    rows = []
+    n = int(len(pain_by_minute) * 60 * fps)
+    for i in range(n):
+        t = i / fps
+        p = pain_by_minute[int(t // 60)]
+        if p is not None and i % (10 * fps) == 0:
+            tl.add_scored([_scored(t, p)])
+        rows += tl.add_frame(t, has_face=p is not None)
+    rows += tl.finish(end_s=n / fps)
+    return rows
+
+
+def test_minutes_count_frames_and_unknown_minutes_stay_empty():
+    rows = _run([0.1, None, 0.9])
+    assert [r.minute for r in rows] == [0, 1, 2]
+    assert all(r.frames == 120 for r in rows)
+    assert rows[1].pain_level == "unknown" and rows[1].pain_prob is None and rows[1].pain_prob_smoothed is None
+    assert rows[1].face_frames == 0 and rows[1].scored_frames == 0
+    assert rows[0].pain_level == "none" and rows[2].pain_level == "moderate"
+    assert rows[0].scored_frames == 6
+    # ISO 8601 wall clock of each minute's start
+    assert datetime.fromisoformat(rows[2].start_time).timestamp() == 1_700_000_000.0 + 120
+
+
+def test_alert_raised_once_after_three_known_minutes_and_cleared_with_hysteresis():
+    rows = _run([0.1, 0.95, 0.95, 0.95, 0.95, None, 0.95, 0.6, 0.1, 0.1])
+    alerts = [r.alert for r in rows]
+    events = [(r.minute, r.extra.get("alert_event")) for r in rows if r.extra.get("alert_event")]
+    assert events[0][1] == "raised" and events[0][0] in (3, 4)
+    assert [e for _, e in events].count("raised") == 1
+    assert alerts[5] == 1  # an unknown minute neither raises nor clears
+    assert events[-1][1] == "cleared" and alerts[-1] == 0
+
+
+def test_no_alert_on_control():
+    rows = _run([0.1] * 6)
+    assert not any(r.alert for r in rows)
+
+
+def test_gap_minutes_without_frames_are_rows_too():
+    tl = Timeline()
+    rows = tl.add_frame(5.0, True) + tl.add_frame(200.0, True) + tl.finish(201.0)
+    assert [r.minute for r in rows] == [0, 1, 2, 3]
+    assert [r.frames for r in rows] == [1, 0, 0, 1]
+    assert rows[-1].end_s == 201.0
