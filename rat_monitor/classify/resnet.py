@@ -1,0 +1,248 @@
+"""ResNet-18, the RatsPain deep baseline: torchvision's resnet18 with a new head, trained with augmentation,
+a class-balanced loss and early stopping on a subject-grouped validation split; exported to ONNX so that
+inference needs only ONNX Runtime. ImageNet initialisation when the weights are on disk (torchvision's cache
+or --weights FILE); nothing is ever downloaded."""
+
+from __future__ import annotations
+
+import platform
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import ModelError
+from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
+from ..types import Prediction
+from .base import to_three
+
+SIZE = 112
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+IMAGENET_FILE = "resnet18-f37072fd.pth"  # torchvision's name for ResNet18_Weights.IMAGENET1K_V1
+
+
+def to_batch(crops: list[np.ndarray]) -> np.ndarray:
+    """BGR crops of any size -> (N, 3, SIZE, SIZE) float32, RGB, ImageNet-normalised."""
+    out = np.empty((len(crops), 3, SIZE, SIZE), np.float32)
+    for i, c in enumerate(crops):
+        if c.ndim == 2:
+            c = cv2.cvtColor(c, cv2.COLOR_GRAY2BGR)
+        rgb = cv2.resize(c, (SIZE, SIZE), interpolation=cv2.INTER_AREA)[:, :, ::-1].astype(np.float32) / 255.0
+        out[i] = ((rgb - MEAN) / STD).transpose(2, 0, 1)
+    return out
+
+
+def imagenet_weights(explicit: Path | None) -> tuple[dict | None, str]:
+    """ImageNet weights from --weights or torchvision's cache, loaded without running code; else None."""
+    import torch
+
+    candidates = [Path(explicit)] if explicit else [Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_FILE]
+    for path in candidates:
+        if not path.exists():
+            if explicit:
+                raise ModelError(f"--weights {path} does not exist")
+            continue
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                return load_file(str(path)), str(path)
+            return torch.load(str(path), map_location="cpu", weights_only=True), str(path)
+        except Exception as exc:  # noqa: BLE001 - any failure means: not usable weights
+            raise ModelError(f"cannot load ImageNet weights {path} safely: {exc}") from None
+    return None, ""
+
+
+def _augment(x, gen):
+    """Flip, small rotation and scale, colour jitter and blur, vectorised over the batch."""
+    import torch
+    import torch.nn.functional as F
+
+    n = x.shape[0]
+    flip = torch.rand(n, generator=gen) < 0.5
+    x = torch.where(flip[:, None, None, None], x.flip(3), x)
+    angle = (torch.rand(n, generator=gen) - 0.5) * 2 * np.radians(12)
+    scale = 1 + (torch.rand(n, generator=gen) - 0.5) * 0.2
+    shift = (torch.rand(n, 2, generator=gen) - 0.5) * 0.1
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    gain = 1 + (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.5
+    bias = (torch.rand(n, 1, 1, 1, generator=gen) - 0.5) * 0.5
+    tint = 1 + (torch.rand(n, 3, 1, 1, generator=gen) - 0.5) * 0.2
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * gain * tint + mean + bias
+    blur = torch.rand(n, generator=gen) < 0.2
+    if blur.any():
+        k = torch.tensor([1.0, 2.0, 1.0])
+        k = (k[:, None] * k[None, :] / 16).expand(3, 1, 3, 3)
+        x = torch.where(blur[:, None, None, None], F.conv2d(x, k, padding=1, groups=3), x)
+    return x
+
+
+class ResNetClassifier:
+    """fit(crops, labels, groups=subjects) / predict / predict_proba / save."""
+
+    def __init__(self, epochs: int | None = None, batch_size: int = 64, weights: Path | None = None,
+                 patience: int = 8, seed: int = 0, log: Callable[[str], None] | None = None):
+        self.epochs = epochs or 40
+        self.batch_size = batch_size
+        self.weights = weights
+        self.patience = patience
+        self.seed = seed
+        self.log = log or (lambda _m: None)
+
+    def _build(self, n_classes: int):
+        import torch
+        import torchvision
+
+        net = torchvision.models.resnet18(weights=None)
+        state, source = imagenet_weights(self.weights)
+        if state is not None:
+            net.load_state_dict(state)
+            self.init_ = f"ImageNet ({source})"
+        else:
+            warnings.warn("no ImageNet weights on disk (torchvision cache or --weights FILE): training ResNet-18 "
+                          "from scratch, which needs more data", stacklevel=2)
+            self.log("warning: no ImageNet weights found; training ResNet-18 from scratch")
+            self.init_ = "from scratch (no ImageNet weights on disk)"
+        net.fc = torch.nn.Linear(net.fc.in_features, n_classes)
+        return net
+
+    def fit(self, crops: list[np.ndarray], y, groups=None):
+        import torch
+
+        torch.manual_seed(self.seed)
+        gen = torch.Generator().manual_seed(self.seed)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        y = np.asarray(y)
+        self.classes_ = np.unique(y)
+        yi = np.searchsorted(self.classes_, y)
+        x_all = torch.from_numpy(to_batch(crops))
+        # Early stopping on held-out animals: about a fifth of the training subjects, never an image split.
+        train_idx, val_idx = np.arange(len(y)), np.array([], int)
+        if groups is not None and len(np.unique(groups)) >= 3:
+            subjects = np.unique(groups)
+            rng = np.random.default_rng(self.seed)
+            val_subjects = rng.choice(subjects, max(1, len(subjects) // 5), replace=False)
+            val_mask = np.isin(groups, val_subjects)
+            train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+        net = self._build(len(self.classes_)).to(device)
+        counts = np.bincount(yi[train_idx], minlength=len(self.classes_)).astype(np.float32)
+        class_w = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), device=device)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=class_w, label_smoothing=0.1)
+        lr = 3e-4 if self.init_.startswith("ImageNet") else 1e-3
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+        steps = max(1, int(np.ceil(len(train_idx) / self.batch_size)))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=self.epochs * steps)
+        y_t = torch.from_numpy(yi)
+        best, best_state, stale = -1.0, None, 0
+        t0 = time.time()
+        for epoch in range(self.epochs):
+            net.train()
+            order = torch.from_numpy(train_idx)[torch.randperm(len(train_idx), generator=gen)]
+            for b in range(steps):
+                idx = order[b * self.batch_size:(b + 1) * self.batch_size]
+                xb = _augment(x_all[idx], gen).to(device)
+                loss = loss_fn(net(xb), y_t[idx].to(device))
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+            if len(val_idx):
+                score = self._macro_f1(net, x_all[val_idx], yi[val_idx], device)
+                self.log(f"  epoch {epoch + 1}: validation macro-F1 {score:.3f} ({time.time() - t0:.0f} s)")
+                if score > best:
+                    best, stale = score, 0
+                    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    stale += 1
+                    if stale >= self.patience:
+                        break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        self.epochs_run_ = epoch + 1
+        self.val_macro_f1_ = best
+        self.net_ = net.cpu().eval()
+        return self
+
+    @staticmethod
+    def _macro_f1(net, x, y, device) -> float:
+        import torch
+        from sklearn.metrics import f1_score
+
+        net.eval()
+        with torch.no_grad():
+            pred = torch.cat([net(x[i:i + 256].to(device)).argmax(1).cpu() for i in range(0, len(x), 256)])
+        net.train()
+        return float(f1_score(y, pred.numpy(), average="macro"))
+
+    def predict_proba(self, crops) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            x = torch.from_numpy(to_batch(list(crops)))
+            return torch.cat([torch.softmax(self.net_(x[i:i + 256]), 1) for i in range(0, len(x), 256)]).numpy()
+
+    def predict(self, crops) -> np.ndarray:
+        return self.classes_[self.predict_proba(crops).argmax(1)]
+
+    def save(self, out_dir: Path, task: str, training: dict, metrics: dict | None = None) -> dict:
+        import torch
+        import torchvision
+        from safetensors.torch import save_file
+
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, str(out_dir / "weights.safetensors"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(self.net_, torch.zeros(1, 3, SIZE, SIZE), str(out_dir / "model.onnx"), dynamo=False,
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}}, opset_version=17)
+        card = {
+            "name": out_dir.name, "kind": "pain-classifier", "model": "resnet18", "task": task,
+            "classes": ["none", "pain"] if task == "binary" else ["none", "moderate", "severe"],
+            "class_labels": [int(c) for c in self.classes_],
+            "input": f"square face crop resized to {SIZE}x{SIZE}, RGB, ImageNet mean/std",
+            "initialisation": self.init_,
+            "training": {**training, "epochs_run": self.epochs_run_, "validation_macro_f1": self.val_macro_f1_},
+            "metrics": metrics or {}, "synthetic": bool(training.get("synthetic", False)),
+            "caveat": SYNTHETIC_CAVEAT if training.get("synthetic") else "",
+            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                         "python": platform.python_version()},
+            "created": time.strftime("%Y-%m-%d"),
+        }
+        return write_card(out_dir, card, ["model.onnx", "weights.safetensors"])
+
+
+class ResNetModel:
+    """A saved ResNet-18 run with ONNX Runtime (no torch needed at inference)."""
+
+    def __init__(self, folder: Path, threads: int = 1):
+        import onnxruntime as ort
+
+        self.card = read_card(folder)
+        self.name = self.card.get("name", Path(folder).name)
+        self.binary = self.card["task"] == "binary"
+        self.classes = np.array(self.card["class_labels"])
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        path = verified_file(folder, "model.onnx")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(f"cannot load {path}: {exc}") from None
+
+    def predict(self, crops: list[np.ndarray]) -> list[Prediction]:
+        if not crops:
+            return []
+        logits = self.session.run(None, {"image": to_batch(crops)})[0]
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        probs = to_three(e / e.sum(1, keepdims=True), self.classes)
+        return [Prediction(p, self.name, self.binary) for p in probs]

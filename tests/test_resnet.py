@@ -1,0 +1,68 @@
+"""ResNet-18: trains on CPU, saves as safetensors + ONNX, loads without torch, and never unpickles code."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from rat_monitor.classify import load_classifier
+from rat_monitor.classify.resnet import ResNetClassifier, imagenet_weights
+from rat_monitor.errors import ModelError
+from rat_monitor.synth import write_dataset
+from rat_monitor.data import load_dataset
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    write_dataset(root, subjects=3, per_subject=16, seed=21)
+    ds = load_dataset(root)
+    return ds.images(), ds.targets("binary"), ds.subjects
+
+
+def test_train_save_load_round_trip(tiny, tmp_path):
+    imgs, y, groups = tiny
+    with pytest.warns(UserWarning, match="from scratch"):
+        clf = ResNetClassifier(epochs=2, batch_size=16).fit(imgs, y, groups=groups)
+    direct = clf.predict_proba(imgs)
+    assert direct.shape == (len(imgs), 2) and np.allclose(direct.sum(1), 1, atol=1e-5)
+    card = clf.save(tmp_path / "rn", "binary", {"description": "tiny test", "synthetic": True})
+    assert card["initialisation"].startswith("from scratch") and set(card["files"]) == {"model.onnx",
+                                                                                         "weights.safetensors"}
+    loaded = load_classifier(tmp_path / "rn")  # ONNX Runtime, no torch at inference
+    probs = np.array([p.probs[:2] for p in loaded.predict(imgs)])
+    assert np.allclose(probs, direct, atol=1e-4)
+    assert (probs.argmax(1) == direct.argmax(1)).all()
+
+
+def test_imagenet_weights_from_a_local_file_only(tmp_path):
+    import torchvision
+
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(state, path)
+    loaded, source = imagenet_weights(path)
+    assert source == str(path) and set(loaded) == set(state)
+    with pytest.raises(ModelError, match="does not exist"):
+        imagenet_weights(tmp_path / "missing.pth")
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_pickled_code_in_a_weights_file_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps({"conv1.weight": _Payload(str(marker))}))
+    with pytest.raises(ModelError, match="safely"):
+        imagenet_weights(path)
+    assert not marker.exists()
