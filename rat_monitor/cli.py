@@ -288,6 +288,51 @@ def demo(
 
 @app.command()
 @friendly_errors
+def curate(
+    videos: list[Path] = typer.Argument(None, help="Video files to pick face frames from."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for images/, manifest.csv (and key.csv)."),
+    every: str = typer.Option("30s", help="Window length: one selection per window (e.g. 10s, 30s, 1m)."),
+    per_window: int = typer.Option(3, help="Best face frames kept per window."),
+    blind: bool = typer.Option(False, help="Random file names, shuffled rows, time and source in a separate key.csv."),
+    full_frames: bool = typer.Option(False, help="Export whole frames instead of face crops."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    unblind: bool = typer.Option(False, help="Join a labelled blind manifest in --out back to its key.csv."),
+):
+    """Export the sharpest, stillest face frames per time window for annotation, with a manifest whose label
+    columns are left empty. Filled in, the folder is a training dataset for `rat-monitor train`.
+
+    [bold]Example:[/] rat-monitor curate day1.mp4 day2.mp4 --out to_label/ --every 30s --per-window 2 --blind
+    """
+    from . import curate as cu
+    from .detect import load_detector
+    from .pipeline import Settings
+    from .select import SelectionSettings
+
+    if unblind:
+        out.print(f"unblinded → {cu.unblind(out_dir)}", highlight=False)
+        return
+    if not videos:
+        raise ConfigError("give one or more videos (or --unblind with --out)")
+    window = cu.parse_duration(every)
+    settings = Settings(selection=SelectionSettings(window_s=window, per_window=per_window))
+    if window <= 0 or window > 3600:
+        raise ConfigError("--every must be between 1 second and 1 hour")
+    det = load_detector(detector)
+    for v in videos:  # fail early, before any work, on a path that is not there
+        if not Path(v).is_file():
+            raise SourceError(f"no such video file: {v}")
+    with _progress() as progress:
+        task = progress.add_task("selecting", total=None, rate="")
+        counts = cu.export(videos, out_dir, det, settings, blind=blind, full_frames=full_frames,
+                           progress=lambda name, i: progress.update(task, completed=i,
+                                                                    description=Path(name).name))
+    extra = " and key.csv (keep it away from the annotators)" if blind else ""
+    out.print(f"{counts['images']} face frames from {counts['videos']} video(s) → {out_dir}/manifest.csv{extra}; "
+              f"fill in the label columns, then: rat-monitor train --data {out_dir}", highlight=False)
+
+
+@app.command()
+@friendly_errors
 def synth(
     out_path: Optional[Path] = typer.Option(None, "--out", help="Video file to write (NAME.mp4), or a folder."),
     minutes: float = typer.Option(1.0, help="Length in minutes."),

@@ -81,6 +81,33 @@ def versions() -> dict:
             "opencv": cv2.__version__, "onnxruntime": onnxruntime.__version__, "scikit-learn": sklearn.__version__}
 
 
+class FaceFinder:
+    """The stages up to selection: detector (every k frames) -> tracker -> quality -> per-window selection.
+    Shared by the scoring pipeline and the curation export."""
+
+    def __init__(self, detector: FaceDetector, settings: Settings):
+        self.detector = detector
+        self.tracker = Tracker()
+        self.schedule = DetectionSchedule(k_max=settings.detect_every_max)
+        self.quality = QualityScorer()
+        self.selector = WindowSelector(settings.selection)
+        self.detector_runs = 0
+
+    def step(self, frame) -> tuple[list, list[Candidate]]:
+        """Tracks on this frame, and the selection of the window that closed just before it."""
+        closed = self.selector.advance(frame.t_s)
+        dets = None
+        if self.schedule.due(self.tracker):
+            dets = self.detector.detect(frame.image)
+            self.detector_runs += 1
+        tracks = self.tracker.update(dets)
+        self.selector.add(self.quality.score(frame.image, tracks, frame.index, frame.t_s))
+        return tracks, closed
+
+    def flush(self) -> list[Candidate]:
+        return self.selector.flush()
+
+
 class Pipeline:
     def __init__(self, source: FrameSource, detector: FaceDetector, classifier: PainClassifier, writer: RunWriter,
                  settings: Settings | None = None, observer: Observer | None = None):
@@ -91,10 +118,7 @@ class Pipeline:
         self.classifier = classifier
         self.writer = writer
         self.observer = observer or Observer()
-        self.tracker = Tracker()
-        self.schedule = DetectionSchedule(k_max=self.settings.detect_every_max)
-        self.quality = QualityScorer()
-        self.selector = WindowSelector(self.settings.selection)
+        self.faces = FaceFinder(detector, self.settings)
         self.timeline = Timeline(start_time=source.info.start_time, ema_alpha=self.settings.ema_alpha,
                                  rule=self.settings.alert)
         self.totals = Totals()
@@ -130,13 +154,8 @@ class Pipeline:
                 if self.settings.duration_s is not None and frame.t_s >= self.settings.duration_s:
                     break
                 last_t = frame.t_s
-                self._score(self.selector.advance(frame.t_s))
-                dets = None
-                if self.schedule.due(self.tracker):
-                    dets = self.detector.detect(frame.image)
-                    tot.detector_runs += 1
-                tracks = self.tracker.update(dets)
-                self.selector.add(self.quality.score(frame.image, tracks, frame.index, frame.t_s))
+                tracks, closed = self.faces.step(frame)
+                self._score(closed)
                 self._minutes(self.timeline.add_frame(frame.t_s, bool(tracks), frame.dropped_before))
                 tot.frames += 1
                 tot.dropped_frames += frame.dropped_before
@@ -150,7 +169,8 @@ class Pipeline:
             tot.interrupted = True
         finally:
             # Whatever ended the run, close the partial window and minute and flush them.
-            self._score(self.selector.flush())
+            self._score(self.faces.flush())
+            tot.detector_runs = self.faces.detector_runs
             fps = self.source.info.fps or 30.0
             self._minutes(self.timeline.finish(end_s=last_t + 1.0 / fps))
             tot.interrupted = tot.interrupted or self._stop
