@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(BIN)/rat-monitor demo
 
 test: $(STAMP)
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

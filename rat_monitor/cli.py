@@ -89,7 +89,7 @@ def timeline_table(rows, title: str = "Pain timeline", last: int | None = None, 
 class LiveView:
     """The watch view: the current minute filling up, the last minutes, fps and dropped frames."""
 
-    def __init__(self, caveat: str):
+    def __init__(self, caveat: str, on_alert: str | None = None):
         from .pipeline import Observer
 
         view = self
@@ -107,6 +107,7 @@ class LiveView:
                 view.scored_now = 0
                 if row.extra.get("alert_event") == "raised":
                     view.alerts.append(row)
+                    _fire_alert(on_alert, row)
                 view.refresh()
 
         self.observer = _Obs()
@@ -132,6 +133,17 @@ class LiveView:
             self.live.update(self.render())
 
 
+def _fire_alert(command: str | None, row) -> None:
+    from .sinks.alerts import run_alert_command
+    from .sinks.files import alert_record
+
+    err.print(f"[bold red]ALERT[/] minute {row.minute}: smoothed P(pain) {row.pain_prob_smoothed:.2f}", highlight=False)
+    if command:
+        problem = run_alert_command(command, alert_record(row, "raised"))
+        if problem:
+            err.print(f"[yellow]warning:[/] {problem}", highlight=False)
+
+
 def _load_models(model: str, detector: str):
     """Both models, loaded (and checked against their cards) before any video is opened."""
     from .classify import load_classifier
@@ -151,11 +163,12 @@ def _caveat(clf) -> str:
     return f"Model '{clf.name}': {clf.card['caveat']}" if clf.card.get("synthetic") else ""
 
 
-def _settings(window: float, per_window: int, duration: Optional[float]):
+def _settings(window: float, per_window: int, duration: Optional[float], smoothing: str):
     from .pipeline import Settings
     from .select import SelectionSettings
 
-    return Settings(selection=SelectionSettings(window_s=window, per_window=per_window), duration_s=duration)
+    return Settings(selection=SelectionSettings(window_s=window, per_window=per_window), duration_s=duration,
+                    smoothing=smoothing)
 
 
 MODEL_HELP = "Pain classifier: a bundled model name (see `rat-monitor models`) or a model folder."
@@ -177,6 +190,7 @@ def watch(
     window: float = typer.Option(10.0, help="Selection window in seconds (must divide a minute)."),
     per_window: int = typer.Option(3, help="Face frames scored per window at most."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run in --out."),
+    on_alert: Optional[str] = typer.Option(None, help="Command run when an alert is raised; the alert as JSON on stdin."),
 ):
     """Live pain timeline from a camera, a stream or a file, with a terminal view; Ctrl-C stops cleanly.
 
@@ -184,11 +198,11 @@ def watch(
     """
     from .sources import CaptureSource
 
-    settings = _settings(window, per_window, duration)
+    settings = _settings(window, per_window, duration, "causal")
     det, clf = _load_models(model, detector)
     source = CaptureSource(video=video, camera=camera, url=url, realtime=realtime)
     try:
-        view = LiveView(_caveat(clf))
+        view = LiveView(_caveat(clf), on_alert)
         pipe = _open_run(source, out_dir, det, clf, settings, view.observer, overwrite)
         with Live(view.render(), console=out, refresh_per_second=4, transient=False) as live:
             view.live = live
@@ -247,17 +261,21 @@ def analyze(
     per_window: int = typer.Option(3, help="Face frames scored per window at most."),
     overwrite: bool = typer.Option(False, help="Replace earlier runs of the same videos."),
     quiet: bool = typer.Option(False, help="No timeline table after each video."),
+    on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
 ):
     """Analyse archived videos as fast as the machine allows: a run folder per video with the per-minute
     timeline (timeline.csv), the scored frames (frames.csv) and run.json.
 
     [bold]Example:[/] rat-monitor analyze surgery_day1.mp4 recovery_day1.mp4 --out runs/
     """
-    settings = _settings(window, per_window, None)
+    settings = _settings(window, per_window, None, "centred")
     det, clf = _load_models(model, detector)
     with _progress() as progress:
         for video in videos:
             pipe, totals = _analyze_one(video, out_dir / video.stem, det, clf, settings, overwrite, progress)
+            for row in pipe.timeline.rows:
+                if row.extra.get("alert_event") == "raised":
+                    _fire_alert(on_alert, row)
             if not quiet:
                 progress.console.print(timeline_table(pipe.timeline.rows, title=f"{video.name}", caveat=_caveat(clf)))
             progress.console.print(f"{video.name}: {totals.frames} frames at {totals.fps:.0f} fps, "
@@ -277,13 +295,32 @@ def demo(
     video = SAMPLES / DEMO_SAMPLE
     if not video.exists():
         raise ConfigError(f"the bundled sample {video} is missing (see sample_videos/README.md to remake it)")
-    settings = _settings(10.0, 3, None)
+    settings = _settings(10.0, 3, None, "centred")
     det, clf = _load_models(DEFAULT_CLASSIFIER, DEFAULT_DETECTOR)
     with _progress() as progress:
         pipe, totals = _analyze_one(video, out_dir, det, clf, settings, True, progress)
     out.print(timeline_table(pipe.timeline.rows, title=f"Demo: {video.name} (synthetic video)", caveat=_caveat(clf)))
     out.print(f"{totals.frames} frames at {totals.fps:.0f} fps; timeline → {out_dir / 'timeline.csv'}",
               highlight=False)
+
+
+@app.command()
+@friendly_errors
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders (from analyze or watch), shown side by side."),
+    out_path: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write; the plot goes beside it "
+                                                                      "as .png."),
+    title: str = typer.Option("Rat welfare report", help="Title of the report."),
+):
+    """A self-contained HTML welfare report (works offline) with the pain timeline, unknown minutes, alerts,
+    face coverage, a summary, the scored face crops for audit and the run metadata; plus the plot as PNG.
+
+    [bold]Example:[/] rat-monitor report runs/rat3_before runs/rat3_after --out rat3.html
+    """
+    from .sinks.report import write_report
+
+    written = write_report(runs, out_path, title)
+    out.print(f"report → {written['html']} (plot: {written['png']})", highlight=False)
 
 
 @app.command()

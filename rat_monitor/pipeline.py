@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .select import QualityScorer, SelectionSettings, WindowSelector
 from .sinks.files import RunWriter
 from .sources import FrameSource
-from .timeline import AlertRule, Timeline
+from .timeline import SMOOTHING, AlertRule, Timeline, smooth
 from .track import DetectionSchedule, Tracker
 from .types import Candidate, MinuteSummary, ScoredFrame
 
@@ -30,7 +30,7 @@ class Settings:
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     alert: AlertRule = field(default_factory=AlertRule)
     duration_s: float | None = None  # stop after this much media (or wall-clock) time
-    ema_alpha: float = 0.5
+    smoothing: str = "causal"  # causal while live; centred for archives (rewritten once the run ends)
 
     def check(self) -> None:
         w = self.selection.window_s
@@ -38,6 +38,8 @@ class Settings:
             raise ConfigError(f"the selection window ({w:g} s) must divide a minute (e.g. 5, 10, 15, 20, 30, 60)")
         if self.selection.per_window < 1:
             raise ConfigError("--per-window must be at least 1")
+        if self.smoothing not in SMOOTHING:
+            raise ConfigError(f"smoothing must be one of {', '.join(SMOOTHING)}")
 
 
 class Observer:
@@ -119,8 +121,7 @@ class Pipeline:
         self.writer = writer
         self.observer = observer or Observer()
         self.faces = FaceFinder(detector, self.settings)
-        self.timeline = Timeline(start_time=source.info.start_time, ema_alpha=self.settings.ema_alpha,
-                                 rule=self.settings.alert)
+        self.timeline = Timeline(start_time=source.info.start_time, rule=self.settings.alert)
         self.totals = Totals()
         self._stop = False
 
@@ -142,7 +143,6 @@ class Pipeline:
         for m in rows:
             self.writer.minute(m)
             self.totals.minutes += 1
-            self.totals.alerts += int(m.extra.get("alert_event") == "raised")
             self.observer.minute(m)
 
     def run(self) -> Totals:
@@ -173,6 +173,10 @@ class Pipeline:
             tot.detector_runs = self.faces.detector_runs
             fps = self.source.info.fps or 30.0
             self._minutes(self.timeline.finish(end_s=last_t + 1.0 / fps))
+            if self.settings.smoothing == "centred":
+                smooth(self.timeline.rows, "centred", self.settings.alert)
+                self.writer.rewrite_timeline(self.timeline.rows)
+            tot.alerts = sum(r.extra.get("alert_event") == "raised" for r in self.timeline.rows)
             tot.interrupted = tot.interrupted or self._stop
             tot.wall_s = time.perf_counter() - t0
         return tot

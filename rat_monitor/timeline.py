@@ -1,6 +1,11 @@
-"""Per-minute aggregation of scored frames, causal smoothing across minutes, and the humane-endpoint alert.
+"""Per-minute aggregation of scored frames, smoothing across minutes with an honest interval, and the
+humane-endpoint alert.
 
-A minute without scored frames is 'unknown': nothing is imputed, and the smoothed value is left empty.
+A minute without scored frames is 'unknown': nothing is imputed; its smoothed value stays empty, and the
+minutes around it get wider intervals because fewer observations support them. Smoothing is a weighted pool
+of the scored frames of nearby known minutes: causal (this and earlier minutes, halving weights) while live,
+centred (two minutes either side, triangular weights) for archives. The interval is the 95% interval of a
+Jeffreys Beta interval over the pooled, weighted frame probabilities.
 """
 
 from __future__ import annotations
@@ -9,8 +14,13 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import beta
 
 from .types import MinuteSummary, ScoredFrame
+
+CAUSAL_WEIGHTS = (1.0, 0.5, 0.25, 0.125)  # this minute, one before, two before, ...
+CENTRED_WEIGHTS = {0: 1.0, 1: 2 / 3, 2: 1 / 3}  # by distance in minutes, either side
+SMOOTHING = ("causal", "centred")
 
 
 @dataclass
@@ -26,18 +36,52 @@ def iso_time(epoch: float | None) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
-class Timeline:
-    """Feed frames in time order; closed minutes come back as MinuteSummary rows."""
+def beta_interval(successes: float, failures: float) -> tuple[float, float]:
+    """Jeffreys 95% interval (Beta(0.5 + successes, 0.5 + failures), ends pinned at 0 and 1 when there are no
+    successes or failures): wide with few observations, narrow with many."""
+    lo, hi = beta.ppf([0.025, 0.975], 0.5 + successes, 0.5 + failures)
+    return (0.0 if successes <= 1e-9 else float(lo)), (1.0 if failures <= 1e-9 else float(hi))
 
-    def __init__(self, start_time: float | None = None, ema_alpha: float = 0.5, rule: AlertRule | None = None):
+
+def smooth(rows: list[MinuteSummary], mode: str, rule: AlertRule) -> None:
+    """Fills pain_prob_smoothed, its interval, alert and alert events for every row, in place."""
+    if mode not in SMOOTHING:
+        raise ValueError(f"smoothing must be one of {SMOOTHING}")
+    by_minute = {r.minute: r for r in rows}
+    run, alert_on = 0, False
+    for r in rows:
+        r.extra.pop("alert_event", None)
+        r.pain_prob_smoothed = r.smoothed_low = r.smoothed_high = None
+        if r.scored_frames:
+            if mode == "causal":
+                near = [(by_minute.get(r.minute - d), w) for d, w in enumerate(CAUSAL_WEIGHTS)]
+            else:
+                near = [(by_minute.get(r.minute + s * d), w) for d, w in CENTRED_WEIGHTS.items()
+                        for s in ((1,) if d == 0 else (-1, 1))]
+            near = [(m, w) for m, w in near if m is not None and m.scored_frames]
+            pain = sum(w * m.extra["pain_sum"] for m, w in near)
+            total = sum(w * m.scored_frames for m, w in near)
+            r.pain_prob_smoothed = pain / total
+            r.smoothed_low, r.smoothed_high = beta_interval(pain, total - pain)
+            run = run + 1 if r.pain_prob_smoothed >= rule.threshold else 0
+            if not alert_on and run >= rule.minutes:
+                alert_on = True
+                r.extra["alert_event"] = "raised"
+            elif alert_on and r.pain_prob_smoothed < rule.clear_below:
+                alert_on = False
+                run = 0
+                r.extra["alert_event"] = "cleared"
+        r.alert = int(alert_on)  # an unknown minute neither raises nor clears an alert
+
+
+class Timeline:
+    """Feed frames in time order; closed minutes come back as MinuteSummary rows (causally smoothed)."""
+
+    def __init__(self, start_time: float | None = None, rule: AlertRule | None = None):
         self.start_time = start_time  # epoch seconds of t_s = 0, when known
-        self.ema_alpha = ema_alpha
         self.rule = rule or AlertRule()
         self._current: MinuteSummary | None = None
         self._probs: dict[int, list[np.ndarray]] = {}  # minute -> P(none, moderate, severe) of its scored frames
-        self._smoothed: float | None = None
-        self._run = 0  # consecutive known minutes at or above the threshold
-        self._alert_on = False
         self.rows: list[MinuteSummary] = []
 
     def _open(self, minute: int) -> MinuteSummary:
@@ -77,26 +121,18 @@ class Timeline:
 
     def _close(self) -> MinuteSummary:
         m = self._current
-        scored = self._probs.pop(m.minute, [])
+        scored = np.array(self._probs.pop(m.minute, []))
         m.scored_frames = len(scored)
-        if scored:
-            probs = np.mean(scored, axis=0)
-            m.pain_prob = float(1.0 - probs[0])
-            m.pain_score = float(probs[1] + 2 * probs[2])
-            if m.pain_prob < 0.5:
-                m.pain_level = "none"
-            else:
-                m.pain_level = "severe" if probs[2] > probs[1] else "moderate"
-            self._smoothed = m.pain_prob if self._smoothed is None else (
-                self.ema_alpha * m.pain_prob + (1 - self.ema_alpha) * self._smoothed)
-            m.pain_prob_smoothed = self._smoothed
-            self._run = self._run + 1 if self._smoothed >= self.rule.threshold else 0
-            if not self._alert_on and self._run >= self.rule.minutes:
-                self._alert_on = True
-                m.extra["alert_event"] = "raised"
-            elif self._alert_on and self._smoothed < self.rule.clear_below:
-                self._alert_on = False
-                m.extra["alert_event"] = "cleared"
-        m.alert = int(self._alert_on)
+        if len(scored):
+            pain = 1.0 - scored[:, 0]
+            m.pain_prob = float(pain.mean())
+            m.pain_score = float((scored[:, 1] + 2 * scored[:, 2]).mean())
+            m.pain_prob_low, m.pain_prob_high = beta_interval(pain.sum(), len(pain) - pain.sum())
+            shares = np.bincount(scored.argmax(1), minlength=3) / len(scored)
+            m.share_none, m.share_moderate, m.share_severe = (float(v) for v in shares)
+            m.pain_level = "none" if m.pain_prob < 0.5 else ("severe" if scored[:, 2].mean() > scored[:, 1].mean()
+                                                             else "moderate")
+            m.extra["pain_sum"] = float(pain.sum())
         self.rows.append(m)
+        smooth(self.rows, "causal", self.rule)  # only this row changes: earlier ones are final
         return m

@@ -127,4 +127,11 @@ class MinuteSummary:
     pain_level: str = "unknown"
     alert: int = 0
     status: str = "ok"
+    pain_prob_low: float | None = None  # 95% interval of pain_prob
+    pain_prob_high: float | None = None
+    smoothed_low: float | None = None  # 95% interval of pain_prob_smoothed
+    smoothed_high: float | None = None
+    share_none: float | None = None  # share of scored frames whose most likely class is each level
+    share_moderate: float | None = None
+    share_severe: float | None = None
     extra: dict = field(default_factory=dict)

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 import imageio_ffmpeg
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -153,3 +154,28 @@ def test_ctrl_c_closes_the_partial_minute_and_exits_zero(short_video, tmp_path):
     rows = _rows(tmp_path / "timeline.csv")
     assert len(rows) == 1 and 0 < int(rows[0]["frames"]) < 40 * 15
     assert json.loads((tmp_path / "run.json").read_text())["totals"]["interrupted"] is True
+
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_videos"
+
+
+def test_alert_on_the_onset_sample_and_never_on_the_control(tmp_path):
+    """Pain from 1:00 in the onset sample: three known minutes at or above 0.7 put the alert in minute 3
+    (2-4 allowed); the control never alerts. The smoothed curve follows the truth's share of painful frames."""
+    alert_cmd = f"cat > {tmp_path / 'alert.json'}"
+    result = runner.invoke(app, ["analyze", str(SAMPLES / "albino_onset.mp4"), str(SAMPLES / "albino_control.mp4"),
+                                 "--out", str(tmp_path), "--quiet", "--on-alert", alert_cmd])
+    assert result.exit_code == 0, result.output
+    onset = _rows(tmp_path / "albino_onset" / "timeline.csv")
+    raised = [json.loads(line) for line in (tmp_path / "albino_onset" / "alerts.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in raised] == ["raised"] and 2 <= raised[0]["minute"] <= 4
+    assert json.loads((tmp_path / "alert.json").read_text())["minute"] == raised[0]["minute"]  # --on-alert ran
+    assert not (tmp_path / "albino_control" / "alerts.jsonl").exists()
+    assert not any(r["alert"] == "1" for r in _rows(tmp_path / "albino_control" / "timeline.csv"))
+    truth = _rows(SAMPLES / "albino_onset.truth.csv")
+    errors = []
+    for r in onset:
+        minute = [t for t in truth if int(float(t["t_s"]) // 60) == int(r["minute"])]
+        share = sum(t["pain_level"] != "0" for t in minute) / len(minute)
+        errors.append(abs(float(r["pain_prob_smoothed"]) - share))
+    assert np.mean(errors) < 0.2, errors

@@ -4,6 +4,7 @@ frame), crops/ (the scored face crops, for audit), alerts.jsonl, and run.json (w
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -15,7 +16,9 @@ from ..models import atomic_write_text
 from ..types import MinuteSummary, ScoredFrame
 
 TIMELINE_COLUMNS = ["minute", "start_s", "end_s", "start_time", "frames", "dropped_frames", "face_frames",
-                    "scored_frames", "pain_prob", "pain_score", "pain_prob_smoothed", "pain_level", "alert", "status"]
+                    "scored_frames", "pain_prob", "pain_score", "pain_prob_smoothed", "pain_level", "alert", "status",
+                    "pain_prob_low", "pain_prob_high", "smoothed_low", "smoothed_high", "share_none",
+                    "share_moderate", "share_severe"]
 FRAME_COLUMNS = ["frame", "t_s", "x0", "y0", "x1", "y1", "sharpness", "quality", "p_none", "p_moderate", "p_severe",
                  "model", "pain_prob", "track_id", "motion", "confidence", "size_px", "pose_weight", "exposure", "crop"]
 RUN_FILES = ("timeline.csv", "frames.csv", "run.json", "alerts.jsonl")
@@ -66,9 +69,7 @@ class RunWriter:
         os.fsync(f.fileno())
 
     def minute(self, m: MinuteSummary) -> None:
-        self._tw.writerow([m.minute, f"{m.start_s:.3f}", f"{m.end_s:.3f}", m.start_time, m.frames, m.dropped_frames,
-                           m.face_frames, m.scored_frames, _num(m.pain_prob), _num(m.pain_score),
-                           _num(m.pain_prob_smoothed), m.pain_level, m.alert, m.status])
+        self._tw.writerow(timeline_row(m))
         self._sync(self._timeline)
         event = m.extra.get("alert_event")
         if event:
@@ -76,6 +77,18 @@ class RunWriter:
                 self._alerts = open(self.dir / "alerts.jsonl", "a")
             self._alerts.write(json.dumps(alert_record(m, event)) + "\n")
             self._sync(self._alerts)
+
+    def rewrite_timeline(self, rows: list[MinuteSummary]) -> None:
+        """Replaces timeline.csv and alerts.jsonl as a whole (atomically), e.g. after centred smoothing of an
+        archive: until then the rows written minute by minute stand."""
+        lines = [TIMELINE_COLUMNS] + [timeline_row(m) for m in rows]
+        atomic_write_text(self.dir / "timeline.csv", _csv_text(lines))
+        events = [json.dumps(alert_record(m, m.extra["alert_event"])) for m in rows if m.extra.get("alert_event")]
+        if events or (self.dir / "alerts.jsonl").exists():
+            if self._alerts is not None:
+                self._alerts.close()
+                self._alerts = None
+            atomic_write_text(self.dir / "alerts.jsonl", "".join(e + "\n" for e in events))
 
     def scored(self, frames: list[ScoredFrame]) -> None:
         for s in frames:
@@ -98,6 +111,19 @@ class RunWriter:
                 self._sync(f)
                 f.close()
         atomic_write_text(self.dir / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
+
+
+def timeline_row(m: MinuteSummary) -> list:
+    return [m.minute, f"{m.start_s:.3f}", f"{m.end_s:.3f}", m.start_time, m.frames, m.dropped_frames, m.face_frames,
+            m.scored_frames, _num(m.pain_prob), _num(m.pain_score), _num(m.pain_prob_smoothed), m.pain_level, m.alert,
+            m.status, _num(m.pain_prob_low), _num(m.pain_prob_high), _num(m.smoothed_low), _num(m.smoothed_high),
+            _num(m.share_none, 3), _num(m.share_moderate, 3), _num(m.share_severe, 3)]
+
+
+def _csv_text(rows: list[list]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf).writerows(rows)
+    return buf.getvalue()
 
 
 def alert_record(m: MinuteSummary, event: str) -> dict:

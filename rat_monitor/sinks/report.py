@@ -1,0 +1,191 @@
+"""The welfare report: one self-contained HTML file (no CDN, works offline) over one or more run folders,
+plus the timeline plot as PNG. It reads the run folders only; it never re-runs anything."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError
+from ..models import SYNTHETIC_CAVEAT
+
+MAX_THUMBNAILS = 600  # per run; every crop stays in the run folder
+THUMB = 72
+
+
+@dataclass
+class RunData:
+    folder: Path
+    name: str
+    timeline: list[dict]
+    frames: list[dict]
+    info: dict
+    summary: dict = field(default_factory=dict)
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load_run(folder: Path) -> RunData:
+    folder = Path(folder)
+    if not (folder / "timeline.csv").is_file():
+        raise ConfigError(f"{folder} is not a run folder (no timeline.csv)")
+    info = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
+    frames = _read_csv(folder / "frames.csv") if (folder / "frames.csv").exists() else []
+    run = RunData(folder, folder.name, _read_csv(folder / "timeline.csv"), frames, info)
+    run.summary = summarise(run)
+    return run
+
+
+def _f(v: str) -> float | None:
+    return float(v) if v not in ("", None) else None
+
+
+def summarise(run: RunData) -> dict:
+    rows = run.timeline
+    levels = {k: sum(r["pain_level"] == k for r in rows) for k in ("none", "moderate", "severe", "unknown")}
+    frames = sum(int(r["frames"]) for r in rows)
+    faces = sum(int(r["face_frames"]) for r in rows)
+    models = run.info.get("models", {})
+    return {
+        "minutes": len(rows), "observed": len(rows) - levels["unknown"], **levels,
+        "alerts": sum(1 for a in _alerts(run)),
+        "coverage": 100.0 * faces / frames if frames else 0.0,
+        "scored": sum(int(r["scored_frames"]) for r in rows),
+        "dropped": sum(int(r["dropped_frames"]) for r in rows),
+        "source": run.info.get("inputs", {}).get("source", ""),
+        "classifier": models.get("classifier", {}).get("name", "?"),
+        "synthetic": any(m.get("synthetic") for m in models.values()),
+        "mean_pain": _mean([_f(r["pain_prob"]) for r in rows]),
+    }
+
+
+def _mean(values) -> float | None:
+    v = [x for x in values if x is not None]
+    return float(np.mean(v)) if v else None
+
+
+def _alerts(run: RunData) -> list[dict]:
+    path = run.folder / "alerts.jsonl"
+    if not path.exists():
+        return []
+    return [e for e in (json.loads(line) for line in path.read_text().splitlines() if line.strip())
+            if e.get("event") == "raised"]
+
+
+def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
+    """One panel pair per run: P(pain) per minute (raw with interval, smoothed with band, unknown minutes
+    shaded, alert minutes marked) over face coverage. Returns PNG bytes (and writes them when path is given)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2 * len(runs), 1, figsize=(11, 3.6 * len(runs)), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1] * len(runs)})
+    for k, run in enumerate(runs):
+        ax, cov = axes[2 * k, 0], axes[2 * k + 1, 0]
+        rows = run.timeline
+        m = np.array([int(r["minute"]) for r in rows])
+        raw = np.array([_f(r["pain_prob"]) if r["pain_prob"] else np.nan for r in rows], float)
+        lo = np.array([_f(r.get("pain_prob_low", "")) or np.nan for r in rows], float)
+        hi = np.array([_f(r.get("pain_prob_high", "")) or np.nan for r in rows], float)
+        sm = np.array([_f(r["pain_prob_smoothed"]) if r["pain_prob_smoothed"] else np.nan for r in rows], float)
+        slo = np.array([_f(r.get("smoothed_low", "")) or np.nan for r in rows], float)
+        shi = np.array([_f(r.get("smoothed_high", "")) or np.nan for r in rows], float)
+        x = m + 0.5
+        for i, r in enumerate(rows):
+            if r["pain_level"] == "unknown":
+                ax.axvspan(m[i], m[i] + 1, color="0.85", lw=0, label="unknown (face not scored)" if i == 0 or
+                           "unknown" not in [rr["pain_level"] for rr in rows[:i]] else None)
+            if r["alert"] == "1":
+                ax.axvspan(m[i], m[i] + 1, ymin=0.93, ymax=1.0, color="crimson", lw=0,
+                           label="alert" if "1" not in [rr["alert"] for rr in rows[:i]] else None)
+        ax.fill_between(x, slo, shi, color="tab:blue", alpha=0.2, lw=0, label="smoothed 95% interval")
+        ax.plot(x, sm, color="tab:blue", lw=2, label="smoothed P(pain)")
+        ax.errorbar(x, raw, yerr=[np.clip(raw - lo, 0, None), np.clip(hi - raw, 0, None)], fmt="o", color="k", ms=4, lw=1, capsize=2,
+                    label="per-minute P(pain), 95% interval")
+        ax.axhline(0.7, color="crimson", ls="--", lw=1, label="alert threshold")
+        ax.set_ylim(0, 1.05)
+        ax.set_xlim(m.min() if len(m) else 0, (m.max() + 1) if len(m) else 1)
+        ax.set_ylabel("P(pain)")
+        ax.set_title(f"{run.name}", loc="left", fontsize=11)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.8)
+        frames = np.array([max(1, int(r["frames"])) for r in rows])
+        cov.bar(x, 100 * np.array([int(r["face_frames"]) for r in rows]) / frames, width=0.9, color="tab:green")
+        cov.set_ylim(0, 100)
+        cov.set_xlim(ax.get_xlim())
+        cov.set_ylabel("face %")
+        cov.set_xlabel("minute")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    png = buf.getvalue()
+    if path is not None:
+        Path(path).write_bytes(png)
+    return png
+
+
+def _thumb(path: Path) -> str | None:
+    img = cv2.imread(str(path))
+    if img is None:
+        return None
+    img = cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return base64.b64encode(buf.tobytes()).decode() if ok else None
+
+
+def _thumbnails(run: RunData) -> tuple[list[dict], int]:
+    """Selected frames grouped by minute, as embedded thumbnails with time and P(pain)."""
+    groups: dict[int, list] = {}
+    shown = 0
+    for f in run.frames:
+        if shown >= MAX_THUMBNAILS or not f.get("crop"):
+            continue
+        data = _thumb(run.folder / f["crop"])
+        if data is None:
+            continue
+        t = float(f["t_s"])
+        groups.setdefault(int(t // 60), []).append(
+            {"data": data, "caption": f"{int(t // 60)}:{int(t % 60):02d} P={float(f['pain_prob']):.2f}",
+             "title": f"frame {f['frame']}, quality {f['quality']}, sharpness {f['sharpness']}"})
+        shown += 1
+    return [{"minute": k, "faces": v} for k, v in sorted(groups.items())], len(run.frames)
+
+
+def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare report") -> dict:
+    """Writes OUT (HTML) and OUT with .png (the timeline plot). Returns what it wrote."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+
+    if not run_dirs:
+        raise ConfigError("give at least one run folder")
+    runs = [load_run(d) for d in run_dirs]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png_path = out.with_suffix(".png")
+    plot_runs(runs, png_path)
+    sections = []
+    for run in runs:
+        thumbs, total = _thumbnails(run)
+        sections.append({"run": run, "plot": base64.b64encode(plot_runs([run])).decode(), "thumbs": thumbs,
+                         "thumb_total": total, "thumb_shown": sum(len(g["faces"]) for g in thumbs),
+                         "info_json": json.dumps(run.info, indent=2, default=str),
+                         "caveats": sorted({m.get("caveat", "") for m in run.info.get("models", {}).values()
+                                            if m.get("synthetic") and m.get("caveat")})})
+    env = Environment(loader=PackageLoader("rat_monitor", "sinks/templates"), autoescape=select_autoescape())
+    page = env.get_template("report.html.j2").render(
+        title=title, generated=time.strftime("%Y-%m-%d %H:%M"), sections=sections, runs=runs,
+        synthetic=any(r.summary["synthetic"] for r in runs), caveat=SYNTHETIC_CAVEAT)
+    out.write_text(page, encoding="utf-8")
+    return {"html": out, "png": png_path, "runs": len(runs)}

@@ -1,0 +1,64 @@
+"""The welfare report: self-contained HTML, summary numbers, PNG plot, and a real headless Chromium render."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rat_monitor.cli import app
+
+runner = CliRunner()
+ARTEFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def report(short_video, two_minute_video, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    for v in (short_video, two_minute_video):
+        result = runner.invoke(app, ["analyze", str(v), "--out", str(runs), "--quiet"])
+        assert result.exit_code == 0, result.output
+    out = runs / "report.html"
+    result = runner.invoke(app, ["report", str(runs / "short"), str(runs / "two_min"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_report_is_self_contained_with_summary_and_plot(report):
+    page = report.read_text()
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # no CDN, nothing fetched: works offline
+    assert page.count("data:image/png;base64,") == 2 and "data:image/jpeg;base64," in page
+    assert "Synthetic model" in page and "short" in page and "two_min" in page
+    # the summary row of two_min: 2 minutes, both observed
+    row = re.search(r"<tr><td>two_min</td><td>(\d+)</td><td>(\d+)</td>", page)
+    assert row and row.groups() == ("2", "2")
+    png = cv2.imread(str(report.with_suffix(".png")))
+    assert png is not None and png.shape[0] > 300
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed (make test installs it)")
+def test_report_renders_in_headless_chromium(report, tmp_path):
+    ARTEFACTS.mkdir(exist_ok=True)
+    shot = ARTEFACTS / "report.png"
+    proc = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'a'}", "--enable-logging=stderr",
+                           "--v=0", "--window-size=1200,2200", f"--screenshot={shot}", report.as_uri()],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "CONSOLE" not in proc.stderr and "Uncaught" not in proc.stderr  # no console errors or messages
+    img = cv2.imread(str(shot))
+    assert img is not None and img.std() > 20  # something is drawn
+    dom = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'b'}",
+                          "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    decoded = re.search(r"images decoded: (\d+)/(\d+)", dom)
+    assert decoded and decoded.group(1) == decoded.group(2) and int(decoded.group(2)) > 10
+    assert re.search(r"<tr><td>two_min</td><td>2</td><td>2</td>", dom)  # the summary numbers are on the page
+    assert np.count_nonzero(img.min(axis=2) < 100) > 1000  # plot lines and text are visible
