@@ -26,6 +26,15 @@ def square_crop(img: np.ndarray, box, margin: float = CROP_MARGIN, shift=(0.0, 0
     return img[b0:b1, a0:a1]
 
 
+def downscale(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Area-averaged downscale, fast: INTER_AREA straight from 1080p costs ~5 ms; a bilinear step to twice the
+    target first, then INTER_AREA, costs ~0.25 ms and looks the same to the detector."""
+    h, w = img.shape[:2]
+    if w > 2 * width and h > 2 * height:
+        img = cv2.resize(img, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def to_grey(img: np.ndarray) -> np.ndarray:
     return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
 

@@ -5,7 +5,9 @@ Reports progress through an Observer; never prints. Data flows one way: no stage
 
 from __future__ import annotations
 
+import os
 import platform
+import resource
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -52,6 +54,31 @@ class Observer:
     def minute(self, row: MinuteSummary) -> None: ...
 
 
+class StageClock:
+    """Seconds spent per stage, so a run says where its time went (run.json, make bench)."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._t
+        self._t = now
+
+    def ms_per_frame(self, frames: int) -> dict[str, float]:
+        return {k: round(1000 * v / max(frames, 1), 3) for k, v in self.seconds.items()}
+
+
+def rss_mb() -> float:
+    """Resident memory now (Linux /proc), in MB; 0 where unavailable."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 @dataclass
 class Totals:
     frames: int = 0
@@ -63,6 +90,11 @@ class Totals:
     alerts: int = 0
     interrupted: bool = False
     wall_s: float = 0.0
+    first_frame_epoch: float | None = None  # when the first frame had been through the face stages
+    stage_ms_per_frame: dict = field(default_factory=dict)
+    rss_mb_by_minute: list = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    latency_ms: dict = field(default_factory=dict)  # live sources: capture -> frame processed, p50/p95/max
 
     @property
     def fps(self) -> float:
@@ -95,15 +127,21 @@ class FaceFinder:
         self.selector = WindowSelector(settings.selection)
         self.detector_runs = 0
 
-    def step(self, frame) -> tuple[list, list[Candidate]]:
+    def step(self, frame, clock: StageClock | None = None) -> tuple[list, list[Candidate]]:
         """Tracks on this frame, and the selection of the window that closed just before it."""
+        clock = clock or StageClock()
         closed = self.selector.advance(frame.t_s)
         dets = None
         if self.schedule.due(self.tracker):
             dets = self.detector.detect(frame.image)
             self.detector_runs += 1
+        clock.lap("detect")
         tracks = self.tracker.update(dets)
-        self.selector.add(self.quality.score(frame.image, tracks, frame.index, frame.t_s))
+        clock.lap("track")
+        candidates = self.quality.score(frame.image, tracks, frame.index, frame.t_s)
+        clock.lap("quality")
+        self.selector.add(candidates)
+        clock.lap("select")
         return tracks, closed
 
     def flush(self) -> list[Candidate]:
@@ -133,6 +171,7 @@ class Pipeline:
         if not candidates:
             return
         preds = self.classifier.predict([c.crop for c in candidates])
+        self.clock.lap("classify")
         scored = [ScoredFrame(c, p) for c, p in zip(candidates, preds)]
         self.timeline.add_scored(scored)
         self.writer.scored(scored)
@@ -143,20 +182,29 @@ class Pipeline:
         for m in rows:
             self.writer.minute(m)
             self.totals.minutes += 1
+            self.totals.rss_mb_by_minute.append(round(rss_mb(), 1))
             self.observer.minute(m)
 
     def run(self) -> Totals:
         t0 = time.perf_counter()
         tot = self.totals
+        clock = self.clock = StageClock()
+        latencies = []
         last_t = 0.0
         try:
             for frame in self.source:
+                clock.lap("decode_wait")  # time blocked on the reader thread: zero when decoding keeps ahead
                 if self.settings.duration_s is not None and frame.t_s >= self.settings.duration_s:
                     break
                 last_t = frame.t_s
-                tracks, closed = self.faces.step(frame)
+                tracks, closed = self.faces.step(frame, clock)
+                if frame.wall_time is not None:
+                    latencies.append(time.time() - frame.wall_time)
+                if tot.first_frame_epoch is None:
+                    tot.first_frame_epoch = time.time()
                 self._score(closed)
                 self._minutes(self.timeline.add_frame(frame.t_s, bool(tracks), frame.dropped_before))
+                clock.lap("timeline")
                 tot.frames += 1
                 tot.dropped_frames += frame.dropped_before
                 tot.face_frames += int(bool(tracks))
@@ -179,6 +227,13 @@ class Pipeline:
             tot.alerts = sum(r.extra.get("alert_event") == "raised" for r in self.timeline.rows)
             tot.interrupted = tot.interrupted or self._stop
             tot.wall_s = time.perf_counter() - t0
+            clock.lap("finish")
+            tot.stage_ms_per_frame = clock.ms_per_frame(tot.frames)
+            tot.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+            if latencies:
+                ms = 1000 * np.array(latencies)
+                tot.latency_ms = {"p50": round(float(np.percentile(ms, 50)), 1),
+                                  "p95": round(float(np.percentile(ms, 95)), 1), "max": round(float(ms.max()), 1)}
         return tot
 
     def run_info(self, extra: dict | None = None) -> dict:

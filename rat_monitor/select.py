@@ -38,10 +38,22 @@ class QualityScorer:
 
     def __init__(self, crop_size: int = 112):
         self.crop_size = crop_size
-        self._prev_grey: np.ndarray | None = None
+        self._prev: np.ndarray | None = None  # the previous frame, for the motion measure inside each box
+
+    def _motion(self, image: np.ndarray, box: np.ndarray) -> float:
+        """Mean absolute grey difference (0..1) inside the box between this frame and the previous one;
+        computed on the box only, never on the whole frame."""
+        if self._prev is None or self._prev.shape != image.shape:
+            return 0.0
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = np.clip(box, 0, [w - 1, h - 1, w - 1, h - 1]).astype(int)
+        if x1 <= x0 or y1 <= y0:
+            return 0.0
+        a = cv2.resize(to_grey(image[y0:y1, x0:x1]), (32, 32), interpolation=cv2.INTER_AREA)
+        b = cv2.resize(to_grey(self._prev[y0:y1, x0:x1]), (32, 32), interpolation=cv2.INTER_AREA)
+        return float(cv2.absdiff(a, b).mean() / 255.0)
 
     def score(self, image: np.ndarray, tracks: list[FaceTrack], frame: int, t_s: float) -> list[Candidate]:
-        grey_frame = to_grey(image)
         out = []
         for tr in tracks:
             crop = square_crop(image, tr.box)
@@ -49,19 +61,13 @@ class QualityScorer:
                 continue
             crop = cv2.resize(crop, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA)
             g = to_grey(crop)
-            motion = 0.0
-            if self._prev_grey is not None:
-                x0, y0, x1, y1 = np.clip(tr.box, 0, [image.shape[1] - 1, image.shape[0] - 1] * 2).astype(int)
-                if x1 > x0 and y1 > y0:
-                    a = cv2.resize(grey_frame[y0:y1, x0:x1], (32, 32), interpolation=cv2.INTER_AREA)
-                    b = cv2.resize(self._prev_grey[y0:y1, x0:x1], (32, 32), interpolation=cv2.INTER_AREA)
-                    motion = float(cv2.absdiff(a, b).mean() / 255.0)
+            motion = self._motion(image, tr.box)
             sharp = sharpness(g)
             size = float(np.sqrt(max(tr.box[2] - tr.box[0], 0) * max(tr.box[3] - tr.box[1], 0)))
             q = Quality(sharpness=sharp, motion=motion, confidence=float(tr.score), size_px=size,
                         pose_weight=POSE_WEIGHT.get(tr.pose_hint, 0.7), exposure=exposure(g), score=0.0)
             out.append(Candidate(frame, t_s, tr.track_id, tr.box.copy(), crop, _combine(q)))
-        self._prev_grey = grey_frame
+        self._prev = image
         return out
 
 

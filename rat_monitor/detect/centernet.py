@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..errors import ModelError
+from ..imaging import downscale
 from ..models import read_card, verified_file
 from ..types import Detections
 
@@ -30,7 +31,7 @@ def preprocess(images: list[np.ndarray], width: int = INPUT_W, height: int = INP
     """BGR uint8 frames -> float32 NCHW batch in [0, 1], RGB, resized to the network input."""
     batch = np.empty((len(images), 3, height, width), np.float32)
     for i, img in enumerate(images):
-        small = cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+        small = downscale(img, width, height)
         if small.ndim == 2:
             small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
         batch[i] = small[:, :, ::-1].transpose(2, 0, 1) * (1.0 / 255.0)
