@@ -18,6 +18,7 @@ from rich.table import Table
 
 from .errors import ConfigError, RatMonitorError, SourceError
 from .models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
+from .sources import CaptureSource
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Watch laboratory rats on video and report pain from facial expressions (Rat Grimace "
@@ -191,16 +192,15 @@ def watch(
     per_window: int = typer.Option(3, help="Face frames scored per window at most."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run in --out."),
     on_alert: Optional[str] = typer.Option(None, help="Command run when an alert is raised; the alert as JSON on stdin."),
+    give_up: float = typer.Option(300.0, help="Seconds to keep retrying a lost camera or stream before ending the run."),
 ):
     """Live pain timeline from a camera, a stream or a file, with a terminal view; Ctrl-C stops cleanly.
 
     [bold]Example:[/] rat-monitor watch --camera 0 --out runs/cage3
     """
-    from .sources import CaptureSource
-
     settings = _settings(window, per_window, duration, "causal")
     det, clf = _load_models(model, detector)
-    source = CaptureSource(video=video, camera=camera, url=url, realtime=realtime)
+    source = CaptureSource(video=video, camera=camera, url=url, realtime=realtime, give_up_s=give_up)
     try:
         view = LiveView(_caveat(clf), on_alert)
         pipe = _open_run(source, out_dir, det, clf, settings, view.observer, overwrite)
@@ -209,7 +209,7 @@ def watch(
             totals = pipe.run()
             view.live = None
             live.update(view.render())
-        pipe.writer.close(pipe.run_info({"command": "watch"}))
+        pipe.writer.close(pipe.run_info({"command": "watch", "complete": True, "outages_s": source.outages}))
     finally:
         source.close()
     stopped = "stopped by Ctrl-C; " if totals.interrupted else ""
@@ -217,10 +217,20 @@ def watch(
               f"{totals.dropped_frames} dropped → {out_dir}/timeline.csv", highlight=False)
 
 
-def _analyze_one(video: Path, run_dir: Path, det, clf, settings, overwrite: bool, progress: Progress):
-    from .pipeline import Observer
-    from .sources import CaptureSource
+WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished minute, to warm up the tracker
 
+
+def _analyze_one(video: Path, run_dir: Path, det, clf, settings, overwrite: bool, progress: Progress,
+                 resume: bool = False):
+    """One video through the pipeline into its run folder; returns (pipeline, totals), or None when --resume
+    finds the run already complete."""
+    from .pipeline import Observer, Pipeline
+    from .sinks import RunWriter, prepare_run_dir
+    from .sinks.files import prepare_resume, run_state
+
+    state = run_state(run_dir) if resume else "new"
+    if state == "complete":
+        return None
     source = CaptureSource(video=video)
     try:
         total = source.info.frame_count
@@ -230,12 +240,21 @@ def _analyze_one(video: Path, run_dir: Path, det, clf, settings, overwrite: bool
             def frame(self, index, t_s, n_faces, stats):
                 progress.update(progress_task["id"], completed=stats["frames"], rate=f"{stats['fps']:.0f} fps")
 
-        pipe = _open_run(source, run_dir, det, clf, settings, _Obs(), overwrite)
+        earlier, resume_s = [], 0.0
+        if state == "partial":
+            earlier, resume_s = prepare_resume(run_dir)
+            source.start_frame = max(0, int((resume_s - WARMUP_S) * source.info.fps))
+            writer = RunWriter(run_dir, resume=True)
+        else:
+            writer = RunWriter(prepare_run_dir(run_dir, overwrite))
+        pipe = Pipeline(source, det, clf, writer, settings, _Obs(), earlier=earlier, resume_s=resume_s)
         task = progress_task["id"] = progress.add_task(video.name, total=total, rate="")
         totals = pipe.run()
         progress.update(task, completed=totals.frames, total=totals.frames, rate=f"{totals.fps:.0f} fps")
         truncated = source.truncated and not totals.interrupted
-        pipe.writer.close(pipe.run_info({"command": "analyze", "truncated": truncated}))
+        pipe.writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
+                                         "decode_errors": source.decode_errors, "resumed_from_s": resume_s or None,
+                                         "complete": not (truncated or totals.interrupted)}))
         if truncated:
             raise SourceError(f"{video} ends after {source.frames_read} of the {total} frames its header promises "
                               f"(cut short or corrupt); the minutes read are kept in {run_dir}")
@@ -260,6 +279,7 @@ def analyze(
     window: float = typer.Option(10.0, help="Selection window in seconds (must divide a minute)."),
     per_window: int = typer.Option(3, help="Face frames scored per window at most."),
     overwrite: bool = typer.Option(False, help="Replace earlier runs of the same videos."),
+    resume: bool = typer.Option(False, help="Finish interrupted runs where they stopped; skip finished ones."),
     quiet: bool = typer.Option(False, help="No timeline table after each video."),
     on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
 ):
@@ -272,7 +292,12 @@ def analyze(
     det, clf = _load_models(model, detector)
     with _progress() as progress:
         for video in videos:
-            pipe, totals = _analyze_one(video, out_dir / video.stem, det, clf, settings, overwrite, progress)
+            done = _analyze_one(video, out_dir / video.stem, det, clf, settings, overwrite, progress, resume)
+            if done is None:
+                progress.console.print(f"{video.name}: already complete in {out_dir / video.stem}, skipped",
+                                       highlight=False)
+                continue
+            pipe, totals = done
             for row in pipe.timeline.rows:
                 if row.extra.get("alert_event") == "raised":
                     _fire_alert(on_alert, row)

@@ -150,7 +150,8 @@ class FaceFinder:
 
 class Pipeline:
     def __init__(self, source: FrameSource, detector: FaceDetector, classifier: PainClassifier, writer: RunWriter,
-                 settings: Settings | None = None, observer: Observer | None = None):
+                 settings: Settings | None = None, observer: Observer | None = None,
+                 earlier: list[MinuteSummary] | None = None, resume_s: float = 0.0):
         self.settings = settings or Settings()
         self.settings.check()
         self.source = source
@@ -159,7 +160,10 @@ class Pipeline:
         self.writer = writer
         self.observer = observer or Observer()
         self.faces = FaceFinder(detector, self.settings)
-        self.timeline = Timeline(start_time=source.info.start_time, rule=self.settings.alert)
+        self.timeline = Timeline(start_time=source.info.start_time, rule=self.settings.alert, live=source.info.live,
+                                 earlier=earlier)
+        # Resuming: frames before resume_s only warm up the tracker and quality measures; their minutes are done.
+        self.resume_s = resume_s
         self.totals = Totals()
         self._stop = False
 
@@ -190,14 +194,18 @@ class Pipeline:
         tot = self.totals
         clock = self.clock = StageClock()
         latencies = []
-        last_t = 0.0
+        last_t = -1.0 if self.resume_s > 0 else 0.0
         try:
             for frame in self.source:
                 clock.lap("decode_wait")  # time blocked on the reader thread: zero when decoding keeps ahead
                 if self.settings.duration_s is not None and frame.t_s >= self.settings.duration_s:
                     break
-                last_t = frame.t_s
                 tracks, closed = self.faces.step(frame, clock)
+                if frame.t_s < self.resume_s:
+                    continue
+                if last_t < self.resume_s:
+                    closed = []  # the window that closed here belongs to the warm-up
+                last_t = frame.t_s
                 if frame.wall_time is not None:
                     latencies.append(time.time() - frame.wall_time)
                 if tot.first_frame_epoch is None:
@@ -220,7 +228,8 @@ class Pipeline:
             self._score(self.faces.flush())
             tot.detector_runs = self.faces.detector_runs
             fps = self.source.info.fps or 30.0
-            self._minutes(self.timeline.finish(end_s=last_t + 1.0 / fps))
+            if last_t >= self.resume_s:
+                self._minutes(self.timeline.finish(end_s=last_t + 1.0 / fps))
             if self.settings.smoothing == "centred":
                 smooth(self.timeline.rows, "centred", self.settings.alert)
                 self.writer.rewrite_timeline(self.timeline.rows)

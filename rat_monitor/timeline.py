@@ -77,12 +77,16 @@ def smooth(rows: list[MinuteSummary], mode: str, rule: AlertRule) -> None:
 class Timeline:
     """Feed frames in time order; closed minutes come back as MinuteSummary rows (causally smoothed)."""
 
-    def __init__(self, start_time: float | None = None, rule: AlertRule | None = None):
+    def __init__(self, start_time: float | None = None, rule: AlertRule | None = None, live: bool = False,
+                 earlier: list[MinuteSummary] | None = None):
         self.start_time = start_time  # epoch seconds of t_s = 0, when known
         self.rule = rule or AlertRule()
+        self.live = live
         self._current: MinuteSummary | None = None
         self._probs: dict[int, list[np.ndarray]] = {}  # minute -> P(none, moderate, severe) of its scored frames
-        self.rows: list[MinuteSummary] = []
+        self.rows: list[MinuteSummary] = list(earlier or [])  # a resumed run continues after these minutes
+        if self.rows:
+            self._current = self._open(self.rows[-1].minute + 1)
 
     def _open(self, minute: int) -> MinuteSummary:
         start = None if self.start_time is None else self.start_time + minute * 60
@@ -121,6 +125,8 @@ class Timeline:
 
     def _close(self) -> MinuteSummary:
         m = self._current
+        if m.frames == 0:
+            m.status = "source_lost" if self.live else "no_frames"
         scored = np.array(self._probs.pop(m.minute, []))
         m.scored_frames = len(scored)
         if len(scored):

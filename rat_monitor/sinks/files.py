@@ -28,6 +28,19 @@ def _num(v, digits: int = 4) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
+def run_state(path: Path) -> str:
+    """'new' (no run here), 'complete' (run.json says it finished) or 'partial' (interrupted: resumable)."""
+    path = Path(path)
+    if not (path / "timeline.csv").exists():
+        return "new"
+    try:
+        if json.loads((path / "run.json").read_text()).get("complete"):
+            return "complete"
+    except (OSError, ValueError):
+        pass
+    return "partial"
+
+
 def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
     """Creates the run folder; refuses to mix with an earlier run unless overwrite is set."""
     path = Path(path)
@@ -39,26 +52,30 @@ def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
         raise ConfigError(f"output folder {path} is not writable")
     existing = [f for f in RUN_FILES if (path / f).exists()]
     if existing and not overwrite:
-        raise ConfigError(f"{path} already holds a run ({', '.join(existing)}); choose another --out or add --overwrite")
+        raise ConfigError(f"{path} already holds a run ({', '.join(existing)}); choose another --out, add --overwrite, "
+                          "or --resume (analyze) to finish an interrupted one")
     for f in existing:
         (path / f).unlink()
     return path
 
 
 class RunWriter:
-    """Appends rows as they are produced and flushes them, so a crash loses at most the current minute."""
+    """Appends rows as they are produced and flushes them, so a crash loses at most the current minute.
+    With resume=True it continues the files of an interrupted run instead of starting them."""
 
-    def __init__(self, run_dir: Path, save_crops: bool = True):
+    def __init__(self, run_dir: Path, save_crops: bool = True, resume: bool = False):
         self.dir = Path(run_dir)
         self.save_crops = save_crops
         if save_crops:
             (self.dir / "crops").mkdir(exist_ok=True)
-        self._timeline = open(self.dir / "timeline.csv", "w", newline="")
-        self._frames = open(self.dir / "frames.csv", "w", newline="")
+        mode = "a" if resume else "w"
+        self._timeline = open(self.dir / "timeline.csv", mode, newline="")
+        self._frames = open(self.dir / "frames.csv", mode, newline="")
         self._tw = csv.writer(self._timeline)
         self._fw = csv.writer(self._frames)
-        self._tw.writerow(TIMELINE_COLUMNS)
-        self._fw.writerow(FRAME_COLUMNS)
+        if not resume:
+            self._tw.writerow(TIMELINE_COLUMNS)
+            self._fw.writerow(FRAME_COLUMNS)
         self._sync(self._timeline)
         self._sync(self._frames)
         self._alerts = None
@@ -111,6 +128,55 @@ class RunWriter:
                 self._sync(f)
                 f.close()
         atomic_write_text(self.dir / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
+
+
+def _opt(v: str) -> float | None:
+    return float(v) if v not in ("", None) else None
+
+
+def read_timeline(path: Path) -> list[MinuteSummary]:
+    """The complete minutes of a timeline.csv, back as MinuteSummary rows (to resume a run)."""
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            m = MinuteSummary(minute=int(r["minute"]), start_s=float(r["start_s"]), end_s=float(r["end_s"]),
+                              start_time=r["start_time"], frames=int(r["frames"]),
+                              dropped_frames=int(r["dropped_frames"]), face_frames=int(r["face_frames"]),
+                              scored_frames=int(r["scored_frames"]), pain_prob=_opt(r["pain_prob"]),
+                              pain_score=_opt(r["pain_score"]), pain_level=r["pain_level"], status=r["status"],
+                              pain_prob_low=_opt(r.get("pain_prob_low")), pain_prob_high=_opt(r.get("pain_prob_high")),
+                              share_none=_opt(r.get("share_none")), share_moderate=_opt(r.get("share_moderate")),
+                              share_severe=_opt(r.get("share_severe")))
+            if m.pain_prob is not None:
+                m.extra["pain_sum"] = m.pain_prob * m.scored_frames
+            rows.append(m)
+    if [m.minute for m in rows] != list(range(len(rows))):
+        raise ConfigError(f"{path} does not hold consecutive minutes from 0; cannot resume it")
+    return rows
+
+
+def prepare_resume(run_dir: Path) -> tuple[list[MinuteSummary], float]:
+    """An interrupted run folder -> its complete minutes and the time to continue from. frames.csv keeps only
+    the frames of those minutes (the unfinished minute is redone); crops of the unfinished minute go."""
+    run_dir = Path(run_dir)
+    rows = read_timeline(run_dir / "timeline.csv")
+    while rows and rows[-1].end_s - rows[-1].start_s < 59.999:  # a minute closed early by Ctrl-C: redo it
+        rows.pop()
+    atomic_write_text(run_dir / "timeline.csv", _csv_text([TIMELINE_COLUMNS] + [timeline_row(m) for m in rows]))
+    resume_s = 60.0 * len(rows)
+    with open(run_dir / "frames.csv", newline="") as f:
+        frames = list(csv.reader(f))
+    header, body = frames[0], frames[1:]
+    t_col = header.index("t_s")
+    keep = [r for r in body if float(r[t_col]) < resume_s]
+    atomic_write_text(run_dir / "frames.csv", _csv_text([header] + keep))
+    if "crop" in header and (run_dir / "crops").is_dir():
+        kept = {r[header.index("crop")] for r in keep}
+        for crop in (run_dir / "crops").iterdir():
+            if f"crops/{crop.name}" not in kept:
+                crop.unlink()
+    (run_dir / "alerts.jsonl").unlink(missing_ok=True)  # recomputed over the whole run at the end
+    return rows, resume_s
 
 
 def timeline_row(m: MinuteSummary) -> list:

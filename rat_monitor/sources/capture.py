@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 import cv2
+import numpy as np
 
 from ..errors import SourceError
 from ..types import Frame, SourceInfo
@@ -65,11 +66,14 @@ class CaptureSource:
     """A file, a camera index or a stream URL read through OpenCV's FFmpeg backend."""
 
     def __init__(self, *, video: str | Path | None = None, camera: int | None = None, url: str | None = None,
-                 queue_size: int = 64, realtime: bool = False):
+                 queue_size: int = 64, realtime: bool = False, start_frame: int = 0, give_up_s: float = 300.0):
         chosen = [x is not None for x in (video, camera, url)]
         if sum(chosen) != 1:
             raise SourceError("give exactly one source: --video PATH, --camera N or --url URL")
         self.realtime = realtime
+        self.start_frame = start_frame  # files: frames before this are skipped undecoded (resume)
+        self.give_up_s = give_up_s  # live: how long to keep retrying a lost camera or stream
+        self._open_args = (video, camera, url)
         if video is not None:
             path = Path(video)
             _check_video_path(path)
@@ -106,6 +110,8 @@ class CaptureSource:
         self._stop = threading.Event()
         self.dropped = 0
         self.frames_read = 0
+        self.decode_errors = 0  # files: unreadable frames skipped mid-stream
+        self.outages: list[tuple[float, float]] = []  # live: (lost at, back at) in seconds since start
         self.error: str | None = None
         self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
         self._started = False
@@ -130,9 +136,55 @@ class CaptureSource:
                 except queue.Empty:
                     pass
 
+    def _reopen(self) -> bool:
+        """Live source lost: retry with back-off (0.5 s doubling to 8 s) until it answers or give_up_s passes."""
+        video, camera, url = self._open_args
+        lost_at = time.time()
+        delay = 0.5
+        self._cap.release()
+        while not self._stop.is_set() and time.time() - lost_at < self.give_up_s:
+            self._stop.wait(delay)
+            delay = min(8.0, delay * 2)
+            if camera is not None:
+                cap = cv2.VideoCapture(int(camera))
+            else:
+                cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+                                                             cv2.CAP_PROP_READ_TIMEOUT_MSEC, OPEN_TIMEOUT_MS])
+            if cap.isOpened():
+                self._cap = cap
+                start = self.info.start_time
+                self.outages.append((lost_at - start, time.time() - start))
+                return True
+            cap.release()
+        self.outages.append((lost_at - self.info.start_time, time.time() - self.info.start_time))
+        return False
+
+    def _next_file_frame(self, index: int) -> tuple[bool, np.ndarray | None, int]:
+        """The next decodable frame of a file, skipping (and counting) corrupt ones mid-stream."""
+        count = self.info.frame_count
+        ok, image = self._cap.read()
+        skipped = 0
+        # Not yet the end the header promises: a corrupt frame. Skip it and try the next, up to a limit past
+        # which this is the end of a cut-short file rather than a damaged patch.
+        while not ok and count is not None and index + 1 + skipped < count and skipped < 30:
+            skipped += 1
+            ok, image = self._cap.read()
+        if ok:
+            self.decode_errors += skipped
+            index += skipped
+        return ok, image, index + 1
+
     def _read(self) -> None:
-        cap, info = self._cap, self.info
+        info = self.info
         index, image = 0, self._first
+        if self.start_frame > 0:  # resume: skip decoded work already done, without converting pixels
+            while index < self.start_frame - 1 and self._cap.grab():
+                index += 1
+            ok, image = self._cap.read()
+            index += 1
+            if not ok:
+                self._put(_END)
+                return
         t0 = time.monotonic()
         try:
             while not self._stop.is_set():
@@ -140,7 +192,7 @@ class CaptureSource:
                 if info.live:
                     t_s = now - info.start_time
                 else:
-                    pos = cap.get(cv2.CAP_PROP_POS_MSEC)
+                    pos = self._cap.get(cv2.CAP_PROP_POS_MSEC)
                     t_s = index / info.fps if index == 0 or pos <= 0 else pos / 1000.0
                     if self.realtime:  # pace a file like a live camera
                         delay = t0 + t_s - time.monotonic()
@@ -148,10 +200,15 @@ class CaptureSource:
                             time.sleep(delay)
                 self._put(Frame(index=index, t_s=t_s, image=image, wall_time=now if info.live else None))
                 self.frames_read = index + 1
-                ok, image = cap.read()
+                if info.live:
+                    ok, image = self._cap.read()
+                    if not ok and not self._stop.is_set() and self._reopen():
+                        ok, image = self._cap.read()
+                    index += 1
+                else:
+                    ok, image, index = self._next_file_frame(index)
                 if not ok:
                     break
-                index += 1
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             self.error = f"{info.name}: {exc}"
         finally:

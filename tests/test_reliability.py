@@ -1,0 +1,206 @@
+"""Faults and bad input: SIGKILL then --resume, a stream that stops and comes back, and the bad-input matrix."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rat_monitor.cli import app
+from rat_monitor.synth import VideoSpec, write_video
+
+runner = CliRunner()
+RM = [sys.executable, "-m", "rat_monitor.cli"]
+FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def four_minutes(tmp_path_factory):
+    out = tmp_path_factory.mktemp("long") / "four.mp4"
+    write_video(VideoSpec(width=320, height=180, fps=15, minutes=4, seed=61, subject=7, schedule="0:0,2:2"), out)
+    return out
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_timeline(four_minutes, tmp_path):
+    full = runner.invoke(app, ["analyze", str(four_minutes), "--out", str(tmp_path / "full"), "--quiet"])
+    assert full.exit_code == 0, full.output
+    killed_dir = tmp_path / "killed"
+    proc = subprocess.Popen(RM + ["analyze", str(four_minutes), "--out", str(killed_dir), "--quiet"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    timeline = killed_dir / "four" / "timeline.csv"
+    deadline = time.time() + 60
+    while time.time() < deadline:  # kill as soon as the first minute is on disk
+        if timeline.exists() and len(timeline.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kept = _rows(timeline)
+    assert 1 <= len(kept) < 4  # the minutes flushed before the kill survived it
+    assert not (killed_dir / "four" / "run.json").exists()
+    resumed = runner.invoke(app, ["analyze", str(four_minutes), "--out", str(killed_dir), "--resume", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    a, b = _rows(tmp_path / "full" / "four" / "timeline.csv"), _rows(timeline)
+    assert [r["minute"] for r in a] == [r["minute"] for r in b] == ["0", "1", "2", "3"]
+    for x, y in zip(a, b):
+        assert x["frames"] == y["frames"] and x["pain_level"] == y["pain_level"] and x["alert"] == y["alert"]
+        assert abs(int(x["face_frames"]) - int(y["face_frames"])) <= 3
+        assert abs(float(x["pain_prob"]) - float(y["pain_prob"])) < 0.1
+    frames = _rows(killed_dir / "four" / "frames.csv")
+    times = [float(f["t_s"]) for f in frames]
+    assert times == sorted(times) and len(set(times)) == len(times)  # nothing duplicated or out of order
+    assert sum(int(r["scored_frames"]) for r in b) == len(frames)
+    again = runner.invoke(app, ["analyze", str(four_minutes), "--out", str(killed_dir), "--resume"])
+    assert again.exit_code == 0 and "already complete" in again.output
+
+
+def _serve(video: Path, port: int) -> subprocess.Popen:
+    return subprocess.Popen([FFMPEG, "-v", "quiet", "-re", "-stream_loop", "-1", "-i", str(video), "-c", "copy",
+                             "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_stream_lost_for_a_minute_then_back(short_video, tmp_path):
+    """The server stops at ~10 s and comes back at ~125 s: minute 1 has no frames (source_lost), then the
+    run recovers and goes on."""
+    port = _free_port()
+    server = _serve(short_video, port)
+    time.sleep(0.5)
+    proc = subprocess.Popen(RM + ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path),
+                                  "--duration", "150"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(10)
+        server.kill()
+        server.wait()
+        time.sleep(115)
+        server = _serve(short_video, port)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        server.kill()
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    rows = _rows(tmp_path / "timeline.csv")
+    assert [r["minute"] for r in rows] == ["0", "1", "2"]
+    assert int(rows[0]["frames"]) > 0
+    assert rows[1]["frames"] == "0" and rows[1]["status"] == "source_lost" and rows[1]["pain_level"] == "unknown"
+    assert int(rows[2]["frames"]) > 100 and rows[2]["status"] == "ok"  # recovered
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["outages_s"] and info["complete"]
+
+
+def test_lost_stream_gives_up_cleanly(short_video, tmp_path):
+    port = _free_port()
+    server = _serve(short_video, port)
+    time.sleep(0.5)
+    proc = subprocess.Popen(RM + ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path),
+                                  "--give-up", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    server.kill()
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert int(_rows(tmp_path / "timeline.csv")[0]["frames"]) > 0
+    assert json.loads((tmp_path / "run.json").read_text())["outages_s"]
+
+
+def _ffmpeg(*args):
+    subprocess.run([FFMPEG, "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def _analyze(video, out):
+    return subprocess.run(RM + ["analyze", str(video), "--out", str(out), "--quiet"], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_odd_but_valid_videos_run_without_crashing(short_video, tmp_path):
+    """16x16, 8K, grey-scale, rotation metadata, variable frame rate: each analysed, exit 0, a timeline."""
+    tiny, big, grey, rotated, vfr = (tmp_path / f"{n}.mp4" for n in ("tiny", "big", "grey", "rotated", "vfr"))
+    write_video(VideoSpec(width=16, height=16, fps=10, minutes=0.1, seed=1), tiny)
+    _ffmpeg("-i", short_video, "-frames:v", "8", "-vf", "scale=7680:4320", "-c:v", "libx264", "-preset", "ultrafast",
+            big)
+    _ffmpeg("-i", short_video, "-vf", "format=gray", "-c:v", "libx264", "-pix_fmt", "gray", grey)
+    _ffmpeg("-i", short_video, "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated)
+    _ffmpeg("-i", short_video, "-vf", "setpts='if(lt(N,100),PTS,PTS*2)'", "-fps_mode", "vfr", "-c:v", "libx264", vfr)
+    for video in (tiny, big, grey, rotated, vfr):
+        proc = _analyze(video, tmp_path / "runs")
+        assert proc.returncode == 0, (video.name, proc.stderr)
+        rows = _rows(tmp_path / "runs" / video.stem / "timeline.csv")
+        assert rows and all(int(r["frames"]) > 0 for r in rows)
+    vfr_rows = _rows(tmp_path / "runs" / "vfr" / "timeline.csv")
+    assert len(vfr_rows) == 2  # timestamps stretched past one minute: media time, not frame count / fps
+
+
+def test_corrupt_frames_mid_stream_are_skipped_and_counted(short_video, tmp_path):
+    data = bytearray(short_video.read_bytes())
+    rng = np.random.default_rng(0)
+    for pos in rng.integers(len(data) // 3, 2 * len(data) // 3, 40):  # damage the middle of the stream
+        data[pos:pos + 64] = bytes(64)
+    bad = tmp_path / "damaged.mp4"
+    bad.write_bytes(bytes(data))
+    proc = _analyze(bad, tmp_path / "runs")
+    assert proc.returncode == 0, proc.stderr
+    rows = _rows(tmp_path / "runs" / "damaged" / "timeline.csv")
+    delivered = sum(int(r["frames"]) for r in rows)
+    cap = cv2.VideoCapture(str(short_video))
+    assert delivered + json.loads((tmp_path / "runs" / "damaged" / "run.json").read_text())["decode_errors"] \
+        <= int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+
+
+def test_video_cut_in_half_keeps_the_minutes_read(four_minutes, tmp_path):
+    data = four_minutes.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    proc = _analyze(cut, tmp_path / "runs")
+    assert proc.returncode == 3 and "cut short or corrupt" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = _rows(tmp_path / "runs" / "cut" / "timeline.csv")
+    assert len(rows) >= 1 and int(rows[0]["frames"]) == 900
+
+
+def test_zero_frame_video(tmp_path):
+    empty = tmp_path / "zero.mp4"
+    _ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:d=1", "-frames:v", "0", "-c:v", "libx264", empty)
+    proc = _analyze(empty, tmp_path / "runs")
+    assert proc.returncode == 3 and proc.stderr.strip().startswith("error:")
+
+
+def test_full_disk_keeps_what_was_written(short_video, tmp_path, monkeypatch):
+    from rat_monitor.sinks import files
+
+    original = files.RunWriter.minute
+
+    def minute_then_full(self, m):
+        if m.minute >= 0 and (self.dir / "timeline.csv").stat().st_size > 0 and getattr(self, "_wrote", False):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, m)
+        self._wrote = True
+
+    monkeypatch.setattr(files.RunWriter, "minute", minute_then_full)
+    long = tmp_path / "long.mp4"
+    write_video(VideoSpec(width=160, height=120, fps=5, minutes=2.2, seed=3), long)
+    result = runner.invoke(app, ["analyze", str(long), "--out", str(tmp_path / "runs"), "--quiet"])
+    assert result.exit_code == 2 and "disk is full" in result.output
+    assert len(_rows(tmp_path / "runs" / "long" / "timeline.csv")) == 1  # the minute written before is kept
