@@ -217,50 +217,25 @@ def watch(
               f"{totals.dropped_frames} dropped → {out_dir}/timeline.csv", highlight=False)
 
 
-WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished minute, to warm up the tracker
-
-
 def _analyze_one(video: Path, run_dir: Path, det, clf, settings, overwrite: bool, progress: Progress,
                  resume: bool = False):
-    """One video through the pipeline into its run folder; returns (pipeline, totals), or None when --resume
-    finds the run already complete."""
-    from .pipeline import Observer, Pipeline
-    from .sinks import RunWriter, prepare_run_dir
-    from .sinks.files import prepare_resume, run_state
+    """One video with its own progress bar; see batch.analyze_video."""
+    from .batch import analyze_video
+    from .pipeline import Observer
 
-    state = run_state(run_dir) if resume else "new"
-    if state == "complete":
-        return None
-    source = CaptureSource(video=video)
-    try:
-        total = source.info.frame_count
-        progress_task = {}
+    task = []  # the bar appears with the first frame, so a video that does not open leaves no empty bar
 
-        class _Obs(Observer):
-            def frame(self, index, t_s, n_faces, stats):
-                progress.update(progress_task["id"], completed=stats["frames"], rate=f"{stats['fps']:.0f} fps")
+    class _Obs(Observer):
+        def frame(self, index, t_s, n_faces, stats):
+            if not task:
+                task.append(progress.add_task(video.name, total=None, rate=""))
+            progress.update(task[0], completed=stats["frames"], rate=f"{stats['fps']:.0f} fps")
 
-        earlier, resume_s = [], 0.0
-        if state == "partial":
-            earlier, resume_s = prepare_resume(run_dir)
-            source.start_frame = max(0, int((resume_s - WARMUP_S) * source.info.fps))
-            writer = RunWriter(run_dir, resume=True)
-        else:
-            writer = RunWriter(prepare_run_dir(run_dir, overwrite))
-        pipe = Pipeline(source, det, clf, writer, settings, _Obs(), earlier=earlier, resume_s=resume_s)
-        task = progress_task["id"] = progress.add_task(video.name, total=total, rate="")
-        totals = pipe.run()
-        progress.update(task, completed=totals.frames, total=totals.frames, rate=f"{totals.fps:.0f} fps")
-        truncated = source.truncated and not totals.interrupted
-        pipe.writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
-                                         "decode_errors": source.decode_errors, "resumed_from_s": resume_s or None,
-                                         "complete": not (truncated or totals.interrupted)}))
-        if truncated:
-            raise SourceError(f"{video} ends after {source.frames_read} of the {total} frames its header promises "
-                              f"(cut short or corrupt); the minutes read are kept in {run_dir}")
-        return pipe, totals
-    finally:
-        source.close()
+    done = analyze_video(video, run_dir, det, clf, settings, overwrite=overwrite, resume=resume, observer=_Obs())
+    if done is not None and task:
+        totals = done[1]
+        progress.update(task[0], completed=totals.frames, total=totals.frames, rate=f"{totals.fps:.0f} fps")
+    return done
 
 
 def _progress() -> Progress:
@@ -272,7 +247,7 @@ def _progress() -> Progress:
 @app.command()
 @friendly_errors
 def analyze(
-    videos: list[Path] = typer.Argument(..., help="Video files (archived recordings)."),
+    videos: list[str] = typer.Argument(..., help="Video files, folders of videos, or glob patterns ('cage*/*.mp4')."),
     out_dir: Path = typer.Option(Path("runs"), "--out", help="Each video gets its run folder OUT/<video stem>/."),
     model: str = typer.Option(DEFAULT_CLASSIFIER, help=MODEL_HELP),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
@@ -280,31 +255,83 @@ def analyze(
     per_window: int = typer.Option(3, help="Face frames scored per window at most."),
     overwrite: bool = typer.Option(False, help="Replace earlier runs of the same videos."),
     resume: bool = typer.Option(False, help="Finish interrupted runs where they stopped; skip finished ones."),
+    workers: int = typer.Option(1, help="Videos analysed in parallel processes (one video per worker)."),
+    scheduler: Optional[str] = typer.Option(None, help="Run the videos on an existing Dask cluster "
+                                                       "(tcp://HOST:PORT); results go to --out."),
     quiet: bool = typer.Option(False, help="No timeline table after each video."),
     on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
 ):
     """Analyse archived videos as fast as the machine allows: a run folder per video with the per-minute
-    timeline (timeline.csv), the scored frames (frames.csv) and run.json.
+    timeline (timeline.csv), the scored frames (frames.csv) and run.json; with several videos, summary.csv.
 
-    [bold]Example:[/] rat-monitor analyze surgery_day1.mp4 recovery_day1.mp4 --out runs/
+    [bold]Example:[/] rat-monitor analyze recordings/ --out runs/ --workers 2 --resume
     """
+    from .batch import expand_inputs, run_batch, summary_row, SUMMARY_COLUMNS
+
     settings = _settings(window, per_window, None, "centred")
+    paths = expand_inputs(videos)
+    if not paths:
+        raise SourceError("no video files found in " + ", ".join(videos))
+    if workers > 1 or scheduler:
+        _load_models(model, detector)  # fail early and in one line on a bad model name
+        with _progress() as progress:
+            task = progress.add_task("videos", total=len(paths), rate="")
+            rows = run_batch(paths, out_dir, model, detector, settings, workers=workers, scheduler=scheduler,
+                             overwrite=overwrite, resume=resume or not overwrite,
+                             done=lambda r: progress.update(task, advance=1, rate=f"{Path(r['video']).name}: "
+                                                                                  f"{r['status']}"))
+        _print_summary(rows, out_dir)
+        if any(r["status"] == "failed" for r in rows):
+            raise typer.Exit(1)
+        return
     det, clf = _load_models(model, detector)
+    rows = []
     with _progress() as progress:
-        for video in videos:
-            done = _analyze_one(video, out_dir / video.stem, det, clf, settings, overwrite, progress, resume)
+        for video in paths:
+            run_dir = out_dir / video.stem
+            try:
+                done = _analyze_one(video, run_dir, det, clf, settings, overwrite, progress, resume)
+            except RatMonitorError as exc:
+                if len(paths) == 1:
+                    raise
+                err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                rows.append(summary_row(video, run_dir, "failed", str(exc)))
+                continue
             if done is None:
-                progress.console.print(f"{video.name}: already complete in {out_dir / video.stem}, skipped",
-                                       highlight=False)
+                progress.console.print(f"{video.name}: already complete in {run_dir}, skipped", highlight=False)
+                rows.append(summary_row(video, run_dir, "skipped (complete)"))
                 continue
             pipe, totals = done
+            rows.append(summary_row(video, run_dir, "ok"))
             for row in pipe.timeline.rows:
                 if row.extra.get("alert_event") == "raised":
                     _fire_alert(on_alert, row)
             if not quiet:
                 progress.console.print(timeline_table(pipe.timeline.rows, title=f"{video.name}", caveat=_caveat(clf)))
             progress.console.print(f"{video.name}: {totals.frames} frames at {totals.fps:.0f} fps, "
-                                   f"{totals.scored_frames} scored → {out_dir / video.stem}", highlight=False)
+                                   f"{totals.scored_frames} scored → {run_dir}", highlight=False)
+    if len(paths) > 1:
+        _print_summary(rows, out_dir)
+        import csv as _csv
+
+        with open(out_dir / "summary.csv", "w", newline="") as f:
+            w = _csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        if any(r["status"] == "failed" for r in rows):
+            raise typer.Exit(1)
+
+
+def _print_summary(rows: list[dict], out_dir: Path) -> None:
+    table = Table(title=f"Batch summary ({out_dir / 'summary.csv'})", box=box.SIMPLE_HEAD)
+    for col in ("video", "status", "minutes", "observed", "none", "moderate", "severe", "unknown", "alerts"):
+        table.add_column(col, justify="left" if col in ("video", "status") else "right")
+    for r in rows:
+        status = r["status"] if r["status"] != "failed" else f"[red]failed[/]: {r['error'][:60]}"
+        table.add_row(Path(r["video"]).name, status, *(str(r.get(k, "")) for k in (
+            "minutes", "minutes_observed", "minutes_none", "minutes_moderate", "minutes_severe", "minutes_unknown",
+            "alerts")))
+    out.print(table)
 
 
 @app.command()

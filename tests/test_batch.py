@@ -1,0 +1,91 @@
+"""Batches of archives: a local process pool and a Dask cluster on 127.0.0.1, summary.csv, resume, failures."""
+
+from __future__ import annotations
+
+import csv
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rat_monitor.cli import app
+from rat_monitor.synth import VideoSpec, write_video
+
+runner = CliRunner()
+BIN = Path(sys.executable).parent
+
+
+def _rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """Three short recordings in a folder tree, and one broken file among them."""
+    root = tmp_path_factory.mktemp("archive")
+    for i, schedule in enumerate(("control", "0:2", "control")):
+        folder = root / f"cage{i % 2}"
+        folder.mkdir(exist_ok=True)
+        write_video(VideoSpec(width=200, height=120, fps=10, minutes=0.4, seed=80 + i, subject=20 + i,
+                              schedule=schedule), folder / f"rec{i}.mp4")
+    (root / "cage1" / "broken.mp4").write_text("not a video")
+    return root
+
+
+def test_local_pool_summary_failure_and_resume(archive, tmp_path):
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["analyze", str(archive), "--out", str(out), "--workers", "2"])
+    assert result.exit_code == 1, result.output  # one video failed: the exit code says so
+    rows = {Path(r["video"]).name: r for r in _rows(out / "summary.csv")}
+    assert set(rows) == {"rec0.mp4", "rec1.mp4", "rec2.mp4", "broken.mp4"}
+    assert rows["broken.mp4"]["status"] == "failed" and "not a video" in rows["broken.mp4"]["error"]
+    for name in ("rec0.mp4", "rec1.mp4", "rec2.mp4"):
+        assert rows[name]["status"] == "ok" and rows[name]["minutes"] == "1"
+        assert (out / Path(name).stem / "timeline.csv").exists()
+    again = runner.invoke(app, ["analyze", str(archive / "cage0"), str(archive / "cage1" / "rec1.mp4"), "--out",
+                                str(out), "--workers", "2"])
+    assert again.exit_code == 0, again.output
+    assert {r["status"] for r in _rows(out / "summary.csv")} == {"skipped (complete)"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dask_cluster_on_localhost(archive, tmp_path):
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(2)
+        for _ in range(2):
+            procs.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
+                                           "--host", "127.0.0.1"], stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL))
+        time.sleep(3)
+        out = tmp_path / "runs"
+        result = runner.invoke(app, ["analyze", str(archive / "cage0"), "--out", str(out), "--scheduler", address])
+        assert result.exit_code == 0, result.output
+        rows = _rows(out / "summary.csv")
+        assert [Path(r["video"]).name for r in rows] == ["rec0.mp4", "rec2.mp4"]
+        assert all(r["status"] == "ok" and int(r["frames"]) == 240 for r in rows)
+        assert (out / "rec0" / "timeline.csv").exists()  # written where the client asked
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=20)
+
+
+def test_unreachable_scheduler_is_one_line(archive, tmp_path):
+    result = runner.invoke(app, ["analyze", str(archive / "cage0"), "--out", str(tmp_path),
+                                 "--scheduler", f"tcp://127.0.0.1:{_free_port()}"])
+    assert result.exit_code == 2 and "cannot reach the Dask scheduler" in result.output
