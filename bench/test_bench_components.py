@@ -6,7 +6,6 @@ import os
 import time
 
 import cv2
-import numpy as np
 import pytest
 
 from rat_monitor.detect import load_detector

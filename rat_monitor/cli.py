@@ -523,22 +523,20 @@ def train(
     import numpy as np
 
     from .classify.base import save_lbp_svm
-    from .classify.evaluate import Trainer
+    from .classify.evaluate import Trainer, evaluate_loso
     from .data import load_dataset
 
-    from .classify.evaluate import evaluate_loso
-
     ds = load_dataset(data)
+    trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights, log=lambda m: err.print(m))
+    t0 = time.time()
+    trainer.prepare(ds.images())  # once, for the LOSO folds and the final fit
     metrics = {}
     if loso:
-        result = evaluate_loso(ds, model, task, n_jobs=2, epochs=epochs, weights=weights)
+        result = evaluate_loso(ds, model, task, trainer=trainer)
         metrics = {"protocol": "leave-one-subject-out",
                    **{k: round(v, 4) for k, v in result["pooled"].items() if k in ("accuracy", "macro_f1", "pain_f1")}}
         out.print(f"LOSO: {metrics}", highlight=False)
-    trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights, log=lambda m: err.print(m))
     out.print(f"training {model} ({task}) on {ds.summary()}", highlight=False)
-    t0 = time.time()
-    trainer.prepare(ds.images())
     est = trainer.fit(np.arange(len(ds)), ds.targets(task), ds.subjects)
     training = {"description": description or f"{len(ds)} crops of {len(set(ds.subjects))} animals from {ds.source}",
                 "dataset": ds.summary(), "seconds": round(time.time() - t0, 1), "synthetic": synthetic}

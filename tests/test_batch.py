@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import socket
 import subprocess
 import sys
 import time
@@ -14,14 +12,12 @@ from typer.testing import CliRunner
 
 from rat_monitor.cli import app
 from rat_monitor.synth import VideoSpec, write_video
+from helpers import free_port, read_rows
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent
 
 
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +37,7 @@ def test_local_pool_summary_failure_and_resume(archive, tmp_path):
     out = tmp_path / "runs"
     result = runner.invoke(app, ["analyze", str(archive), "--out", str(out), "--workers", "2"])
     assert result.exit_code == 1, result.output  # one video failed: the exit code says so
-    rows = {Path(r["video"]).name: r for r in _rows(out / "summary.csv")}
+    rows = {Path(r["video"]).name: r for r in read_rows(out / "summary.csv")}
     assert set(rows) == {"rec0.mp4", "rec1.mp4", "rec2.mp4", "broken.mp4"}
     assert rows["broken.mp4"]["status"] == "failed" and "not a video" in rows["broken.mp4"]["error"]
     for name in ("rec0.mp4", "rec1.mp4", "rec2.mp4"):
@@ -50,17 +46,13 @@ def test_local_pool_summary_failure_and_resume(archive, tmp_path):
     again = runner.invoke(app, ["analyze", str(archive / "cage0"), str(archive / "cage1" / "rec1.mp4"), "--out",
                                 str(out), "--workers", "2"])
     assert again.exit_code == 0, again.output
-    assert {r["status"] for r in _rows(out / "summary.csv")} == {"skipped (complete)"}
+    assert {r["status"] for r in read_rows(out / "summary.csv")} == {"skipped (complete)"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dask_cluster_on_localhost(archive, tmp_path):
-    port = _free_port()
+    port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
@@ -74,7 +66,7 @@ def test_dask_cluster_on_localhost(archive, tmp_path):
         out = tmp_path / "runs"
         result = runner.invoke(app, ["analyze", str(archive / "cage0"), "--out", str(out), "--scheduler", address])
         assert result.exit_code == 0, result.output
-        rows = _rows(out / "summary.csv")
+        rows = read_rows(out / "summary.csv")
         assert [Path(r["video"]).name for r in rows] == ["rec0.mp4", "rec2.mp4"]
         assert all(r["status"] == "ok" and int(r["frames"]) == 240 for r in rows)
         assert (out / "rec0" / "timeline.csv").exists()  # written where the client asked
@@ -87,5 +79,5 @@ def test_dask_cluster_on_localhost(archive, tmp_path):
 
 def test_unreachable_scheduler_is_one_line(archive, tmp_path):
     result = runner.invoke(app, ["analyze", str(archive / "cage0"), "--out", str(tmp_path),
-                                 "--scheduler", f"tcp://127.0.0.1:{_free_port()}"])
+                                 "--scheduler", f"tcp://127.0.0.1:{free_port()}"])
     assert result.exit_code == 2 and "cannot reach the Dask scheduler" in result.output

@@ -24,6 +24,7 @@ from rat_monitor.data import load_dataset, loso_splits
 from rat_monitor.errors import DatasetError, ModelError
 from rat_monitor.models import write_card
 from rat_monitor.synth import write_dataset
+from helpers import PicklePayload
 
 runner = CliRunner()
 
@@ -96,14 +97,6 @@ def test_save_load_round_trip_gives_identical_predictions(fitted, tmp_path):
     assert card["synthetic"] and "synthetic" in card["caveat"] and len(card["files"]["svm.safetensors"]) == 64
 
 
-class _Payload:
-    """Unpickling this would create a file: the proof that code ran."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_pickle_disguised_as_model_is_refused_and_never_runs(fitted, tmp_path):
@@ -111,7 +104,7 @@ def test_pickle_disguised_as_model_is_refused_and_never_runs(fitted, tmp_path):
     folder = tmp_path / "evil"
     save_lbp_svm(est, folder, "binary", {"description": "test"})
     marker = tmp_path / "pwned"
-    (folder / "svm.safetensors").write_bytes(pickle.dumps(_Payload(str(marker))))
+    (folder / "svm.safetensors").write_bytes(pickle.dumps(PicklePayload(str(marker))))
     card = json.loads((folder / "card.json").read_text())
     write_card(folder, card, ["svm.safetensors"])  # even with a matching sha256 in the card
     with pytest.raises(ModelError, match="not a valid safetensors"):

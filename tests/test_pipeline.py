@@ -2,41 +2,36 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
-import imageio_ffmpeg
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from rat_monitor.cli import app
 from rat_monitor.sinks import FRAME_COLUMNS, TIMELINE_COLUMNS
+from helpers import free_port, read_rows, serve_stream
 
 runner = CliRunner()
 RM = [sys.executable, "-m", "rat_monitor.cli"]
 
 
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def test_analyze_minutes_agree_with_truth(two_minute_video, tmp_path):
     result = runner.invoke(app, ["analyze", str(two_minute_video), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     run = tmp_path / two_minute_video.stem
-    rows = _rows(run / "timeline.csv")
+    rows = read_rows(run / "timeline.csv")
     assert list(rows[0])[:len(TIMELINE_COLUMNS)] == TIMELINE_COLUMNS
-    truth = _rows(two_minute_video.with_name(two_minute_video.stem + ".truth.csv"))
+    truth = read_rows(two_minute_video.with_name(two_minute_video.stem + ".truth.csv"))
     assert [int(r["minute"]) for r in rows] == [0, 1]
     for r in rows:
         m = int(r["minute"])
@@ -48,7 +43,7 @@ def test_analyze_minutes_agree_with_truth(two_minute_video, tmp_path):
         assert int(r["scored_frames"]) > 0 and r["pain_level"] != "unknown"
     # the painful minute scores higher than the control minute
     assert float(rows[1]["pain_prob"]) > float(rows[0]["pain_prob"])
-    frames = _rows(run / "frames.csv")
+    frames = read_rows(run / "frames.csv")
     assert list(frames[0])[:len(FRAME_COLUMNS)] == FRAME_COLUMNS
     assert len(frames) == sum(int(r["scored_frames"]) for r in rows)
     for f in frames:  # every scored frame shows a truly visible face
@@ -95,7 +90,7 @@ def test_bad_input_gives_one_line_and_nonzero_exit(case, tmp_path, short_video):
     elif case == "camera":
         args = ["watch", "--camera", "97"]
     elif case == "url":
-        args = ["watch", "--url", f"http://127.0.0.1:{_free_port()}/none.ts"]
+        args = ["watch", "--url", f"http://127.0.0.1:{free_port()}/none.ts"]
     elif case == "unwritable":
         if os.geteuid() == 0:
             target = Path("/proc/rat-monitor-out")  # not creatable even for root
@@ -112,21 +107,13 @@ def test_bad_input_gives_one_line_and_nonzero_exit(case, tmp_path, short_video):
     assert "Traceback" not in proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def _serve(video: Path, port: int) -> subprocess.Popen:
-    """A local live stream: ffmpeg sends the video at its real-time pace over HTTP on 127.0.0.1."""
-    return subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "quiet", "-re", "-i", str(video), "-c", "copy",
-                             "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"])
 
 
 def test_watch_url_writes_rows_stamped_with_wall_clock(short_video, tmp_path):
-    port = _free_port()
-    server = _serve(short_video, port)
+    port = free_port()
+    server = serve_stream(short_video, port)
     try:
         time.sleep(0.5)
         before = time.time()
@@ -135,7 +122,7 @@ def test_watch_url_writes_rows_stamped_with_wall_clock(short_video, tmp_path):
     finally:
         server.kill()
     assert proc.returncode == 0, proc.stderr
-    rows = _rows(tmp_path / "timeline.csv")
+    rows = read_rows(tmp_path / "timeline.csv")
     assert len(rows) == 1
     stamp = datetime.fromisoformat(rows[0]["start_time"]).timestamp()
     assert before - 2 <= stamp <= time.time()
@@ -151,7 +138,7 @@ def test_ctrl_c_closes_the_partial_minute_and_exits_zero(short_video, tmp_path):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    rows = _rows(tmp_path / "timeline.csv")
+    rows = read_rows(tmp_path / "timeline.csv")
     assert len(rows) == 1 and 0 < int(rows[0]["frames"]) < 40 * 15
     assert json.loads((tmp_path / "run.json").read_text())["totals"]["interrupted"] is True
 
@@ -166,13 +153,13 @@ def test_alert_on_the_onset_sample_and_never_on_the_control(tmp_path):
     result = runner.invoke(app, ["analyze", str(SAMPLES / "albino_onset.mp4"), str(SAMPLES / "albino_control.mp4"),
                                  "--out", str(tmp_path), "--quiet", "--on-alert", alert_cmd])
     assert result.exit_code == 0, result.output
-    onset = _rows(tmp_path / "albino_onset" / "timeline.csv")
+    onset = read_rows(tmp_path / "albino_onset" / "timeline.csv")
     raised = [json.loads(line) for line in (tmp_path / "albino_onset" / "alerts.jsonl").read_text().splitlines()]
     assert [e["event"] for e in raised] == ["raised"] and 2 <= raised[0]["minute"] <= 4
     assert json.loads((tmp_path / "alert.json").read_text())["minute"] == raised[0]["minute"]  # --on-alert ran
     assert not (tmp_path / "albino_control" / "alerts.jsonl").exists()
-    assert not any(r["alert"] == "1" for r in _rows(tmp_path / "albino_control" / "timeline.csv"))
-    truth = _rows(SAMPLES / "albino_onset.truth.csv")
+    assert not any(r["alert"] == "1" for r in read_rows(tmp_path / "albino_control" / "timeline.csv"))
+    truth = read_rows(SAMPLES / "albino_onset.truth.csv")
     errors = []
     for r in onset:
         minute = [t for t in truth if int(float(t["t_s"]) // 60) == int(r["minute"])]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import errno
 import json
 import os
@@ -10,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import imageio_ffmpeg
@@ -20,15 +18,13 @@ from typer.testing import CliRunner
 
 from rat_monitor.cli import app
 from rat_monitor.synth import VideoSpec, write_video
+from helpers import free_port, read_rows, serve_stream
 
 runner = CliRunner()
 RM = [sys.executable, "-m", "rat_monitor.cli"]
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -52,18 +48,18 @@ def test_sigkill_then_resume_gives_the_uninterrupted_timeline(four_minutes, tmp_
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    kept = _rows(timeline)
+    kept = read_rows(timeline)
     assert 1 <= len(kept) < 4  # the minutes flushed before the kill survived it
     assert not (killed_dir / "four" / "run.json").exists()
     resumed = runner.invoke(app, ["analyze", str(four_minutes), "--out", str(killed_dir), "--resume", "--quiet"])
     assert resumed.exit_code == 0, resumed.output
-    a, b = _rows(tmp_path / "full" / "four" / "timeline.csv"), _rows(timeline)
+    a, b = read_rows(tmp_path / "full" / "four" / "timeline.csv"), read_rows(timeline)
     assert [r["minute"] for r in a] == [r["minute"] for r in b] == ["0", "1", "2", "3"]
     for x, y in zip(a, b):
         assert x["frames"] == y["frames"] and x["pain_level"] == y["pain_level"] and x["alert"] == y["alert"]
         assert abs(int(x["face_frames"]) - int(y["face_frames"])) <= 3
         assert abs(float(x["pain_prob"]) - float(y["pain_prob"])) < 0.1
-    frames = _rows(killed_dir / "four" / "frames.csv")
+    frames = read_rows(killed_dir / "four" / "frames.csv")
     times = [float(f["t_s"]) for f in frames]
     assert times == sorted(times) and len(set(times)) == len(times)  # nothing duplicated or out of order
     assert sum(int(r["scored_frames"]) for r in b) == len(frames)
@@ -71,24 +67,15 @@ def test_sigkill_then_resume_gives_the_uninterrupted_timeline(four_minutes, tmp_
     assert again.exit_code == 0 and "already complete" in again.output
 
 
-def _serve(video: Path, port: int) -> subprocess.Popen:
-    return subprocess.Popen([FFMPEG, "-v", "quiet", "-re", "-stream_loop", "-1", "-i", str(video), "-c", "copy",
-                             "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"])
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_stream_lost_for_a_minute_then_back(short_video, tmp_path):
     """The server stops at ~10 s and comes back at ~125 s: minute 1 has no frames (source_lost), then the
     run recovers and goes on."""
-    port = _free_port()
-    server = _serve(short_video, port)
+    port = free_port()
+    server = serve_stream(short_video, port, loop=True)
     time.sleep(0.5)
     proc = subprocess.Popen(RM + ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path),
                                   "--duration", "150"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -97,13 +84,13 @@ def test_stream_lost_for_a_minute_then_back(short_video, tmp_path):
         server.kill()
         server.wait()
         time.sleep(115)
-        server = _serve(short_video, port)
+        server = serve_stream(short_video, port, loop=True)
         _, stderr = proc.communicate(timeout=120)
     finally:
         server.kill()
         proc.kill()
     assert proc.returncode == 0, stderr
-    rows = _rows(tmp_path / "timeline.csv")
+    rows = read_rows(tmp_path / "timeline.csv")
     assert [r["minute"] for r in rows] == ["0", "1", "2"]
     assert int(rows[0]["frames"]) > 0
     assert rows[1]["frames"] == "0" and rows[1]["status"] == "source_lost" and rows[1]["pain_level"] == "unknown"
@@ -113,8 +100,8 @@ def test_stream_lost_for_a_minute_then_back(short_video, tmp_path):
 
 
 def test_lost_stream_gives_up_cleanly(short_video, tmp_path):
-    port = _free_port()
-    server = _serve(short_video, port)
+    port = free_port()
+    server = serve_stream(short_video, port, loop=True)
     time.sleep(0.5)
     proc = subprocess.Popen(RM + ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path),
                                   "--give-up", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -122,7 +109,7 @@ def test_lost_stream_gives_up_cleanly(short_video, tmp_path):
     server.kill()
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
-    assert int(_rows(tmp_path / "timeline.csv")[0]["frames"]) > 0
+    assert int(read_rows(tmp_path / "timeline.csv")[0]["frames"]) > 0
     assert json.loads((tmp_path / "run.json").read_text())["outages_s"]
 
 
@@ -147,9 +134,9 @@ def test_odd_but_valid_videos_run_without_crashing(short_video, tmp_path):
     for video in (tiny, big, grey, rotated, vfr):
         proc = _analyze(video, tmp_path / "runs")
         assert proc.returncode == 0, (video.name, proc.stderr)
-        rows = _rows(tmp_path / "runs" / video.stem / "timeline.csv")
+        rows = read_rows(tmp_path / "runs" / video.stem / "timeline.csv")
         assert rows and all(int(r["frames"]) > 0 for r in rows)
-    vfr_rows = _rows(tmp_path / "runs" / "vfr" / "timeline.csv")
+    vfr_rows = read_rows(tmp_path / "runs" / "vfr" / "timeline.csv")
     assert len(vfr_rows) == 2  # timestamps stretched past one minute: media time, not frame count / fps
 
 
@@ -162,7 +149,7 @@ def test_corrupt_frames_mid_stream_are_skipped_and_counted(short_video, tmp_path
     bad.write_bytes(bytes(data))
     proc = _analyze(bad, tmp_path / "runs")
     assert proc.returncode == 0, proc.stderr
-    rows = _rows(tmp_path / "runs" / "damaged" / "timeline.csv")
+    rows = read_rows(tmp_path / "runs" / "damaged" / "timeline.csv")
     delivered = sum(int(r["frames"]) for r in rows)
     cap = cv2.VideoCapture(str(short_video))
     assert delivered + json.loads((tmp_path / "runs" / "damaged" / "run.json").read_text())["decode_errors"] \
@@ -176,7 +163,7 @@ def test_video_cut_in_half_keeps_the_minutes_read(four_minutes, tmp_path):
     proc = _analyze(cut, tmp_path / "runs")
     assert proc.returncode == 3 and "cut short or corrupt" in proc.stderr
     assert "Traceback" not in proc.stderr
-    rows = _rows(tmp_path / "runs" / "cut" / "timeline.csv")
+    rows = read_rows(tmp_path / "runs" / "cut" / "timeline.csv")
     assert len(rows) >= 1 and int(rows[0]["frames"]) == 900
 
 
@@ -203,4 +190,4 @@ def test_full_disk_keeps_what_was_written(short_video, tmp_path, monkeypatch):
     write_video(VideoSpec(width=160, height=120, fps=5, minutes=2.2, seed=3), long)
     result = runner.invoke(app, ["analyze", str(long), "--out", str(tmp_path / "runs"), "--quiet"])
     assert result.exit_code == 2 and "disk is full" in result.output
-    assert len(_rows(tmp_path / "runs" / "long" / "timeline.csv")) == 1  # the minute written before is kept
+    assert len(read_rows(tmp_path / "runs" / "long" / "timeline.csv")) == 1  # the minute written before is kept

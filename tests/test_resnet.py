@@ -12,6 +12,7 @@ from rat_monitor.classify.resnet import ResNetClassifier, imagenet_weights
 from rat_monitor.errors import ModelError
 from rat_monitor.synth import write_dataset
 from rat_monitor.data import load_dataset
+from helpers import PicklePayload
 
 torch = pytest.importorskip("torch")
 
@@ -51,18 +52,12 @@ def test_imagenet_weights_from_a_local_file_only(tmp_path):
         imagenet_weights(tmp_path / "missing.pth")
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
 
 
 def test_pickled_code_in_a_weights_file_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    path.write_bytes(pickle.dumps({"conv1.weight": _Payload(str(marker))}))
+    path.write_bytes(pickle.dumps({"conv1.weight": PicklePayload(str(marker))}))
     with pytest.raises(ModelError, match="safely"):
         imagenet_weights(path)
     assert not marker.exists()

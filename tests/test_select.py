@@ -19,13 +19,11 @@ from rat_monitor.pipeline import Settings
 from rat_monitor.select import QualityScorer, SelectionSettings, sharpness
 from rat_monitor.synth import VideoSpec, write_video
 from rat_monitor.types import FaceTrack
+from helpers import read_rows
 
 runner = CliRunner()
 
 
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +35,7 @@ def busy_video(tmp_path_factory):
 
 
 def test_selected_frames_are_sharp_visible_faces_and_cover_the_windows(busy_video):
-    truth = {int(r["frame"]): r for r in _rows(busy_video.with_name("busy.truth.csv"))}
+    truth = {int(r["frame"]): r for r in read_rows(busy_video.with_name("busy.truth.csv"))}
     settings = Settings(selection=SelectionSettings(window_s=10, per_window=3))
     chosen = select_from_video(busy_video, load_detector(DEFAULT_DETECTOR), settings)
     assert chosen
@@ -71,7 +69,7 @@ def test_blind_export_and_key_restore_the_mapping(short_video, tmp_path):
     blind = runner.invoke(app, ["curate", str(short_video), "--out", str(tmp_path / "blind"), "--every", "10s",
                                 "--blind"])
     assert blind.exit_code == 0, blind.output
-    manifest = _rows(tmp_path / "blind" / "manifest.csv")
+    manifest = read_rows(tmp_path / "blind" / "manifest.csv")
     assert set(manifest[0]) == {"path", "subject", "label", "orbital", "nose", "ears", "whiskers"}
     assert all(r["subject"] == "" and "short" not in r["path"] for r in manifest)  # nothing reveals time or source
     # annotators fill in labels; the key restores everything else
@@ -83,8 +81,8 @@ def test_blind_export_and_key_restore_the_mapping(short_video, tmp_path):
         w.writerows(manifest)
     result = runner.invoke(app, ["curate", "--unblind", "--out", str(tmp_path / "blind")])
     assert result.exit_code == 0, result.output
-    restored = _rows(tmp_path / "blind" / "manifest_unblinded.csv")
-    original = _rows(tmp_path / "plain" / "manifest.csv")
+    restored = read_rows(tmp_path / "blind" / "manifest_unblinded.csv")
+    original = read_rows(tmp_path / "plain" / "manifest.csv")
     key = lambda r: (r["source"], r["frame"], r["x0"], r["y0"], r["x1"], r["y1"])  # noqa: E731
     assert sorted(map(key, restored)) == sorted(map(key, original))
     labels = {r["path"]: r["label"] for r in manifest}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import re
 import subprocess
 import sys
@@ -19,13 +18,11 @@ from rat_monitor.errors import ConfigError
 from rat_monitor.synth import (Effects, Pose, Scene, Script, VideoSpec, contact_sheet, look_for, parse_schedule,
                                render_frames, write_dataset)
 from rat_monitor.synth.face import draw_rat
+from helpers import read_rows
 
 runner = CliRunner()
 
 
-def _rows(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _ffmpeg_frame_count(path) -> int:
@@ -47,9 +44,9 @@ def test_synth_cli_writes_video_with_matching_truth(tmp_path):
         n += 1
     assert n == expected
     assert _ffmpeg_frame_count(video) == expected
-    truth = _rows(tmp_path / "synth_seed7_rat1.truth.csv")
+    truth = read_rows(tmp_path / "synth_seed7_rat1.truth.csv")
     assert [int(r["frame"]) for r in truth] == list(range(expected))
-    minutes = _rows(tmp_path / "synth_seed7_rat1.minutes.csv")
+    minutes = read_rows(tmp_path / "synth_seed7_rat1.minutes.csv")
     assert [int(m["minute"]) for m in minutes] == [0, 1]
     assert sum(int(m["frames"]) for m in minutes) == expected
     # the share of sharp visible faces agrees with the per-frame truth
@@ -151,7 +148,7 @@ def test_events_cover_turns_blur_and_absence():
 
 def test_dataset_and_contact_sheet(tmp_path):
     manifest = write_dataset(tmp_path / "ds", subjects=2, per_subject=12, seed=3)
-    rows = _rows(manifest)
+    rows = read_rows(manifest)
     assert len(rows) == 24 and {r["subject"] for r in rows} == {"rat01", "rat02"}
     assert set(rows[0]) >= {"path", "subject", "label", "orbital", "nose", "ears", "whiskers"}
     for r in rows:

@@ -65,12 +65,15 @@ class Trainer:
 
 
 def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None, epochs: int | None = None,
-                  weights: Path | None = None, progress: Callable[[str, dict], None] | None = None) -> dict:
-    """Leave-one-subject-out: one fold per animal, the model trained on all the others."""
+                  weights: Path | None = None, progress: Callable[[str, dict], None] | None = None,
+                  trainer: Trainer | None = None) -> dict:
+    """Leave-one-subject-out: one fold per animal, the model trained on all the others. A trainer already
+    prepared on this dataset's images may be passed in, to reuse its features."""
     t0 = time.time()
     y = ds.targets(task)
-    trainer = Trainer(model, task, n_jobs=n_jobs, epochs=epochs, weights=weights)
-    trainer.prepare(ds.images())
+    if trainer is None:
+        trainer = Trainer(model, task, n_jobs=n_jobs, epochs=epochs, weights=weights)
+        trainer.prepare(ds.images())
     preds = np.zeros_like(y)
     folds = []
     for subject, train, test in loso_splits(ds.subjects):

@@ -1,0 +1,38 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import csv
+import socket
+import subprocess
+from pathlib import Path
+
+import imageio_ffmpeg
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_stream(video: Path, port: int, loop: bool = False) -> subprocess.Popen:
+    """A local live stream: ffmpeg sends the video at its real-time pace over HTTP on 127.0.0.1."""
+    return subprocess.Popen([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "quiet", "-re", "-stream_loop",
+                             "-1" if loop else "0", "-i", str(video), "-c", "copy", "-f", "mpegts", "-listen", "1",
+                             f"http://127.0.0.1:{port}/live.ts"])
+
+
+class PicklePayload:
+    """Unpickling this creates a file: the proof that a loader ran code it should have refused."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
