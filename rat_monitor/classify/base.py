@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
@@ -106,7 +105,3 @@ def load_classifier(name_or_path: str | Path) -> PainClassifier:
 
         return ResNetModel(folder)
     raise ModelError(f"{folder}: unknown classifier type {model!r} in card.json")
-
-
-def describe(card: dict) -> str:
-    return json.dumps({k: card[k] for k in ("name", "model", "task", "synthetic") if k in card})
