@@ -58,7 +58,7 @@ def imagenet_weights(explicit: Path | None) -> tuple[dict | None, str]:
 
 
 def _augment(x, gen):
-    """Flip, small rotation and scale, colour jitter and blur, vectorised over the batch."""
+    """Flip, small rotation and scale, colour jitter, grey and blur, vectorised over the batch."""
     import torch
     import torch.nn.functional as F
 
@@ -77,6 +77,9 @@ def _augment(x, gen):
     tint = 1 + (torch.rand(n, 3, 1, 1, generator=gen) - 0.5) * 0.2
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * gain * tint + mean + bias
+    # Grey for half the batch: fur tone and eye colour differ between animals, expression does not.
+    grey = torch.rand(n, generator=gen) < 0.5
+    x = torch.where(grey[:, None, None, None], x.mean(dim=1, keepdim=True).expand_as(x), x)
     blur = torch.rand(n, generator=gen) < 0.2
     if blur.any():
         k = torch.tensor([1.0, 2.0, 1.0])
