@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import json
 import multiprocessing
 import os
 import time
@@ -97,8 +98,6 @@ def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dic
                     "alerts": sum(1 for r, prev in zip(rows, [{"alert": "0"}] + rows) if r["alert"] == "1"
                                   and prev["alert"] == "0")})
     try:
-        import json
-
         row["fps"] = json.loads((run_dir / "run.json").read_text())["totals"]["fps"]
     except (OSError, ValueError, KeyError):
         pass
@@ -167,10 +166,17 @@ def run_batch(videos: list[Path], out_dir: Path, model: str, detector: str, sett
                     done(rows[-1])
     order = {j[0]: i for i, j in enumerate(jobs)}
     rows.sort(key=lambda r: order.get(str(Path(r["video"]).resolve()), 0))
-    with open(out_dir / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    write_summary(rows, out_dir)
     for r in rows:
         r["batch_seconds"] = round(time.time() - t0, 1)
     return rows
+
+
+def write_summary(rows: list[dict], out_dir: Path) -> Path:
+    """OUT/summary.csv: one row per video of a batch."""
+    path = Path(out_dir) / "summary.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path

@@ -266,7 +266,7 @@ def analyze(
 
     [bold]Example:[/] rat-monitor analyze recordings/ --out runs/ --workers 2 --resume
     """
-    from .batch import expand_inputs, run_batch, summary_row, SUMMARY_COLUMNS
+    from .batch import expand_inputs, run_batch, summary_row, write_summary
 
     settings = _settings(window, per_window, None, "centred")
     paths = expand_inputs(videos)
@@ -312,12 +312,7 @@ def analyze(
                                    f"{totals.scored_frames} scored → {run_dir}", highlight=False)
     if len(paths) > 1:
         _print_summary(rows, out_dir)
-        import csv as _csv
-
-        with open(out_dir / "summary.csv", "w", newline="") as f:
-            w = _csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-            w.writeheader()
-            w.writerows(rows)
+        write_summary(rows, out_dir)
         if any(r["status"] == "failed" for r in rows):
             raise typer.Exit(1)
 

@@ -124,6 +124,7 @@ def make_targets(boxes: np.ndarray, img_w: int, img_h: int, grid_w: int, grid_h:
 
 # --------------------------------------------------------------------------------------------- model
 def build_net():
+    import torch
     import torch.nn as nn
 
     def conv(cin, cout, stride=1):
@@ -147,16 +148,10 @@ def build_net():
 
         def forward(self, x):
             f8 = self.s8(self.s4(self.s2(x)))
-            f = self.fuse(torch_cat([self.up(self.s16(f8)), f8]))
+            f = self.fuse(torch.cat([self.up(self.s16(f8)), f8], dim=1))
             return self.heat(f), self.size(f), self.offset(f)
 
     return DetectorNet()
-
-
-def torch_cat(xs):
-    import torch
-
-    return torch.cat(xs, dim=1)
 
 
 def _augment(sample: Sample, rng: np.random.Generator) -> Sample:

@@ -75,23 +75,18 @@ class CaptureSource:
         self.give_up_s = give_up_s  # live: how long to keep retrying a lost camera or stream
         self._open_args = (video, camera, url)
         if video is not None:
-            path = Path(video)
-            _check_video_path(path)
-            name, live = str(path), False
-            cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
-            if not cap.isOpened():
-                raise SourceError(f"{path} is not a video file OpenCV/FFmpeg can read")
+            _check_video_path(Path(video))
+            name, live = str(video), False
+            problem = f"{video} is not a video file OpenCV/FFmpeg can read"
         elif camera is not None:
             name, live = f"camera:{camera}", True
-            cap = cv2.VideoCapture(int(camera))
-            if not cap.isOpened():
-                raise SourceError(f"camera {camera} did not open (is it connected and free?)")
+            problem = f"camera {camera} did not open (is it connected and free?)"
         else:
             name, live = url, True
-            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, OPEN_TIMEOUT_MS]
-            cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
-            if not cap.isOpened():
-                raise SourceError(f"stream {url} did not answer within {OPEN_TIMEOUT_MS / 1000:g} s")
+            problem = f"stream {url} did not answer within {OPEN_TIMEOUT_MS / 1000:g} s"
+        cap = self._open_capture()
+        if not cap.isOpened():
+            raise SourceError(problem)
         self._cap = cap
         ok, first = cap.read()
         if not ok or first is None:
@@ -136,20 +131,25 @@ class CaptureSource:
                 except queue.Empty:
                     pass
 
+    def _open_capture(self) -> cv2.VideoCapture:
+        """Opens (or re-opens) the source; streams get open and read time-outs so a dead URL cannot hang."""
+        video, camera, url = self._open_args
+        if video is not None:
+            return cv2.VideoCapture(str(video), cv2.CAP_FFMPEG)
+        if camera is not None:
+            return cv2.VideoCapture(int(camera))
+        return cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
+                                                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, OPEN_TIMEOUT_MS])
+
     def _reopen(self) -> bool:
         """Live source lost: retry with back-off (0.5 s doubling to 8 s) until it answers or give_up_s passes."""
-        video, camera, url = self._open_args
         lost_at = time.time()
         delay = 0.5
         self._cap.release()
         while not self._stop.is_set() and time.time() - lost_at < self.give_up_s:
             self._stop.wait(delay)
             delay = min(8.0, delay * 2)
-            if camera is not None:
-                cap = cv2.VideoCapture(int(camera))
-            else:
-                cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, OPEN_TIMEOUT_MS,
-                                                             cv2.CAP_PROP_READ_TIMEOUT_MSEC, OPEN_TIMEOUT_MS])
+            cap = self._open_capture()
             if cap.isOpened():
                 self._cap = cap
                 start = self.info.start_time
