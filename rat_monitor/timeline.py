@@ -43,13 +43,23 @@ def beta_interval(successes: float, failures: float) -> tuple[float, float]:
     return (0.0 if successes <= 1e-9 else float(lo)), (1.0 if failures <= 1e-9 else float(hi))
 
 
-def smooth(rows: list[MinuteSummary], mode: str, rule: AlertRule) -> None:
-    """Fills pain_prob_smoothed, its interval, alert and alert events for every row, in place."""
+@dataclass
+class AlertState:
+    run: int = 0  # consecutive known minutes at or above the threshold
+    on: bool = False
+
+
+def smooth(rows: list[MinuteSummary], mode: str, rule: AlertRule, start: int = 0,
+           state: AlertState | None = None) -> AlertState:
+    """Fills pain_prob_smoothed, its interval, alert and alert events, in place, for rows[start:] (the alert
+    state before rows[start] given); returns the alert state after the last row."""
     if mode not in SMOOTHING:
         raise ValueError(f"smoothing must be one of {SMOOTHING}")
-    by_minute = {r.minute: r for r in rows}
-    run, alert_on = 0, False
-    for r in rows:
+    reach = max(len(CAUSAL_WEIGHTS), max(CENTRED_WEIGHTS) + 1)
+    by_minute = {r.minute: r for r in rows[max(0, start - reach):]}
+    state = state or AlertState()
+    run, alert_on = state.run, state.on
+    for r in rows[start:]:
         r.extra.pop("alert_event", None)
         r.pain_prob_smoothed = r.smoothed_low = r.smoothed_high = None
         if r.scored_frames:
@@ -72,6 +82,7 @@ def smooth(rows: list[MinuteSummary], mode: str, rule: AlertRule) -> None:
                 run = 0
                 r.extra["alert_event"] = "cleared"
         r.alert = int(alert_on)  # an unknown minute neither raises nor clears an alert
+    return AlertState(run, alert_on)
 
 
 class Timeline:
@@ -85,6 +96,7 @@ class Timeline:
         self._current: MinuteSummary | None = None
         self._probs: dict[int, list[np.ndarray]] = {}  # minute -> P(none, moderate, severe) of its scored frames
         self.rows: list[MinuteSummary] = list(earlier or [])  # a resumed run continues after these minutes
+        self._alert = smooth(self.rows, "causal", self.rule)
         if self.rows:
             self._current = self._open(self.rows[-1].minute + 1)
 
@@ -140,5 +152,6 @@ class Timeline:
                                                              else "moderate")
             m.extra["pain_sum"] = float(pain.sum())
         self.rows.append(m)
-        smooth(self.rows, "causal", self.rule)  # only this row changes: earlier ones are final
+        # Causal: only this row is new, earlier ones are final.
+        self._alert = smooth(self.rows, "causal", self.rule, start=len(self.rows) - 1, state=self._alert)
         return m
