@@ -144,12 +144,17 @@ def test_loso_never_shares_an_animal(small_dataset, monkeypatch):
     assert result["pooled"]["macro_f1"] > 0.7  # far above chance (0.5) even on 40 crops per animal
 
 
-def test_three_class_task(small_dataset):
+def test_three_class_task_and_its_round_trip(small_dataset, tmp_path):
     imgs = small_dataset.images()
     y = small_dataset.targets("3class")
-    est = LbpSvmClassifier(C_grid=(10.0,), gamma_scale=(1.0,)).fit(imgs, y, groups=small_dataset.subjects)
+    est = LbpSvmClassifier(C_grid=(10.0,), gamma_scale=(1.0,), components=32).fit(imgs, y,
+                                                                                  groups=small_dataset.subjects)
     proba = est.predict_proba(imgs)
     assert proba.shape == (len(imgs), 3) and np.allclose(proba.sum(1), 1)
+    # a 3-class calibration is a Fortran-ordered matrix: it must not come back transposed
+    save_lbp_svm(est, tmp_path / "m3", "3class", {"description": "test"})
+    loaded = load_classifier(tmp_path / "m3")
+    assert np.allclose([p.probs for p in loaded.predict(imgs)], proba, atol=1e-12)
 
 
 def test_dataset_readers_and_errors(tmp_path, small_dataset):
