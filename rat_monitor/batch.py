@@ -64,11 +64,11 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
     try:
         earlier, resume_s = [], 0.0
         if state == "partial":
-            earlier, resume_s = prepare_resume(run_dir)
+            earlier, resume_s = prepare_resume(run_dir, classifier.action_units)
             source.start_frame = max(0, int((resume_s - WARMUP_S) * source.info.fps))
-            writer = RunWriter(run_dir, resume=True)
+            writer = RunWriter(run_dir, resume=True, action_units=classifier.action_units)
         else:
-            writer = RunWriter(prepare_run_dir(run_dir, overwrite))
+            writer = RunWriter(prepare_run_dir(run_dir, overwrite), action_units=classifier.action_units)
         pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier, resume_s=resume_s)
         totals = pipe.run()
         truncated = source.truncated and not totals.interrupted

@@ -74,23 +74,34 @@ def _fmt(v, digits=2) -> str:
 LEVEL_STYLE = {"none": "green", "moderate": "yellow", "severe": "bold red", "unknown": "dim"}
 
 
-def timeline_table(rows, title: str = "Pain timeline", last: int | None = None, caveat: str = "") -> Table:
+def timeline_table(rows, title: str = "Pain timeline", last: int | None = None, caveat: str = "",
+                   action_units: bool = False) -> Table:
+    """The per-minute table; with an AU-capable model also the RGS score and the four action units
+    (orbital/nose/ears/whiskers, 0..2), blank for minutes without a scored face."""
+    from .types import AU_FIELDS
+
     table = Table(title=title, caption=caveat or None, caption_style="dim", box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("min", "start", "frames", "drop", "face%", "scored", "P(pain)", "smooth", "level", "alert"):
+    cols = ["min", "start", "frames", "drop", "face%", "scored", "P(pain)", "smooth", "level", "alert"]
+    for col in cols + (["RGS", "orb/nose/ear/whisk"] if action_units else []):
         table.add_column(col, justify="right" if col not in ("start", "level") else "left", no_wrap=True)
     for m in rows[-last:] if last else rows:
         cov = 100.0 * m.face_frames / m.frames if m.frames else 0.0
         start = m.start_time[11:19] if m.start_time else f"{m.start_s / 60:.0f}:00"
-        table.add_row(str(m.minute), start, str(m.frames), str(m.dropped_frames), f"{cov:.0f}", str(m.scored_frames),
-                      _fmt(m.pain_prob), _fmt(m.pain_prob_smoothed), f"[{LEVEL_STYLE[m.pain_level]}]{m.pain_level}[/]",
-                      "[bold red]ALERT[/]" if m.alert else "")
+        cells = [str(m.minute), start, str(m.frames), str(m.dropped_frames), f"{cov:.0f}", str(m.scored_frames),
+                 _fmt(m.pain_prob), _fmt(m.pain_prob_smoothed), f"[{LEVEL_STYLE[m.pain_level]}]{m.pain_level}[/]",
+                 "[bold red]ALERT[/]" if m.alert else ""]
+        if action_units:
+            au = m.action_units
+            cells += [_fmt(au["rgs"]) if au else "",
+                      " ".join(f"{au[k]:.1f}" for k in AU_FIELDS[:-1]) if au else ""]
+        table.add_row(*cells)
     return table
 
 
 class LiveView:
     """The watch view: the current minute filling up, the last minutes, fps and dropped frames."""
 
-    def __init__(self, caveat: str, on_alert: str | None = None):
+    def __init__(self, caveat: str, on_alert: str | None = None, action_units: bool = False):
         from .pipeline import Observer
 
         view = self
@@ -113,6 +124,7 @@ class LiveView:
 
         self.observer = _Obs()
         self.caveat = caveat
+        self.action_units = action_units
         self.rows, self.alerts = [], []
         self.t_s, self.stats, self.faces, self.scored_now = 0.0, {}, 0, 0
         self.live: Live | None = None
@@ -123,7 +135,8 @@ class LiveView:
         head = (f"minute {int(self.t_s // 60)}  [{bar}]  faces now: {self.faces}  scored this minute: "
                 f"{self.scored_now}  fps: {self.stats.get('fps', 0):.1f}  dropped: "
                 f"{sum(r.dropped_frames for r in self.rows)}")
-        parts = [head, timeline_table(self.rows, title="Last minutes", last=10, caveat=self.caveat)]
+        parts = [head, timeline_table(self.rows, title="Last minutes", last=10, caveat=self.caveat,
+                                       action_units=self.action_units)]
         if self.alerts:
             a = self.alerts[-1]
             parts.append(f"[bold red]ALERT[/] since minute {a.minute} (smoothed P(pain) {a.pain_prob_smoothed:.2f})")
@@ -157,7 +170,8 @@ def _open_run(source, out_dir: Path, det, clf, settings, observer, overwrite: bo
     from .pipeline import Pipeline
     from .sinks import RunWriter, prepare_run_dir
 
-    return Pipeline(source, det, clf, RunWriter(prepare_run_dir(out_dir, overwrite)), settings, observer)
+    writer = RunWriter(prepare_run_dir(out_dir, overwrite), action_units=clf.action_units)
+    return Pipeline(source, det, clf, writer, settings, observer)
 
 
 def _caveat(clf) -> str:
@@ -202,7 +216,7 @@ def watch(
     det, clf = _load_models(model, detector)
     source = CaptureSource(video=video, camera=camera, url=url, realtime=realtime, give_up_s=give_up)
     try:
-        view = LiveView(_caveat(clf), on_alert)
+        view = LiveView(_caveat(clf), on_alert, clf.action_units)
         pipe = _open_run(source, out_dir, det, clf, settings, view.observer, overwrite)
         with Live(view.render(), console=out, refresh_per_second=4, transient=False) as live:
             view.live = live
@@ -307,7 +321,8 @@ def analyze(
                 if row.extra.get("alert_event") == "raised":
                     _fire_alert(on_alert, row)
             if not quiet:
-                progress.console.print(timeline_table(pipe.timeline.rows, title=f"{video.name}", caveat=_caveat(clf)))
+                progress.console.print(timeline_table(pipe.timeline.rows, title=f"{video.name}", caveat=_caveat(clf),
+                                                      action_units=clf.action_units))
             progress.console.print(f"{video.name}: {totals.frames} frames at {totals.fps:.0f} fps, "
                                    f"{totals.scored_frames} scored → {run_dir}", highlight=False)
     if len(paths) > 1:
@@ -346,7 +361,8 @@ def demo(
     det, clf = _load_models(DEFAULT_CLASSIFIER, DEFAULT_DETECTOR)
     with _progress() as progress:
         pipe, totals = _analyze_one(video, out_dir, det, clf, settings, True, progress)
-    out.print(timeline_table(pipe.timeline.rows, title=f"Demo: {video.name} (synthetic video)", caveat=_caveat(clf)))
+    out.print(timeline_table(pipe.timeline.rows, title=f"Demo: {video.name} (synthetic video)", caveat=_caveat(clf),
+                             action_units=clf.action_units))
     out.print(f"{totals.frames} frames at {totals.fps:.0f} fps; timeline → {out_dir / 'timeline.csv'}",
               highlight=False)
 
@@ -511,7 +527,8 @@ def train(
     loso: bool = typer.Option(False, help="First run leave-one-subject-out evaluation and record it in the card."),
     description: str = typer.Option("", help="How the training data was made, for the model card."),
 ):
-    """Train a pain classifier on all of a dataset and save it (no pickle: safetensors + card.json).
+    """Train a pain classifier on all of a dataset and save it (no pickle: safetensors + card.json). When the
+    dataset has action-unit columns (orbital, nose, ears, whiskers) the model also learns the four AU scores.
 
     [bold]Example:[/] rat-monitor train --data ratspain/manifest.csv --model lbp-svm --task binary --out models/my-lab
     """
@@ -524,22 +541,54 @@ def train(
     ds = load_dataset(data)
     trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights, log=lambda m: err.print(m))
     t0 = time.time()
-    trainer.prepare(ds.images())  # once, for the LOSO folds and the final fit
+    trainer.prepare(ds)  # once, for the LOSO folds and the final fit
     metrics = {}
     if loso:
         result = evaluate_loso(ds, model, task, trainer=trainer)
         metrics = {"protocol": "leave-one-subject-out",
                    **{k: round(v, 4) for k, v in result["pooled"].items() if k in ("accuracy", "macro_f1", "pain_f1")}}
+        if "action_units" in result:
+            metrics["action_units"] = _rounded(result["action_units"])
         out.print(f"LOSO: {metrics}", highlight=False)
-    out.print(f"training {model} ({task}) on {ds.summary()}", highlight=False)
-    est = trainer.fit(np.arange(len(ds)), ds.targets(task), ds.subjects)
+    aus = " with action units" if trainer.action_units else ""
+    out.print(f"training {model} ({task}){aus} on {ds.summary()}", highlight=False)
+    fitted = trainer.fit(np.arange(len(ds)), ds.targets(task), ds.subjects)
     training = {"description": description or f"{len(ds)} crops of {len(set(ds.subjects))} animals from {ds.source}",
                 "dataset": ds.summary(), "seconds": round(time.time() - t0, 1), "synthetic": synthetic}
     if model == "lbp-svm":
-        card = save_lbp_svm(est, out_dir, task, training, metrics)
+        card = save_lbp_svm(fitted.pain, out_dir, task, training, metrics, au_scorer=fitted.aus)
     else:
-        card = est.save(out_dir, task, training, metrics)
+        card = fitted.pain.save(out_dir, task, training, metrics)
     out.print(f"saved {card['name']} → {out_dir} in {training['seconds']} s", highlight=False)
+
+
+def _rounded(tree):
+    """Floats rounded to 4 digits, through nested dicts (for cards and tables)."""
+    if isinstance(tree, dict):
+        return {k: _rounded(v) for k, v in tree.items()}
+    return round(tree, 4) if isinstance(tree, float) else tree
+
+
+def _au_table(result: dict) -> Table:
+    """Per-AU agreement under LOSO: pooled over all held-out animals, and the worst animal's kappa."""
+    from .types import ACTION_UNITS
+
+    table = Table(title="Action units, leave-one-subject-out (score = expected value; accuracy and kappa of the "
+                        "rounded score)")
+    for col in ("action unit", "n", "accuracy", "QWK", "MAE", "worst animal QWK"):
+        table.add_column(col, justify="right")
+    pooled = result["action_units"]
+    for au in ACTION_UNITS:
+        if au in pooled:
+            a = pooled[au]
+            worst = min((f["action_units"][au]["qwk"] for f in result["folds"] if au in f.get("action_units", {})),
+                        default=float("nan"))
+            table.add_row(au, str(a["n"]), f"{a['accuracy']:.3f}", f"[bold]{a['qwk']:.3f}", f"{a['mae']:.3f}",
+                          f"{worst:.3f}")
+    if "rgs" in pooled:
+        r = pooled["rgs"]
+        table.add_row("RGS (mean of 4)", str(r["n"]), "", f"ICC(2,1) [bold]{r['icc_2_1']:.3f}", f"{r['mae']:.3f}", "")
+    return table
 
 
 @app.command()
@@ -553,7 +602,8 @@ def evaluate(
     epochs: Optional[int] = typer.Option(None, help="ResNet-18 only: maximum epochs per fold."),
     weights: Optional[Path] = typer.Option(None, help="ResNet-18 only: ImageNet weights file."),
 ):
-    """Leave-one-subject-out evaluation: accuracy, macro-F1, pain-F1 and confusion, per animal and pooled.
+    """Leave-one-subject-out evaluation: accuracy, macro-F1, pain-F1 and confusion, per animal and pooled; with
+    action-unit labels also per AU accuracy, quadratic-weighted kappa, MAE and the RGS score's ICC(2,1).
 
     [bold]Example:[/] rat-monitor evaluate --data ratspain/ --model lbp-svm --protocol loso --json loso.json
     """
@@ -577,6 +627,8 @@ def evaluate(
     table.add_row("[bold]pooled", str(p["n"]), f"[bold]{p['accuracy']:.3f}", f"[bold]{p['macro_f1']:.3f}",
                   f"[bold]{p['pain_f1']:.3f}", f"{result['seconds']:.0f} total")
     out.print(table)
+    if "action_units" in result:
+        out.print(_au_table(result))
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(result, indent=2))

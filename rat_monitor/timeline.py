@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import beta
 
-from .types import MinuteSummary, ScoredFrame
+from .types import AU_FIELDS, MinuteSummary, ScoredFrame
 
 CAUSAL_WEIGHTS = (1.0, 0.5, 0.25, 0.125)  # this minute, one before, two before, ...
 CENTRED_WEIGHTS = {0: 1.0, 1: 2 / 3, 2: 1 / 3}  # by distance in minutes, either side
@@ -95,6 +95,7 @@ class Timeline:
         self.live = live
         self._current: MinuteSummary | None = None
         self._probs: dict[int, list[np.ndarray]] = {}  # minute -> P(none, moderate, severe) of its scored frames
+        self._aus: dict[int, list[np.ndarray]] = {}  # minute -> AU scores of its scored frames (AU models only)
         self.rows: list[MinuteSummary] = list(earlier or [])  # a resumed run continues after these minutes
         self._alert = smooth(self.rows, "causal", self.rule)
         if self.rows:
@@ -125,7 +126,10 @@ class Timeline:
         """Scored frames belong to the minute of their own time; the pipeline adds them before that minute
         closes (selection windows divide minutes)."""
         for s in scored:
-            self._probs.setdefault(int(s.candidate.t_s // 60), []).append(s.prediction.probs)
+            minute = int(s.candidate.t_s // 60)
+            self._probs.setdefault(minute, []).append(s.prediction.probs)
+            if s.prediction.aus is not None:
+                self._aus.setdefault(minute, []).append(s.prediction.aus)
 
     def finish(self, end_s: float | None = None) -> list[MinuteSummary]:
         """Closes the partial last minute (its end_s becomes the actual end)."""
@@ -151,6 +155,10 @@ class Timeline:
             m.pain_level = "none" if m.pain_prob < 0.5 else ("severe" if scored[:, 2].mean() > scored[:, 1].mean()
                                                              else "moderate")
             m.extra["pain_sum"] = float(pain.sum())
+        aus = np.array(self._aus.pop(m.minute, []))
+        if len(aus):
+            means = aus.mean(axis=0)
+            m.action_units = dict(zip(AU_FIELDS, [float(v) for v in means] + [float(means.mean())]))
         self.rows.append(m)
         # Causal: only this row is new, earlier ones are final.
         self._alert = smooth(self.rows, "causal", self.rule, start=len(self.rows) - 1, state=self._alert)

@@ -7,6 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PAIN_CLASSES = ("none", "moderate", "severe")
+# The four Rat Grimace Scale action units, in this order wherever they travel as an array.
+ACTION_UNITS = ("orbital", "nose", "ears", "whiskers")
+# Their output columns (expected AU score 0..2 each) and rgs, the mean of the four: the usual RGS score.
+AU_FIELDS = tuple(f"au_{a}" for a in ACTION_UNITS) + ("rgs",)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,14 @@ class Prediction:
     probs: np.ndarray  # (3,) P(none), P(moderate), P(severe); binary models put P(pain) in moderate
     model: str
     binary: bool
+    aus: np.ndarray | None = None  # (4,) expected AU scores 0..2 (ACTION_UNITS order); None: no AU heads
+
+    @property
+    def au_values(self) -> dict[str, float] | None:
+        """AU_FIELDS -> value (the four AU scores and their mean, rgs), or None for a pain-only model."""
+        if self.aus is None:
+            return None
+        return dict(zip(AU_FIELDS, [float(v) for v in self.aus] + [float(np.mean(self.aus))]))
 
     @property
     def pain_prob(self) -> float:
@@ -134,4 +146,5 @@ class MinuteSummary:
     share_none: float | None = None  # share of scored frames whose most likely class is each level
     share_moderate: float | None = None
     share_severe: float | None = None
+    action_units: dict[str, float] | None = None  # AU_FIELDS -> per-minute mean; None: unknown or no AU model
     extra: dict = field(default_factory=dict)

@@ -40,6 +40,29 @@ def test_train_save_load_round_trip(tiny, tmp_path):
     assert (probs.argmax(1) == direct.argmax(1)).all()
 
 
+def test_multi_task_head_learns_action_units_with_missing_labels_masked(tmp_path):
+    root = tmp_path / "ds"
+    write_dataset(root, subjects=3, per_subject=16, seed=22)
+    ds = load_dataset(root)
+    imgs, y, aus = ds.images(), ds.targets("3class"), ds.aus.copy()
+    aus[::4, 1] = np.nan  # a quarter of the nose labels missing: masked out of the loss
+    with pytest.warns(UserWarning, match="from scratch"):
+        clf = ResNetClassifier(epochs=2, batch_size=16).fit(imgs, y, groups=ds.subjects, aus=aus)
+    scores = clf.predict_aus(imgs)
+    assert scores.shape == (len(imgs), 4) and np.isfinite(scores).all()
+    assert (scores >= 0).all() and (scores <= 2).all()
+    card = clf.save(tmp_path / "rn", "3class", {"description": "tiny AU test", "synthetic": True})
+    assert card["action_units"]["names"] == ["orbital", "nose", "ears", "whiskers"]
+    loaded = load_classifier(tmp_path / "rn")
+    preds = loaded.predict(imgs)
+    assert loaded.action_units and np.allclose([p.aus for p in preds], scores, atol=1e-4)
+    assert np.allclose([p.probs for p in preds], clf.predict_proba(imgs), atol=1e-4)
+    # without AU labels the head is pain-only and predictions carry no AU scores
+    with pytest.warns(UserWarning, match="from scratch"):
+        pain_only = ResNetClassifier(epochs=1, batch_size=16).fit(imgs[:16], y[:16])
+    assert pain_only.predict_aus(imgs[:2]) is None
+
+
 def test_imagenet_weights_from_a_local_file_only(tmp_path):
     import torchvision
 

@@ -11,14 +11,16 @@ import numpy as np
 
 from ..errors import ModelError
 from ..models import SYNTHETIC_CAVEAT, read_card, resolve, verified_file, write_card
-from ..types import Prediction
+from ..types import ACTION_UNITS, Prediction
 
 TASKS = ("binary", "3class")
+AU_FILE = "action_units.safetensors"
 
 
 class PainClassifier(Protocol):
     name: str
     binary: bool
+    action_units: bool  # predictions carry the four RGS action-unit scores
     card: dict
 
     def predict(self, crops: list[np.ndarray]) -> list[Prediction]: ...
@@ -58,23 +60,50 @@ class LbpSvmModel:
         f = self.card["features"]
         self._features = LbpFeatures(size=f["size"], grid=f["grid"], radii=tuple(f["radii"]))
         self._svm = SvmArrays.from_tensors(safe_load_tensors(verified_file(folder, "svm.safetensors")))
+        self.action_units = bool(self.card.get("action_units"))
+        if self.action_units:
+            from .action_units import RegionSettings
+
+            self._regions = RegionSettings.from_card(self.card["action_units"]["features"])
+            tensors = safe_load_tensors(verified_file(folder, AU_FILE))
+            self._au_svms = [SvmArrays.from_tensors({k.split(".", 1)[1]: v for k, v in tensors.items()
+                                                     if k.startswith(f"{name}.")}) for name in ACTION_UNITS]
 
     def predict(self, crops: list[np.ndarray]) -> list[Prediction]:
         if not crops:
             return []
         probs = to_three(self._svm.predict_proba(self._features.transform(crops)), self._svm.classes)
-        return [Prediction(p, self.name, self.binary) for p in probs]
+        aus = [None] * len(probs)
+        if self.action_units:
+            from .action_units import region_features, scores_from
+
+            aus = scores_from(region_features(crops, self._regions), self._au_svms)
+        return [Prediction(p, self.name, self.binary, a) for p, a in zip(probs, aus)]
 
 
 def save_lbp_svm(estimator, out_dir: Path, task: str, training: dict, metrics: dict | None = None,
-                 name: str | None = None) -> dict:
-    """Writes svm.safetensors + card.json for a fitted LbpSvmClassifier."""
+                 name: str | None = None, au_scorer=None) -> dict:
+    """Writes svm.safetensors + card.json for a fitted LbpSvmClassifier, and action_units.safetensors when an
+    AuScorer is given."""
     import sklearn
     from safetensors.numpy import save_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(estimator.arrays_.to_tensors(), str(out_dir / "svm.safetensors"))
+    files = ["svm.safetensors"]
+    action_units = None
+    if au_scorer is not None:
+        from .action_units import RegionSettings
+
+        save_file({f"{au}.{k}": v for au, est in zip(ACTION_UNITS, au_scorer.estimators_)
+                   for k, v in est.arrays_.to_tensors().items()}, str(out_dir / AU_FILE))
+        files.append(AU_FILE)
+        action_units = {"names": list(ACTION_UNITS), "features": RegionSettings().to_card(),
+                        "estimator": "one calibrated RBF SVM per action unit on its region's features; "
+                                     "score = expected value of P(0, 1, 2)",
+                        "hyperparameters": {au: {k: float(v) for k, v in est.best_params_.items()}
+                                            for au, est in zip(ACTION_UNITS, au_scorer.estimators_)}}
     card = {
         "name": name or out_dir.name,
         "kind": "pain-classifier",
@@ -85,6 +114,7 @@ def save_lbp_svm(estimator, out_dir: Path, task: str, training: dict, metrics: d
         "features": {"size": estimator.size, "grid": estimator.grid, "radii": list(estimator.radii),
                      "lbp": "uniform, 8 neighbours, Hellinger-normalised cell histograms"},
         "hyperparameters": {k: float(v) for k, v in estimator.best_params_.items()},
+        "action_units": action_units,
         "training": training,
         "metrics": metrics or {},
         "synthetic": bool(training.get("synthetic", False)),
@@ -92,7 +122,7 @@ def save_lbp_svm(estimator, out_dir: Path, task: str, training: dict, metrics: d
         "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "python": platform.python_version()},
         "created": time.strftime("%Y-%m-%d"),
     }
-    return write_card(out_dir, card, ["svm.safetensors"])
+    return write_card(out_dir, card, files)
 
 
 def load_classifier(name_or_path: str | Path) -> PainClassifier:

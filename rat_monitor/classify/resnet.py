@@ -1,7 +1,11 @@
 """ResNet-18, the RatsPain deep baseline: torchvision's resnet18 with a new head, trained with augmentation,
 a class-balanced loss and early stopping on a subject-grouped validation split; exported to ONNX so that
 inference needs only ONNX Runtime. ImageNet initialisation when the weights are on disk (torchvision's cache
-or --weights FILE); nothing is ever downloaded."""
+or --weights FILE); nothing is ever downloaded.
+
+With action-unit labels the head is multi-task: the pain classes plus, per RGS action unit, two cumulative
+ordinal logits (score >= 1, score >= 2), trained with a binary cross-entropy from which unlabelled AUs are
+masked out; the AU score is the expected value P(>= 1) + P(>= 2)."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ import numpy as np
 
 from ..errors import ModelError
 from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
-from ..types import Prediction
+from ..types import ACTION_UNITS, Prediction
 from .base import to_three
+
+N_AU = len(ACTION_UNITS)
 
 SIZE = 112
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -55,6 +61,12 @@ def imagenet_weights(explicit: Path | None) -> tuple[dict | None, str]:
         except Exception as exc:  # noqa: BLE001 - any failure means: not usable weights
             raise ModelError(f"cannot load ImageNet weights {path} safely: {exc}") from None
     return None, ""
+
+
+def ordinal_scores(logits: np.ndarray) -> np.ndarray:
+    """(N, 4 * 2) cumulative logits -> (N, 4) expected AU scores in 0..2 (P(>= 2) capped by P(>= 1))."""
+    p = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64).reshape(len(logits), N_AU, 2)))
+    return p[:, :, 0] + np.minimum(p[:, :, 1], p[:, :, 0])
 
 
 def _augment(x, gen):
@@ -100,7 +112,7 @@ class ResNetClassifier:
         self.seed = seed
         self.log = log or (lambda _m: None)
 
-    def _build(self, n_classes: int):
+    def _build(self, n_outputs: int):
         import torch
         import torchvision
 
@@ -114,10 +126,12 @@ class ResNetClassifier:
                           "from scratch, which needs more data", stacklevel=2)
             self.log("warning: no ImageNet weights found; training ResNet-18 from scratch")
             self.init_ = "from scratch (no ImageNet weights on disk)"
-        net.fc = torch.nn.Linear(net.fc.in_features, n_classes)
+        net.fc = torch.nn.Linear(net.fc.in_features, n_outputs)
         return net
 
-    def fit(self, crops: list[np.ndarray], y, groups=None):
+    def fit(self, crops: list[np.ndarray], y, groups=None, aus=None):
+        """aus: (N, 4) AU labels 0/1/2 with NaN where unlabelled, or None: with any label, the head is
+        multi-task."""
         import torch
 
         torch.manual_seed(self.seed)
@@ -135,10 +149,26 @@ class ResNetClassifier:
             val_subjects = rng.choice(subjects, max(1, len(subjects) // 5), replace=False)
             val_mask = np.isin(groups, val_subjects)
             train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
-        net = self._build(len(self.classes_)).to(device)
-        counts = np.bincount(yi[train_idx], minlength=len(self.classes_)).astype(np.float32)
+        self.action_units_ = aus is not None and bool(np.isfinite(aus).any())
+        n_pain = len(self.classes_)
+        net = self._build(n_pain + (2 * N_AU if self.action_units_ else 0)).to(device)
+        counts = np.bincount(yi[train_idx], minlength=n_pain).astype(np.float32)
         class_w = torch.tensor(counts.sum() / (len(counts) * np.maximum(counts, 1)), device=device)
-        loss_fn = torch.nn.CrossEntropyLoss(weight=class_w, label_smoothing=0.1)
+        pain_loss = torch.nn.CrossEntropyLoss(weight=class_w, label_smoothing=0.1)
+        if self.action_units_:
+            au = torch.from_numpy(np.nan_to_num(np.asarray(aus, np.float32), nan=-1.0))
+            au_known = torch.from_numpy(np.isfinite(aus)).float()
+            au_targets = torch.stack([(au >= 1).float(), (au >= 2).float()], dim=2)  # (N, 4, 2)
+
+        def loss_fn(out, idx):
+            loss = pain_loss(out[:, :n_pain], y_t[idx].to(device))
+            if self.action_units_:
+                mask = au_known[idx].to(device)[:, :, None].expand(-1, -1, 2)
+                bce = torch.nn.functional.binary_cross_entropy_with_logits(
+                    out[:, n_pain:].reshape(-1, N_AU, 2), au_targets[idx].to(device), reduction="none")
+                loss = loss + (bce * mask).sum() / mask.sum().clamp(min=1.0)  # unlabelled AUs add nothing
+            return loss
+
         lr = 3e-4 if self.init_.startswith("ImageNet") else 1e-3
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
         steps = max(1, int(np.ceil(len(train_idx) / self.batch_size)))
@@ -152,14 +182,15 @@ class ResNetClassifier:
             for b in range(steps):
                 idx = order[b * self.batch_size:(b + 1) * self.batch_size]
                 xb = _augment(x_all[idx], gen).to(device)
-                loss = loss_fn(net(xb), y_t[idx].to(device))
+                loss = loss_fn(net(xb), idx)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 sched.step()
             if len(val_idx):
-                score = self._macro_f1(net, x_all[val_idx], yi[val_idx], device)
-                self.log(f"  epoch {epoch + 1}: validation macro-F1 {score:.3f} ({time.time() - t0:.0f} s)")
+                score = self._validation_score(net, x_all[val_idx], yi[val_idx],
+                                               None if not self.action_units_ else aus[val_idx], device)
+                self.log(f"  epoch {epoch + 1}: validation score {score:.3f} ({time.time() - t0:.0f} s)")
                 if score > best:
                     best, stale = score, 0
                     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
@@ -170,30 +201,49 @@ class ResNetClassifier:
         if best_state is not None:
             net.load_state_dict(best_state)
         self.epochs_run_ = epoch + 1
-        self.val_macro_f1_ = best
+        self.val_score_ = best
         self.net_ = net.cpu().eval()
         return self
 
-    @staticmethod
-    def _macro_f1(net, x, y, device) -> float:
+    def _validation_score(self, net, x, y, aus, device) -> float:
+        """Pain macro-F1; with AU heads, its mean with the AUs' mean quadratic-weighted kappa."""
         import torch
         from sklearn.metrics import f1_score
 
+        from .evaluate import au_metrics
+
         net.eval()
         with torch.no_grad():
-            pred = torch.cat([net(x[i:i + 256].to(device)).argmax(1).cpu() for i in range(0, len(x), 256)])
+            out = torch.cat([net(x[i:i + 256].to(device)).cpu() for i in range(0, len(x), 256)]).numpy()
         net.train()
-        return float(f1_score(y, pred.numpy(), average="macro"))
+        n_pain = len(self.classes_)
+        score = float(f1_score(y, out[:, :n_pain].argmax(1), average="macro"))
+        if aus is None:
+            return score
+        per_au = au_metrics(aus, ordinal_scores(out[:, n_pain:]))
+        kappas = [per_au[a]["qwk"] for a in ACTION_UNITS if a in per_au]
+        return (score + float(np.mean(kappas))) / 2 if kappas else score
 
-    def predict_proba(self, crops) -> np.ndarray:
+    def _outputs(self, crops) -> np.ndarray:
         import torch
 
         with torch.no_grad():
             x = torch.from_numpy(to_batch(list(crops)))
-            return torch.cat([torch.softmax(self.net_(x[i:i + 256]), 1) for i in range(0, len(x), 256)]).numpy()
+            return torch.cat([self.net_(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
+
+    def predict_proba(self, crops) -> np.ndarray:
+        logits = self._outputs(crops)[:, :len(self.classes_)]
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
 
     def predict(self, crops) -> np.ndarray:
         return self.classes_[self.predict_proba(crops).argmax(1)]
+
+    def predict_aus(self, crops) -> np.ndarray | None:
+        """(N, 4) expected AU scores 0..2, or None when trained without AU labels."""
+        if not self.action_units_:
+            return None
+        return ordinal_scores(self._outputs(crops)[:, len(self.classes_):])
 
     def save(self, out_dir: Path, task: str, training: dict, metrics: dict | None = None) -> dict:
         import torch
@@ -214,7 +264,10 @@ class ResNetClassifier:
             "class_labels": [int(c) for c in self.classes_],
             "input": f"square face crop resized to {SIZE}x{SIZE}, RGB, ImageNet mean/std",
             "initialisation": self.init_,
-            "training": {**training, "epochs_run": self.epochs_run_, "validation_macro_f1": self.val_macro_f1_},
+            "action_units": {"names": list(ACTION_UNITS), "head": "two cumulative ordinal logits per AU after the "
+                             "pain logits: P(score >= 1), P(score >= 2); score = their sum"} if self.action_units_
+            else None,
+            "training": {**training, "epochs_run": self.epochs_run_, "validation_score": self.val_score_},
             "metrics": metrics or {}, "synthetic": bool(training.get("synthetic", False)),
             "caveat": SYNTHETIC_CAVEAT if training.get("synthetic") else "",
             "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__,
@@ -234,6 +287,7 @@ class ResNetModel:
         self.name = self.card.get("name", Path(folder).name)
         self.binary = self.card["task"] == "binary"
         self.classes = np.array(self.card["class_labels"])
+        self.action_units = bool(self.card.get("action_units"))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         path = verified_file(folder, "model.onnx")
@@ -245,7 +299,10 @@ class ResNetModel:
     def predict(self, crops: list[np.ndarray]) -> list[Prediction]:
         if not crops:
             return []
-        logits = self.session.run(None, {"image": to_batch(crops)})[0]
+        out = self.session.run(None, {"image": to_batch(crops)})[0]
+        n_pain = len(self.classes)
+        logits = out[:, :n_pain]
         e = np.exp(logits - logits.max(1, keepdims=True))
         probs = to_three(e / e.sum(1, keepdims=True), self.classes)
-        return [Prediction(p, self.name, self.binary) for p in probs]
+        aus = ordinal_scores(out[:, n_pain:]) if self.action_units else [None] * len(probs)
+        return [Prediction(p, self.name, self.binary, a) for p, a in zip(probs, aus)]

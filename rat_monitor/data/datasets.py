@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
+from ..types import ACTION_UNITS
 
 LABELS = {"0": 0, "1": 1, "2": 2, "none": 0, "no_pain": 0, "nopain": 0, "no pain": 0, "moderate": 1, "severe": 2}
-AU_COLUMNS = ("orbital", "nose", "ears", "whiskers")
+AU_COLUMNS = ACTION_UNITS
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
@@ -32,6 +33,11 @@ class Dataset:
     def targets(self, task: str) -> np.ndarray:
         """Binary: 0 no pain, 1 pain (moderate + severe). 3class: the labels as they are."""
         return (self.labels > 0).astype(np.int64) if task == "binary" else self.labels.copy()
+
+    @property
+    def has_aus(self) -> bool:
+        """At least one AU label anywhere (missing ones are NaN and are left out of the AU losses)."""
+        return self.aus is not None and bool(np.isfinite(self.aus).any())
 
     def images(self) -> list[np.ndarray]:
         out = []
@@ -70,7 +76,7 @@ def read_manifest(path: Path) -> Dataset:
         raise DatasetError(f"{path} has no rows")
     if missing:
         raise DatasetError(f"{path} lacks column(s) {', '.join(missing)} (needs path,subject,label)")
-    has_aus = all(c in header for c in AU_COLUMNS)
+    has_aus = any(c in header for c in AU_COLUMNS)  # an AU column left out counts as unlabelled
     paths, subjects, labels, aus = [], [], [], []
     for i, row in enumerate(rows, start=2):
         where = f"{path}:{i}"
@@ -85,7 +91,7 @@ def read_manifest(path: Path) -> Dataset:
         if has_aus:
             vals = []
             for c in AU_COLUMNS:
-                v = (row[c] or "").strip()
+                v = (row.get(c) or "").strip()
                 if v == "":
                     vals.append(np.nan)
                 elif v in ("0", "1", "2"):

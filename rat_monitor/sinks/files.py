@@ -13,7 +13,7 @@ import cv2
 
 from ..errors import ConfigError
 from ..models import atomic_write_text
-from ..types import MinuteSummary, ScoredFrame
+from ..types import AU_FIELDS, MinuteSummary, ScoredFrame
 
 TIMELINE_COLUMNS = ["minute", "start_s", "end_s", "start_time", "frames", "dropped_frames", "face_frames",
                     "scored_frames", "pain_prob", "pain_score", "pain_prob_smoothed", "pain_level", "alert", "status",
@@ -22,6 +22,16 @@ TIMELINE_COLUMNS = ["minute", "start_s", "end_s", "start_time", "frames", "dropp
 FRAME_COLUMNS = ["frame", "t_s", "x0", "y0", "x1", "y1", "sharpness", "quality", "p_none", "p_moderate", "p_severe",
                  "model", "pain_prob", "track_id", "motion", "confidence", "size_px", "pose_weight", "exposure", "crop"]
 RUN_FILES = ("timeline.csv", "frames.csv", "run.json", "alerts.jsonl")
+# Models with action-unit heads add AU_FIELDS (au_orbital, au_nose, au_ears, au_whiskers, rgs) at the end of
+# both files; pain-only models leave the columns out altogether (absent, never zero).
+
+
+def timeline_columns(action_units: bool) -> list[str]:
+    return TIMELINE_COLUMNS + list(AU_FIELDS) if action_units else list(TIMELINE_COLUMNS)
+
+
+def frame_columns(action_units: bool) -> list[str]:
+    return FRAME_COLUMNS + list(AU_FIELDS) if action_units else list(FRAME_COLUMNS)
 
 
 def _num(v, digits: int = 4) -> str:
@@ -61,11 +71,13 @@ def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
 
 class RunWriter:
     """Appends rows as they are produced and flushes them, so a crash loses at most the current minute.
-    With resume=True it continues the files of an interrupted run instead of starting them."""
+    With resume=True it continues the files of an interrupted run instead of starting them. action_units: the
+    classifier scores the four RGS action units, so both files carry AU_FIELDS."""
 
-    def __init__(self, run_dir: Path, save_crops: bool = True, resume: bool = False):
+    def __init__(self, run_dir: Path, save_crops: bool = True, resume: bool = False, action_units: bool = False):
         self.dir = Path(run_dir)
         self.save_crops = save_crops
+        self.action_units = action_units
         if save_crops:
             (self.dir / "crops").mkdir(exist_ok=True)
         mode = "a" if resume else "w"
@@ -74,8 +86,8 @@ class RunWriter:
         self._tw = csv.writer(self._timeline)
         self._fw = csv.writer(self._frames)
         if not resume:
-            self._tw.writerow(TIMELINE_COLUMNS)
-            self._fw.writerow(FRAME_COLUMNS)
+            self._tw.writerow(timeline_columns(action_units))
+            self._fw.writerow(frame_columns(action_units))
         self._sync(self._timeline)
         self._sync(self._frames)
         self._alerts = None
@@ -86,7 +98,7 @@ class RunWriter:
         os.fsync(f.fileno())
 
     def minute(self, m: MinuteSummary) -> None:
-        self._tw.writerow(timeline_row(m))
+        self._tw.writerow(timeline_row(m, self.action_units))
         self._sync(self._timeline)
         event = m.extra.get("alert_event")
         if event:
@@ -98,7 +110,7 @@ class RunWriter:
     def rewrite_timeline(self, rows: list[MinuteSummary]) -> None:
         """Replaces timeline.csv and alerts.jsonl as a whole (atomically), e.g. after centred smoothing of an
         archive: until then the rows written minute by minute stand."""
-        lines = [TIMELINE_COLUMNS] + [timeline_row(m) for m in rows]
+        lines = [timeline_columns(self.action_units)] + [timeline_row(m, self.action_units) for m in rows]
         atomic_write_text(self.dir / "timeline.csv", _csv_text(lines))
         events = [json.dumps(alert_record(m, m.extra["alert_event"])) for m in rows if m.extra.get("alert_event")]
         if events or (self.dir / "alerts.jsonl").exists():
@@ -115,10 +127,12 @@ class RunWriter:
                 crop_name = f"crops/f{c.frame:07d}_r{c.track_id}.jpg"
                 cv2.imwrite(str(self.dir / crop_name), c.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
             probs = [_num(v) for v in p.probs] if not p.binary else [_num(p.probs[0]), "", ""]
-            self._fw.writerow([c.frame, f"{c.t_s:.3f}", *(f"{v:.1f}" for v in c.box), _num(q.sharpness),
-                               _num(q.score), *probs, p.model, _num(p.pain_prob), c.track_id, _num(q.motion),
-                               _num(q.confidence), f"{q.size_px:.1f}", _num(q.pose_weight, 2), _num(q.exposure, 3),
-                               crop_name])
+            row = [c.frame, f"{c.t_s:.3f}", *(f"{v:.1f}" for v in c.box), _num(q.sharpness), _num(q.score), *probs,
+                   p.model, _num(p.pain_prob), c.track_id, _num(q.motion), _num(q.confidence), f"{q.size_px:.1f}",
+                   _num(q.pose_weight, 2), _num(q.exposure, 3), crop_name]
+            if self.action_units:
+                row += _au_cells(p.au_values)
+            self._fw.writerow(row)
         if frames:
             self._frames.flush()
 
@@ -147,6 +161,8 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
                               pain_prob_low=_opt(r.get("pain_prob_low")), pain_prob_high=_opt(r.get("pain_prob_high")),
                               share_none=_opt(r.get("share_none")), share_moderate=_opt(r.get("share_moderate")),
                               share_severe=_opt(r.get("share_severe")))
+            if r.get("rgs"):
+                m.action_units = {k: float(r[k]) for k in AU_FIELDS}
             if m.pain_prob is not None:
                 m.extra["pain_sum"] = m.pain_prob * m.scored_frames
             rows.append(m)
@@ -155,14 +171,22 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
     return rows
 
 
-def prepare_resume(run_dir: Path) -> tuple[list[MinuteSummary], float]:
+def prepare_resume(run_dir: Path, action_units: bool) -> tuple[list[MinuteSummary], float]:
     """An interrupted run folder -> its complete minutes and the time to continue from. frames.csv keeps only
-    the frames of those minutes (the unfinished minute is redone); crops of the unfinished minute go."""
+    the frames of those minutes (the unfinished minute is redone); crops of the unfinished minute go.
+    The run must go on with the same kind of classifier (with or without AU scores): its columns stay."""
     run_dir = Path(run_dir)
+    with open(run_dir / "timeline.csv", newline="") as f:
+        header = next(csv.reader(f), [])
+    if header != timeline_columns(action_units):
+        had = "with" if "rgs" in header else "without"
+        raise ConfigError(f"{run_dir} was started with a classifier {had} action-unit scores; resume it with the "
+                          "same --model")
     rows = read_timeline(run_dir / "timeline.csv")
     while rows and rows[-1].end_s - rows[-1].start_s < 59.999:  # a minute closed early by Ctrl-C: redo it
         rows.pop()
-    atomic_write_text(run_dir / "timeline.csv", _csv_text([TIMELINE_COLUMNS] + [timeline_row(m) for m in rows]))
+    atomic_write_text(run_dir / "timeline.csv", _csv_text([timeline_columns(action_units)]
+                                                          + [timeline_row(m, action_units) for m in rows]))
     resume_s = 60.0 * len(rows)
     with open(run_dir / "frames.csv", newline="") as f:
         frames = list(csv.reader(f))
@@ -179,11 +203,17 @@ def prepare_resume(run_dir: Path) -> tuple[list[MinuteSummary], float]:
     return rows, resume_s
 
 
-def timeline_row(m: MinuteSummary) -> list:
-    return [m.minute, f"{m.start_s:.3f}", f"{m.end_s:.3f}", m.start_time, m.frames, m.dropped_frames, m.face_frames,
-            m.scored_frames, _num(m.pain_prob), _num(m.pain_score), _num(m.pain_prob_smoothed), m.pain_level, m.alert,
-            m.status, _num(m.pain_prob_low), _num(m.pain_prob_high), _num(m.smoothed_low), _num(m.smoothed_high),
-            _num(m.share_none, 3), _num(m.share_moderate, 3), _num(m.share_severe, 3)]
+def _au_cells(values: dict[str, float] | None) -> list[str]:
+    """AU_FIELDS cells: empty when nothing was scored (unknown), never zero."""
+    return [_num(values[k], 3) if values else "" for k in AU_FIELDS]
+
+
+def timeline_row(m: MinuteSummary, action_units: bool = False) -> list:
+    row = [m.minute, f"{m.start_s:.3f}", f"{m.end_s:.3f}", m.start_time, m.frames, m.dropped_frames, m.face_frames,
+           m.scored_frames, _num(m.pain_prob), _num(m.pain_score), _num(m.pain_prob_smoothed), m.pain_level, m.alert,
+           m.status, _num(m.pain_prob_low), _num(m.pain_prob_high), _num(m.smoothed_low), _num(m.smoothed_high),
+           _num(m.share_none, 3), _num(m.share_moderate, 3), _num(m.share_severe, 3)]
+    return row + _au_cells(m.action_units) if action_units else row
 
 
 def _csv_text(rows: list[list]) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..models import SYNTHETIC_CAVEAT
+from ..types import ACTION_UNITS, AU_FIELDS
 
 MAX_THUMBNAILS = 600  # per run; every crop stays in the run folder
 THUMB = 72
@@ -29,6 +30,11 @@ class RunData:
     frames: list[dict]
     info: dict
     summary: dict = field(default_factory=dict)
+
+    @property
+    def action_units(self) -> bool:
+        """Made with a classifier that scores the four action units (the columns exist)."""
+        return bool(self.timeline) and "rgs" in self.timeline[0]
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -67,6 +73,7 @@ def summarise(run: RunData) -> dict:
         "classifier": models.get("classifier", {}).get("name", "?"),
         "synthetic": any(m.get("synthetic") for m in models.values()),
         "mean_pain": _mean([_f(r["pain_prob"]) for r in rows]),
+        "mean_rgs": _mean([_f(r.get("rgs")) for r in rows]),
     }
 
 
@@ -83,18 +90,27 @@ def _alerts(run: RunData) -> list[dict]:
             if e.get("event") == "raised"]
 
 
+AU_LABELS = {"orbital": "orbital tightening", "nose": "nose/cheek flattening", "ears": "ear changes",
+             "whiskers": "whisker change"}
+
+
 def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
-    """One panel pair per run: P(pain) per minute (raw with interval, smoothed with band, unknown minutes
-    shaded, alert minutes marked) over face coverage. Returns PNG bytes (and writes them when path is given)."""
+    """Per run: P(pain) per minute (raw with interval, smoothed with band, unknown minutes shaded, alert minutes
+    marked); for AU-capable models the four action-unit scores and the RGS score per minute under it; face
+    coverage at the bottom. Returns PNG bytes (and writes them when path is given)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2 * len(runs), 1, figsize=(11, 3.6 * len(runs)), squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1] * len(runs)})
-    for k, run in enumerate(runs):
-        ax, cov = axes[2 * k, 0], axes[2 * k + 1, 0]
+    panels = [(run, kind) for run in runs for kind in ("pain", "aus", "coverage")
+              if kind != "aus" or run.action_units]
+    ratios = {"pain": 3, "aus": 2, "coverage": 1}
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(0.9 * ratios[k] for _, k in panels) + 0.4),
+                             squeeze=False, gridspec_kw={"height_ratios": [ratios[k] for _, k in panels]})
+    axes_of = {(id(run), kind): axes[i, 0] for i, (run, kind) in enumerate(panels)}
+    for run in runs:
+        ax, cov = axes_of[(id(run), "pain")], axes_of[(id(run), "coverage")]
         rows = run.timeline
         m = np.array([int(r["minute"]) for r in rows])
         raw = np.array([_f(r["pain_prob"]) if r["pain_prob"] else np.nan for r in rows], float)
@@ -127,6 +143,8 @@ def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
         cov.set_xlim(ax.get_xlim())
         cov.set_ylabel("face %")
         cov.set_xlabel("minute")
+        if run.action_units:
+            _plot_action_units(axes_of[(id(run), "aus")], rows, m, ax.get_xlim())
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
@@ -135,6 +153,24 @@ def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
     if path is not None:
         Path(path).write_bytes(png)
     return png
+
+
+def _plot_action_units(ax, rows: list[dict], minutes: np.ndarray, xlim) -> None:
+    """The per-AU panel: mean score of each action unit per minute (0 absent, 1 moderate, 2 severe) and the RGS
+    score; minutes without a scored face are gaps, never zeros."""
+    x = minutes + 0.5
+    for au in ACTION_UNITS:
+        ax.plot(x, [_f(r[f"au_{au}"]) if r[f"au_{au}"] else np.nan for r in rows], marker=".", lw=1, ms=4,
+                label=AU_LABELS[au])
+    ax.plot(x, [_f(r["rgs"]) if r["rgs"] else np.nan for r in rows], color="k", lw=2.2, label="RGS score (mean)")
+    for i, r in enumerate(rows):
+        if r["pain_level"] == "unknown":
+            ax.axvspan(minutes[i], minutes[i] + 1, color="0.85", lw=0)
+    ax.set_ylim(-0.05, 2.05)
+    ax.set_yticks([0, 1, 2])
+    ax.set_xlim(xlim)
+    ax.set_ylabel("AU score")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.8)
 
 
 def _thumb(path: Path) -> str | None:
@@ -157,9 +193,12 @@ def _thumbnails(run: RunData) -> tuple[list[dict], int]:
         if data is None:
             continue
         t = float(f["t_s"])
+        title = f"frame {f['frame']}, quality {f['quality']}, sharpness {f['sharpness']}"
+        if f.get("rgs"):
+            title += ", " + ", ".join(f"{k} {f[k]}" for k in AU_FIELDS)
         groups.setdefault(int(t // 60), []).append(
-            {"data": data, "caption": f"{int(t // 60)}:{int(t % 60):02d} P={float(f['pain_prob']):.2f}",
-             "title": f"frame {f['frame']}, quality {f['quality']}, sharpness {f['sharpness']}"})
+            {"data": data, "caption": f"{int(t // 60)}:{int(t % 60):02d} P={float(f['pain_prob']):.2f}"
+                                      + (f" RGS={float(f['rgs']):.1f}" if f.get("rgs") else ""), "title": title})
         shown += 1
     return [{"minute": k, "faces": v} for k, v in sorted(groups.items())], len(run.frames)
 
