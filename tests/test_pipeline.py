@@ -132,8 +132,11 @@ def test_watch_url_writes_rows_stamped_with_wall_clock(short_video, tmp_path):
 
 
 def test_ctrl_c_closes_the_partial_minute_and_exits_zero(short_video, tmp_path):
+    # A runner that starts the suite in the background (non-interactive `cmd &`) leaves SIGINT ignored, and a
+    # child inherits that; give the CLI the default disposition a terminal's Ctrl-C meets.
     proc = subprocess.Popen(RM + ["watch", "--video", str(short_video), "--realtime", "--out", str(tmp_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(6)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
