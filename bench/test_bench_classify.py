@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def six_rats(tmp_path_factory):
     root = tmp_path_factory.mktemp("six")
-    write_dataset(root, subjects=6, per_subject=200, seed=0)  # the bundled model's training data
+    write_dataset(root, subjects=6, per_subject=200, seed=0)  # the first 200 crops per animal of the bundled model's data
     return load_dataset(root)
 
 

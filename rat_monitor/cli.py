@@ -545,10 +545,10 @@ def train(
     metrics = {}
     if loso:
         result = evaluate_loso(ds, model, task, trainer=trainer)
-        metrics = {"protocol": "leave-one-subject-out",
-                   **{k: round(v, 4) for k, v in result["pooled"].items() if k in ("accuracy", "macro_f1", "pain_f1")}}
+        kept = {k: v for k, v in result["pooled"].items() if k in ("accuracy", "macro_f1", "pain_f1")}
         if "action_units" in result:
-            metrics["action_units"] = _rounded(result["action_units"])
+            kept["action_units"] = result["action_units"]
+        metrics = {"protocol": "leave-one-subject-out", **_rounded(kept)}
         out.print(f"LOSO: {metrics}", highlight=False)
     aus = " with action units" if trainer.action_units else ""
     out.print(f"training {model} ({task}){aus} on {ds.summary()}", highlight=False)
@@ -563,7 +563,7 @@ def train(
 
 
 def _rounded(tree):
-    """Floats rounded to 4 digits, through nested dicts (for cards and tables)."""
+    """Floats rounded to 4 digits, through nested dicts (for model cards)."""
     if isinstance(tree, dict):
         return {k: _rounded(v) for k, v in tree.items()}
     return round(tree, 4) if isinstance(tree, float) else tree

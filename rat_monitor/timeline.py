@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import beta
 
-from .types import AU_FIELDS, MinuteSummary, ScoredFrame
+from .types import MinuteSummary, ScoredFrame, au_values
 
 CAUSAL_WEIGHTS = (1.0, 0.5, 0.25, 0.125)  # this minute, one before, two before, ...
 CENTRED_WEIGHTS = {0: 1.0, 1: 2 / 3, 2: 1 / 3}  # by distance in minutes, either side
@@ -157,8 +157,7 @@ class Timeline:
             m.extra["pain_sum"] = float(pain.sum())
         aus = np.array(self._aus.pop(m.minute, []))
         if len(aus):
-            means = aus.mean(axis=0)
-            m.action_units = dict(zip(AU_FIELDS, [float(v) for v in means] + [float(means.mean())]))
+            m.action_units = au_values(aus.mean(axis=0))
         self.rows.append(m)
         # Causal: only this row is new, earlier ones are final.
         self._alert = smooth(self.rows, "causal", self.rule, start=len(self.rows) - 1, state=self._alert)

@@ -13,6 +13,11 @@ ACTION_UNITS = ("orbital", "nose", "ears", "whiskers")
 AU_FIELDS = tuple(f"au_{a}" for a in ACTION_UNITS) + ("rgs",)
 
 
+def au_values(scores: np.ndarray) -> dict[str, float]:
+    """Four AU scores (ACTION_UNITS order) -> AU_FIELDS: the four and rgs, their mean."""
+    return dict(zip(AU_FIELDS, [float(v) for v in scores] + [float(np.mean(scores))]))
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """What a frame source knows about itself before the first frame."""
@@ -101,9 +106,7 @@ class Prediction:
     @property
     def au_values(self) -> dict[str, float] | None:
         """AU_FIELDS -> value (the four AU scores and their mean, rgs), or None for a pain-only model."""
-        if self.aus is None:
-            return None
-        return dict(zip(AU_FIELDS, [float(v) for v in self.aus] + [float(np.mean(self.aus))]))
+        return None if self.aus is None else au_values(self.aus)
 
     @property
     def pain_prob(self) -> float:

@@ -63,6 +63,11 @@ def imagenet_weights(explicit: Path | None) -> tuple[dict | None, str]:
     return None, ""
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
 def ordinal_scores(logits: np.ndarray) -> np.ndarray:
     """(N, 4 * 2) cumulative logits -> (N, 4) expected AU scores in 0..2 (P(>= 2) capped by P(>= 1))."""
     p = 1.0 / (1.0 + np.exp(-np.asarray(logits, np.float64).reshape(len(logits), N_AU, 2)))
@@ -232,9 +237,7 @@ class ResNetClassifier:
             return torch.cat([self.net_(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
 
     def predict_proba(self, crops) -> np.ndarray:
-        logits = self._outputs(crops)[:, :len(self.classes_)]
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
+        return softmax(self._outputs(crops)[:, :len(self.classes_)])
 
     def predict(self, crops) -> np.ndarray:
         return self.classes_[self.predict_proba(crops).argmax(1)]
@@ -301,8 +304,6 @@ class ResNetModel:
             return []
         out = self.session.run(None, {"image": to_batch(crops)})[0]
         n_pain = len(self.classes)
-        logits = out[:, :n_pain]
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        probs = to_three(e / e.sum(1, keepdims=True), self.classes)
+        probs = to_three(softmax(out[:, :n_pain]), self.classes)
         aus = ordinal_scores(out[:, n_pain:]) if self.action_units else [None] * len(probs)
         return [Prediction(p, self.name, self.binary, a) for p, a in zip(probs, aus)]

@@ -77,6 +77,11 @@ def summarise(run: RunData) -> dict:
     }
 
 
+def _column(rows: list[dict], key: str) -> np.ndarray:
+    """One timeline column as floats for plotting; an empty cell (unknown) is NaN, a gap in the line."""
+    return np.array([np.nan if _f(r.get(key)) is None else _f(r[key]) for r in rows], float)
+
+
 def _mean(values) -> float | None:
     v = [x for x in values if x is not None]
     return float(np.mean(v)) if v else None
@@ -113,12 +118,8 @@ def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
         ax, cov = axes_of[(id(run), "pain")], axes_of[(id(run), "coverage")]
         rows = run.timeline
         m = np.array([int(r["minute"]) for r in rows])
-        raw = np.array([_f(r["pain_prob"]) if r["pain_prob"] else np.nan for r in rows], float)
-        lo = np.array([_f(r.get("pain_prob_low", "")) or np.nan for r in rows], float)
-        hi = np.array([_f(r.get("pain_prob_high", "")) or np.nan for r in rows], float)
-        sm = np.array([_f(r["pain_prob_smoothed"]) if r["pain_prob_smoothed"] else np.nan for r in rows], float)
-        slo = np.array([_f(r.get("smoothed_low", "")) or np.nan for r in rows], float)
-        shi = np.array([_f(r.get("smoothed_high", "")) or np.nan for r in rows], float)
+        raw, lo, hi = (_column(rows, k) for k in ("pain_prob", "pain_prob_low", "pain_prob_high"))
+        sm, slo, shi = (_column(rows, k) for k in ("pain_prob_smoothed", "smoothed_low", "smoothed_high"))
         x = m + 0.5
         for i, r in enumerate(rows):
             if r["pain_level"] == "unknown":
@@ -160,9 +161,8 @@ def _plot_action_units(ax, rows: list[dict], minutes: np.ndarray, xlim) -> None:
     score; minutes without a scored face are gaps, never zeros."""
     x = minutes + 0.5
     for au in ACTION_UNITS:
-        ax.plot(x, [_f(r[f"au_{au}"]) if r[f"au_{au}"] else np.nan for r in rows], marker=".", lw=1, ms=4,
-                label=AU_LABELS[au])
-    ax.plot(x, [_f(r["rgs"]) if r["rgs"] else np.nan for r in rows], color="k", lw=2.2, label="RGS score (mean)")
+        ax.plot(x, _column(rows, f"au_{au}"), marker=".", lw=1, ms=4, label=AU_LABELS[au])
+    ax.plot(x, _column(rows, "rgs"), color="k", lw=2.2, label="RGS score (mean)")
     for i, r in enumerate(rows):
         if r["pain_level"] == "unknown":
             ax.axvspan(minutes[i], minutes[i] + 1, color="0.85", lw=0)
