@@ -24,7 +24,8 @@ from .sources import CaptureSource
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".ts", ".mts", ".flv")
 WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished minute, to warm up the tracker
 SUMMARY_COLUMNS = ["video", "run_dir", "status", "error", "duration_s", "frames", "minutes", "minutes_observed",
-                   "minutes_none", "minutes_moderate", "minutes_severe", "minutes_unknown", "alerts", "fps"]
+                   "minutes_none", "minutes_moderate", "minutes_severe", "minutes_unknown", "alerts", "fps",
+                   "minutes_unfamiliar", "refused_crops"]
 
 
 def expand_inputs(items: list[str | Path]) -> list[Path]:
@@ -96,7 +97,9 @@ def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dic
                     "minutes_observed": sum(lv != "unknown" for lv in levels),
                     **{f"minutes_{k}": levels.count(k) for k in ("none", "moderate", "severe", "unknown")},
                     "alerts": sum(1 for r, prev in zip(rows, [{"alert": "0"}] + rows) if r["alert"] == "1"
-                                  and prev["alert"] == "0")})
+                                  and prev["alert"] == "0"),
+                    "minutes_unfamiliar": sum(r.get("status") == "unfamiliar" for r in rows),
+                    "refused_crops": sum(int(r.get("refused_frames") or 0) for r in rows)})
     try:
         row["fps"] = json.loads((run_dir / "run.json").read_text())["totals"]["fps"]
     except (OSError, ValueError, KeyError):

@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .classify.familiarity import unfamiliar_advice
 from .errors import ConfigError, RatMonitorError, SourceError
 from .models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from .sources import CaptureSource
@@ -112,7 +113,10 @@ class LiveView:
                 view.refresh()
 
             def scored(self, frames):
-                view.scored_now += len(frames)
+                refused = sum(f.prediction.refused for f in frames)
+                view.scored_now += len(frames) - refused
+                view.accepted += len(frames) - refused
+                view.refused += refused
 
             def minute(self, row):
                 view.rows.append(row)
@@ -127,6 +131,7 @@ class LiveView:
         self.action_units = action_units
         self.rows, self.alerts = [], []
         self.t_s, self.stats, self.faces, self.scored_now = 0.0, {}, 0, 0
+        self.accepted, self.refused = 0, 0
         self.live: Live | None = None
 
     def render(self):
@@ -137,6 +142,9 @@ class LiveView:
                 f"{sum(r.dropped_frames for r in self.rows)}")
         parts = [head, timeline_table(self.rows, title="Last minutes", last=10, caveat=self.caveat,
                                        action_units=self.action_units)]
+        advice = unfamiliar_advice(self.refused, self.accepted)
+        if advice:
+            parts.append(f"[yellow]{advice}[/]")
         if self.alerts:
             a = self.alerts[-1]
             parts.append(f"[bold red]ALERT[/] since minute {a.minute} (smoothed P(pain) {a.pain_prob_smoothed:.2f})")
@@ -229,6 +237,14 @@ def watch(
     stopped = "stopped by Ctrl-C; " if totals.interrupted else ""
     out.print(f"{stopped}{totals.frames} frames, {totals.minutes} minute(s), {totals.scored_frames} scored, "
               f"{totals.dropped_frames} dropped → {out_dir}/timeline.csv", highlight=False)
+    _print_refusal(totals)
+
+
+def _print_refusal(totals, console: Console = out) -> None:
+    """Says once, plainly, when most selected faces were refused as unfamiliar, and what to do."""
+    advice = unfamiliar_advice(totals.refused_frames, totals.scored_frames)
+    if advice:
+        console.print(f"[yellow]note:[/] {advice}", highlight=False, soft_wrap=True)
 
 
 def _analyze_one(video: Path, run_dir: Path, det, clf, settings, overwrite: bool, progress: Progress,
@@ -325,6 +341,7 @@ def analyze(
                                                       action_units=clf.action_units))
             progress.console.print(f"{video.name}: {totals.frames} frames at {totals.fps:.0f} fps, "
                                    f"{totals.scored_frames} scored → {run_dir}", highlight=False)
+            _print_refusal(totals, progress.console)
     if len(paths) > 1:
         _print_summary(rows, out_dir)
         write_summary(rows, out_dir)
@@ -365,6 +382,61 @@ def demo(
                              action_units=clf.action_units))
     out.print(f"{totals.frames} frames at {totals.fps:.0f} fps; timeline → {out_dir / 'timeline.csv'}",
               highlight=False)
+    _print_refusal(totals)
+
+
+@app.command()
+@friendly_errors
+def predict(
+    paths: list[Path] = typer.Argument(..., help="Face-crop images, or folders of them (searched recursively)."),
+    out_path: Path = typer.Option(..., "--out", help="CSV to write: one row per image."),
+    model: str = typer.Option(DEFAULT_CLASSIFIER, help=MODEL_HELP),
+):
+    """Score face images directly (e.g. the RatsPain crops a lab received): one row per image with path, refused,
+    familiarity, pain_prob, p_none, p_moderate, p_severe (and the four AU scores and rgs when the model scores
+    them). A face unlike the model's training faces is refused: refused=1, no score. Unreadable files get a row
+    with their error and do not stop the run; exit 3 when no image could be read at all.
+
+    [bold]Example:[/] rat-monitor predict ratspain/ --model models/my-lab --out scores.csv
+    """
+    import csv
+
+    from .classify import load_classifier
+    from .predict import expand_images, predict_images
+    from .sinks.files import score_columns, score_row
+
+    clf = load_classifier(model)
+    images = expand_images(paths)
+    if not images:
+        raise SourceError("no images found in " + ", ".join(map(str, paths)))
+    if out_path.exists():
+        raise ConfigError(f"{out_path} exists; choose another --out or remove it")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    counts = {"scored": 0, "refused": 0, "failed": 0}
+    with open(out_path, "w", newline="") as f, _progress() as progress:
+        task = progress.add_task("images", total=len(images), rate="")
+        writer = csv.writer(f)
+        writer.writerow(score_columns(clf.action_units))
+        for path, pred, error in predict_images(images, clf):
+            writer.writerow(score_row(str(path), pred, error, clf.action_units))
+            if pred is None:
+                counts["failed"] += 1
+                progress.console.print(f"[yellow]skipped[/] {path}: {error}", highlight=False)
+            else:
+                counts["refused" if pred.refused else "scored"] += 1
+            progress.update(task, advance=1)
+    out.print(f"{counts['scored']} scored, {counts['refused']} refused as unfamiliar, {counts['failed']} unreadable "
+              f"→ {out_path}", highlight=False)
+    if clf.familiarity is None:
+        out.print("[yellow]note:[/] this model has no familiarity statistics: every face was scored, familiar or not",
+                  highlight=False)
+    advice = unfamiliar_advice(counts["refused"], counts["scored"])
+    if advice:
+        out.print(f"[yellow]note:[/] {advice}", highlight=False, soft_wrap=True)
+    if caveat := _caveat(clf):
+        out.print(f"[dim]{caveat}[/]", highlight=False)
+    if counts["failed"] == len(images):
+        raise SourceError(f"none of the {len(images)} file(s) could be read as an image")
 
 
 @app.command()
@@ -545,7 +617,8 @@ def train(
     metrics = {}
     if loso:
         result = evaluate_loso(ds, model, task, trainer=trainer)
-        kept = {k: v for k, v in result["pooled"].items() if k in ("accuracy", "macro_f1", "pain_f1")}
+        kept = {k: v for k, v in result["pooled"].items()
+                if k in ("accuracy", "macro_f1", "pain_f1", "refused_share", "macro_f1_accepted")}
         if "action_units" in result:
             kept["action_units"] = result["action_units"]
         metrics = {"protocol": "leave-one-subject-out", **_rounded(kept)}
@@ -556,10 +629,15 @@ def train(
     training = {"description": description or f"{len(ds)} crops of {len(set(ds.subjects))} animals from {ds.source}",
                 "dataset": ds.summary(), "seconds": round(time.time() - t0, 1), "synthetic": synthetic}
     if model == "lbp-svm":
-        card = save_lbp_svm(fitted.pain, out_dir, task, training, metrics, au_scorer=fitted.aus)
+        card = save_lbp_svm(fitted.pain, out_dir, task, training, metrics, au_scorer=fitted.aus,
+                            familiarity=fitted.familiarity)
     else:
         card = fitted.pain.save(out_dir, task, training, metrics)
     out.print(f"saved {card['name']} → {out_dir} in {training['seconds']} s", highlight=False)
+    fam = card.get("familiarity")
+    out.print(f"familiarity check: calibrated {fam['calibration']}; crops below {fam['refuse_below']} are refused"
+              if fam else f"familiarity check {fitted.familiarity[1] if fitted.familiarity else 'not fitted'}: "
+                          "this model will score any crop, familiar or not", highlight=False)
 
 
 def _rounded(tree):
@@ -617,15 +695,23 @@ def evaluate(
     result = evaluate_loso(ds, model, task, n_jobs=2, epochs=epochs, weights=weights,
                            progress=lambda s, f: err.print(f"  fold {s}: macro-F1 {f['macro_f1']:.3f}",
                                                            highlight=False))
-    table = Table(title=f"Leave-one-subject-out, {model}, {task}")
-    for col in ("held out", "n", "accuracy", "macro F1", "pain F1", "train s"):
+    table = Table(title=f"Leave-one-subject-out, {model}, {task}",
+                  caption="refused: share of the held-out animal's crops the familiarity check refused; F1 accepted: "
+                          "macro-F1 over the crops it kept (the other figures are over all crops)")
+    for col in ("held out", "n", "accuracy", "macro F1", "pain F1", "refused", "F1 accepted", "train s"):
         table.add_column(col, justify="right")
+
+    def refusal_cells(f: dict) -> list[str]:
+        if "refused_share" not in f:
+            return ["", ""]
+        return [f"{f['refused_share']:.3f}", _fmt(f["macro_f1_accepted"], 3)]
+
     for f in result["folds"]:
         table.add_row(f["subject"], str(f["n"]), f"{f['accuracy']:.3f}", f"{f['macro_f1']:.3f}",
-                      f"{f['pain_f1']:.3f}", f"{f['train_s']:.1f}")
+                      f"{f['pain_f1']:.3f}", *refusal_cells(f), f"{f['train_s']:.1f}")
     p = result["pooled"]
     table.add_row("[bold]pooled", str(p["n"]), f"[bold]{p['accuracy']:.3f}", f"[bold]{p['macro_f1']:.3f}",
-                  f"[bold]{p['pain_f1']:.3f}", f"{result['seconds']:.0f} total")
+                  f"[bold]{p['pain_f1']:.3f}", *refusal_cells(p), f"{result['seconds']:.0f} total")
     out.print(table)
     if "action_units" in result:
         out.print(_au_table(result))

@@ -5,7 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")  # still images the tool reads
 CROP_MARGIN = 0.1  # face crops are squares around the box, 10% wider than its longer side
+CROP_JPEG_QUALITY = 90  # scored face crops are kept as JPEG in the run folder
 
 
 def square_crop(img: np.ndarray, box, margin: float = CROP_MARGIN, shift=(0.0, 0.0), zoom: float = 1.0) -> np.ndarray:
@@ -24,6 +26,15 @@ def square_crop(img: np.ndarray, box, margin: float = CROP_MARGIN, shift=(0.0, 0
         img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         a0, b0, a1, b1 = a0 + pad, b0 + pad, a1 + pad, b1 + pad
     return img[b0:b1, a0:a1]
+
+
+def as_stored(crop: np.ndarray) -> tuple[np.ndarray, bytes]:
+    """A face crop as the run folder keeps it: the JPEG bytes and the image they decode to. The classifier scores
+    the decoded image, so the crop a person audits is exactly the one scored, and face crops labelled later
+    (JPEGs, as curate and datasets store them) look like the ones scored live."""
+    ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+    data = buf.tobytes()
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED), data
 
 
 def downscale(img: np.ndarray, width: int, height: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from . import __version__
 from .classify.base import PainClassifier
 from .detect.centernet import FaceDetector
 from .errors import ConfigError
+from .imaging import as_stored
 from .select import QualityScorer, SelectionSettings, WindowSelector
 from .sinks.files import RunWriter
 from .sources import FrameSource
@@ -86,6 +87,7 @@ class Totals:
     face_frames: int = 0
     detector_runs: int = 0
     scored_frames: int = 0
+    refused_frames: int = 0  # selected crops refused as unlike the classifier's training faces
     minutes: int = 0
     alerts: int = 0
     interrupted: bool = False
@@ -103,8 +105,14 @@ class Totals:
 
 def model_entry(model) -> dict:
     card = getattr(model, "card", {})
-    return {"name": getattr(model, "name", "?"), "kind": card.get("kind"), "files": card.get("files", {}),
-            "synthetic": card.get("synthetic", card.get("kind") == "face-detector"), "caveat": card.get("caveat", "")}
+    entry = {"name": getattr(model, "name", "?"), "kind": card.get("kind"), "files": card.get("files", {}),
+             "synthetic": card.get("synthetic", card.get("kind") == "face-detector"), "caveat": card.get("caveat", "")}
+    if card.get("kind") == "pain-classifier":
+        fam = getattr(model, "familiarity", None)
+        entry["familiarity"] = ({"checked": True, "refuse_below": fam.refuse_below} if fam is not None else
+                                {"checked": False, "why": "the model folder has no familiarity statistics (made by "
+                                                          "an earlier rat-monitor): unfamiliar faces are scored too"})
+    return entry
 
 
 def versions() -> dict:
@@ -174,12 +182,15 @@ class Pipeline:
     def _score(self, candidates: list[Candidate]) -> None:
         if not candidates:
             return
-        preds = self.classifier.predict([c.crop for c in candidates])
+        stored = [as_stored(c.crop) for c in candidates]
+        preds = self.classifier.predict([image for image, _ in stored])
         self.clock.lap("classify")
-        scored = [ScoredFrame(c, p) for c, p in zip(candidates, preds)]
+        scored = [ScoredFrame(c, p, jpeg) for c, p, (_, jpeg) in zip(candidates, preds, stored)]
         self.timeline.add_scored(scored)
         self.writer.scored(scored)
-        self.totals.scored_frames += len(scored)
+        refused = sum(p.refused for p in preds)
+        self.totals.scored_frames += len(scored) - refused
+        self.totals.refused_frames += refused
         self.observer.scored(scored)
 
     def _minutes(self, rows: list[MinuteSummary]) -> None:

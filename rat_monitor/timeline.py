@@ -1,7 +1,8 @@
 """Per-minute aggregation of scored frames, smoothing across minutes with an honest interval, and the
 humane-endpoint alert.
 
-A minute without scored frames is 'unknown': nothing is imputed; its smoothed value stays empty, and the
+A minute without scored frames is 'unknown' (status 'unfamiliar' when its selected faces were all refused as
+unlike the model's training faces): nothing is imputed; its smoothed value stays empty, and the
 minutes around it get wider intervals because fewer observations support them. Smoothing is a weighted pool
 of the scored frames of nearby known minutes: causal (this and earlier minutes, halving weights) while live,
 centred (two minutes either side, triangular weights) for archives. The interval is the 95% interval of a
@@ -96,6 +97,7 @@ class Timeline:
         self._current: MinuteSummary | None = None
         self._probs: dict[int, list[np.ndarray]] = {}  # minute -> P(none, moderate, severe) of its scored frames
         self._aus: dict[int, list[np.ndarray]] = {}  # minute -> AU scores of its scored frames (AU models only)
+        self._refused: dict[int, int] = {}  # minute -> selected crops refused as unfamiliar
         self.rows: list[MinuteSummary] = list(earlier or [])  # a resumed run continues after these minutes
         self._alert = smooth(self.rows, "causal", self.rule)
         if self.rows:
@@ -124,9 +126,12 @@ class Timeline:
 
     def add_scored(self, scored: list[ScoredFrame]) -> None:
         """Scored frames belong to the minute of their own time; the pipeline adds them before that minute
-        closes (selection windows divide minutes)."""
+        closes (selection windows divide minutes). A refused crop is counted as refused and scores nothing."""
         for s in scored:
             minute = int(s.candidate.t_s // 60)
+            if s.prediction.refused:
+                self._refused[minute] = self._refused.get(minute, 0) + 1
+                continue
             self._probs.setdefault(minute, []).append(s.prediction.probs)
             if s.prediction.aus is not None:
                 self._aus.setdefault(minute, []).append(s.prediction.aus)
@@ -145,6 +150,9 @@ class Timeline:
             m.status = "source_lost" if self.live else "no_frames"
         scored = np.array(self._probs.pop(m.minute, []))
         m.scored_frames = len(scored)
+        m.refused_frames = self._refused.pop(m.minute, 0)
+        if m.frames and m.refused_frames and not m.scored_frames:
+            m.status = "unfamiliar"  # faces were seen, but none like the model's training faces: unknown
         if len(scored):
             pain = 1.0 - scored[:, 0]
             m.pain_prob = float(pain.mean())

@@ -102,6 +102,8 @@ class Prediction:
     model: str
     binary: bool
     aus: np.ndarray | None = None  # (4,) expected AU scores 0..2 (ACTION_UNITS order); None: no AU heads
+    familiarity: float | None = None  # 0..1, how like the training faces; None: the model cannot tell
+    refused: bool = False  # unlike the training faces: never a score, never counted in a minute
 
     @property
     def au_values(self) -> dict[str, float] | None:
@@ -122,6 +124,7 @@ class Prediction:
 class ScoredFrame:
     candidate: Candidate
     prediction: Prediction
+    jpeg: bytes = b""  # the crop as scored and stored (imaging.as_stored); empty: the writer encodes it
 
 
 @dataclass
@@ -150,4 +153,5 @@ class MinuteSummary:
     share_moderate: float | None = None
     share_severe: float | None = None
     action_units: dict[str, float] | None = None  # AU_FIELDS -> per-minute mean; None: unknown or no AU model
+    refused_frames: int = 0  # selected crops refused as unfamiliar (not in scored_frames, not in any score)
     extra: dict = field(default_factory=dict)

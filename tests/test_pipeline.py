@@ -45,7 +45,8 @@ def test_analyze_minutes_agree_with_truth(two_minute_video, tmp_path):
     assert float(rows[1]["pain_prob"]) > float(rows[0]["pain_prob"])
     frames = read_rows(run / "frames.csv")
     assert list(frames[0])[:len(FRAME_COLUMNS)] == FRAME_COLUMNS
-    assert len(frames) == sum(int(r["scored_frames"]) for r in rows)
+    assert len(frames) == sum(int(r["scored_frames"]) + int(r["refused_frames"]) for r in rows)
+    assert sum(f["refused"] == "0" for f in frames) == sum(int(r["scored_frames"]) for r in rows)
     for f in frames:  # every scored frame shows a truly visible face
         assert truth[int(f["frame"])]["visible"] == "1"
         assert (run / f["crop"]).exists()

@@ -58,11 +58,13 @@ def test_sigkill_then_resume_gives_the_uninterrupted_timeline(four_minutes, tmp_
     for x, y in zip(a, b):
         assert x["frames"] == y["frames"] and x["pain_level"] == y["pain_level"] and x["alert"] == y["alert"]
         assert abs(int(x["face_frames"]) - int(y["face_frames"])) <= 3
-        assert abs(float(x["pain_prob"]) - float(y["pain_prob"])) < 0.1
+        assert x["status"] == y["status"] and (x["pain_prob"] == "") == (y["pain_prob"] == "")
+        if x["pain_prob"]:  # empty in a minute whose faces were all refused as unfamiliar
+            assert abs(float(x["pain_prob"]) - float(y["pain_prob"])) < 0.1
     frames = read_rows(killed_dir / "four" / "frames.csv")
     times = [float(f["t_s"]) for f in frames]
     assert times == sorted(times) and len(set(times)) == len(times)  # nothing duplicated or out of order
-    assert sum(int(r["scored_frames"]) for r in b) == len(frames)
+    assert sum(int(r["scored_frames"]) + int(r["refused_frames"]) for r in b) == len(frames)
     again = runner.invoke(app, ["analyze", str(four_minutes), "--out", str(killed_dir), "--resume"])
     assert again.exit_code == 0 and "already complete" in again.output
 
@@ -94,7 +96,8 @@ def test_stream_lost_for_a_minute_then_back(short_video, tmp_path):
     assert [r["minute"] for r in rows] == ["0", "1", "2"]
     assert int(rows[0]["frames"]) > 0
     assert rows[1]["frames"] == "0" and rows[1]["status"] == "source_lost" and rows[1]["pain_level"] == "unknown"
-    assert int(rows[2]["frames"]) > 100 and rows[2]["status"] == "ok"  # recovered
+    # recovered: frames again (the bundled model may find this low-resolution video's small faces unfamiliar)
+    assert int(rows[2]["frames"]) > 100 and rows[2]["status"] in ("ok", "unfamiliar")
     info = json.loads((tmp_path / "run.json").read_text())
     assert info["outages_s"] and info["complete"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rat_monitor.classify import load_classifier
-from rat_monitor.classify.resnet import ResNetClassifier, imagenet_weights
+from rat_monitor.classify.resnet import ResNetClassifier, imagenet_weights, to_batch
 from rat_monitor.errors import ModelError
 from rat_monitor.synth import write_dataset
 from rat_monitor.data import load_dataset
@@ -32,12 +32,21 @@ def test_train_save_load_round_trip(tiny, tmp_path):
     direct = clf.predict_proba(imgs)
     assert direct.shape == (len(imgs), 2) and np.allclose(direct.sum(1), 1, atol=1e-5)
     card = clf.save(tmp_path / "rn", "binary", {"description": "tiny test", "synthetic": True})
-    assert card["initialisation"].startswith("from scratch") and set(card["files"]) == {"model.onnx",
-                                                                                         "weights.safetensors"}
+    assert card["initialisation"].startswith("from scratch") and set(card["files"]) == {
+        "model.onnx", "weights.safetensors", "familiarity.safetensors"}
+    assert "1 held-out validation animal(s) of 3" in card["familiarity"]["calibration"]
     loaded = load_classifier(tmp_path / "rn")  # ONNX Runtime, no torch at inference
-    probs = np.array([p.probs[:2] for p in loaded.predict(imgs)])
+    preds = loaded.predict(imgs)
+    probs = np.array([p.probs[:2] for p in preds])
     assert np.allclose(probs, direct, atol=1e-4)
     assert (probs.argmax(1) == direct.argmax(1)).all()
+    # Familiarity from the ONNX embedding output, the same as from the torch network.
+    emb_onnx = loaded.session.run(None, {"image": to_batch(imgs)})[1]
+    assert np.allclose(emb_onnx, clf.embeddings(imgs), atol=1e-3)
+    fam_onnx = np.array([p.familiarity for p in preds])
+    assert np.allclose(fam_onnx, clf.familiarity_[0].score(emb_onnx))
+    noise = [np.random.default_rng(i).integers(0, 256, (112, 112, 3), dtype=np.uint8) for i in range(4)]
+    assert all(p.refused for p in loaded.predict(noise))  # not rat faces at all
 
 
 def test_multi_task_head_learns_action_units_with_missing_labels_masked(tmp_path):

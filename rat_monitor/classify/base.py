@@ -12,6 +12,8 @@ import numpy as np
 from ..errors import ModelError
 from ..models import SYNTHETIC_CAVEAT, read_card, resolve, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
+from .familiarity import FILE as FAMILIARITY_FILE
+from .familiarity import Familiarity
 
 TASKS = ("binary", "3class")
 AU_FILE = "action_units.safetensors"
@@ -22,6 +24,7 @@ class PainClassifier(Protocol):
     binary: bool
     action_units: bool  # predictions carry the four RGS action-unit scores
     card: dict
+    familiarity: Familiarity | None  # None: an older model folder, familiarity not checked
 
     def predict(self, crops: list[np.ndarray]) -> list[Prediction]: ...
 
@@ -46,6 +49,36 @@ def safe_load_tensors(path: Path) -> dict[str, np.ndarray]:
         raise ModelError(f"{path} is not a valid safetensors file ({exc}); refusing to load it") from None
 
 
+def load_familiarity(folder: Path, card: dict) -> Familiarity | None:
+    """The model's familiarity statistics, or None for a model folder made before they existed."""
+    if not card.get("familiarity"):
+        return None
+    return Familiarity.from_tensors(safe_load_tensors(verified_file(folder, FAMILIARITY_FILE)))
+
+
+def to_predictions(name: str, binary: bool, probs: np.ndarray, aus, familiarity: Familiarity | None,
+                   feats: np.ndarray | None) -> list[Prediction]:
+    """Predictions with each crop's familiarity (from the features the model saw) and refusal."""
+    n = len(probs)
+    aus = [None] * n if aus is None else aus
+    if familiarity is None or feats is None:
+        return [Prediction(p, name, binary, a) for p, a in zip(probs, aus)]
+    fam = familiarity.score(feats)
+    refused = familiarity.refused(fam)
+    return [Prediction(p, name, binary, a, float(f), bool(r)) for p, a, f, r in zip(probs, aus, fam, refused)]
+
+
+def save_familiarity(familiarity: tuple[Familiarity, str] | None, out_dir: Path) -> tuple[dict | None, list[str]]:
+    """Writes the familiarity file; returns its card entry and the files written."""
+    from safetensors.numpy import save_file
+
+    if familiarity is None or familiarity[0] is None:
+        return None, []
+    fam, how = familiarity
+    save_file(fam.to_tensors(), str(Path(out_dir) / FAMILIARITY_FILE))
+    return fam.card(how), [FAMILIARITY_FILE]
+
+
 class LbpSvmModel:
     """A saved LBP+SVM classifier, run in numpy."""
 
@@ -60,6 +93,7 @@ class LbpSvmModel:
         f = self.card["features"]
         self._features = LbpFeatures(size=f["size"], grid=f["grid"], radii=tuple(f["radii"]))
         self._svm = SvmArrays.from_tensors(safe_load_tensors(verified_file(folder, "svm.safetensors")))
+        self.familiarity = load_familiarity(folder, self.card)
         self.action_units = bool(self.card.get("action_units"))
         if self.action_units:
             from .action_units import RegionSettings
@@ -72,19 +106,20 @@ class LbpSvmModel:
     def predict(self, crops: list[np.ndarray]) -> list[Prediction]:
         if not crops:
             return []
-        probs = to_three(self._svm.predict_proba(self._features.transform(crops)), self._svm.classes)
-        aus = [None] * len(probs)
+        feats = self._features.transform(crops)
+        probs = to_three(self._svm.predict_proba(feats), self._svm.classes)
+        aus = None
         if self.action_units:
             from .action_units import region_features, scores_from
 
             aus = scores_from(region_features(crops, self._regions), self._au_svms)
-        return [Prediction(p, self.name, self.binary, a) for p, a in zip(probs, aus)]
+        return to_predictions(self.name, self.binary, probs, aus, self.familiarity, feats)
 
 
 def save_lbp_svm(estimator, out_dir: Path, task: str, training: dict, metrics: dict | None = None,
-                 name: str | None = None, au_scorer=None) -> dict:
-    """Writes svm.safetensors + card.json for a fitted LbpSvmClassifier, and action_units.safetensors when an
-    AuScorer is given."""
+                 name: str | None = None, au_scorer=None, familiarity: tuple[Familiarity, str] | None = None) -> dict:
+    """Writes svm.safetensors + card.json for a fitted LbpSvmClassifier, action_units.safetensors when an
+    AuScorer is given and familiarity.safetensors when familiarity statistics are given."""
     import sklearn
     from safetensors.numpy import save_file
 
@@ -104,6 +139,8 @@ def save_lbp_svm(estimator, out_dir: Path, task: str, training: dict, metrics: d
                                      "score = expected value of P(0, 1, 2)",
                         "hyperparameters": {au: {k: float(v) for k, v in est.best_params_.items()}
                                             for au, est in zip(ACTION_UNITS, au_scorer.estimators_)}}
+    familiarity_card, familiarity_files = save_familiarity(familiarity, out_dir)
+    files += familiarity_files
     card = {
         "name": name or out_dir.name,
         "kind": "pain-classifier",
@@ -115,6 +152,7 @@ def save_lbp_svm(estimator, out_dir: Path, task: str, training: dict, metrics: d
                      "lbp": "uniform, 8 neighbours, Hellinger-normalised cell histograms"},
         "hyperparameters": {k: float(v) for k, v in estimator.best_params_.items()},
         "action_units": action_units,
+        "familiarity": familiarity_card,
         "training": training,
         "metrics": metrics or {},
         "synthetic": bool(training.get("synthetic", False)),

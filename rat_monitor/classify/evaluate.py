@@ -14,6 +14,7 @@ from ..data import Dataset, loso_splits
 from ..errors import ConfigError, DatasetError
 from ..types import ACTION_UNITS
 from .base import TASKS
+from .familiarity import fit_grouped
 
 MODELS = ("lbp-svm", "resnet18")
 PAIN_COMPONENTS = 256  # principal components ahead of the pain SVM (128 lost 0.02 macro-F1 on 1,200 crops)
@@ -66,6 +67,16 @@ def au_metrics(labels: np.ndarray, scores: np.ndarray) -> dict:
     return out
 
 
+def _refusal(y_true: np.ndarray, y_pred: np.ndarray, refused: np.ndarray | None, task: str) -> dict:
+    """Share of held-out crops the familiarity check refuses, and macro-F1 over the accepted ones (the figures
+    over all crops are the plain metrics). Empty when the model has no familiarity statistics."""
+    if refused is None:
+        return {}
+    kept = ~refused
+    accepted = metrics(y_true[kept], y_pred[kept], task)["macro_f1"] if kept.any() else None
+    return {"refused_share": float(refused.mean()), "macro_f1_accepted": accepted}
+
+
 @dataclass
 class Fitted:
     """What one training produced: the pain estimator and the AU estimator (the same object for a multi-task
@@ -73,6 +84,13 @@ class Fitted:
 
     pain: object
     aus: object | None = None
+    familiarity: tuple | None = None  # (Familiarity or None, how it was calibrated)
+
+    def refused(self, fam_scores: np.ndarray | None) -> np.ndarray | None:
+        """Which crops the familiarity check refuses (None: no familiarity statistics)."""
+        if fam_scores is None or self.familiarity is None or self.familiarity[0] is None:
+            return None
+        return self.familiarity[0].refused(fam_scores)
 
 
 class Trainer:
@@ -124,21 +142,26 @@ class Trainer:
             aus = None
             if self.action_units:
                 aus = AuScorer(n_jobs=self.n_jobs).fit(self._regions[idx], self.aus[idx], groups=groups[idx])
-            return Fitted(pain, aus)
+            return Fitted(pain, aus, fit_grouped(self._features[idx], groups[idx]))
         from .resnet import ResNetClassifier
 
         net = ResNetClassifier(epochs=self.epochs, weights=self.weights, log=self.log).fit(
             [self._images[i] for i in idx], y[idx], groups=groups[idx],
             aus=self.aus[idx] if self.action_units else None)
-        return Fitted(net, net if self.action_units else None)
+        return Fitted(net, net if self.action_units else None, net.familiarity_)
 
-    def predict(self, fitted: Fitted, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Pain classes and (N, 4) expected AU scores (None without AU heads) for the images idx."""
+    def predict(self, fitted: Fitted, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Pain classes, (N, 4) expected AU scores (None without AU heads) and which crops the familiarity check
+        refuses (None without familiarity statistics) for the images idx."""
+        fam = fitted.familiarity[0] if fitted.familiarity else None
         if self.model == "lbp-svm":
             aus = None if fitted.aus is None else fitted.aus.predict_scores(self._regions[idx])
-            return fitted.pain.predict(self._features[idx]), aus
+            scores = None if fam is None else fam.score(self._features[idx])
+            return fitted.pain.predict(self._features[idx]), aus, fitted.refused(scores)
         crops = [self._images[i] for i in idx]
-        return fitted.pain.predict(crops), None if fitted.aus is None else fitted.aus.predict_aus(crops)
+        scores = None if fam is None else fam.score(fitted.pain.embeddings(crops))
+        return (fitted.pain.predict(crops), None if fitted.aus is None else fitted.aus.predict_aus(crops),
+                fitted.refused(scores))
 
 
 def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None, epochs: int | None = None,
@@ -153,15 +176,21 @@ def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None,
         trainer = Trainer(model, task, n_jobs=n_jobs, epochs=epochs, weights=weights)
         trainer.prepare(ds)
     preds = np.zeros_like(y)
+    refused = np.zeros(len(y), bool)
+    checked = True
     au_scores = np.full((len(y), len(ACTION_UNITS)), np.nan)
     folds = []
     for subject, train, test in loso_splits(ds.subjects):
         tf = time.time()
         fitted = trainer.fit(train, y, ds.subjects)
         ti = time.time()
-        preds[test], scores = trainer.predict(fitted, test)
+        preds[test], scores, fold_refused = trainer.predict(fitted, test)
+        checked = checked and fold_refused is not None
+        if fold_refused is not None:
+            refused[test] = fold_refused
         fold = {"subject": subject, **metrics(y[test], preds[test], task), "train_s": round(ti - tf, 2),
-                "predict_ms_per_image": round(1000 * (time.time() - ti) / max(1, len(test)), 3)}
+                "predict_ms_per_image": round(1000 * (time.time() - ti) / max(1, len(test)), 3),
+                **_refusal(y[test], preds[test], refused[test] if fold_refused is not None else None, task)}
         if scores is not None:
             au_scores[test] = scores
             fold["action_units"] = au_metrics(trainer.aus[test], scores)
@@ -169,7 +198,8 @@ def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None,
         if progress:
             progress(subject, fold)
     result = {"protocol": "loso", "model": model, "task": task, "dataset": ds.summary(),
-              "pooled": metrics(y, preds, task), "folds": folds, "seconds": round(time.time() - t0, 1)}
+              "pooled": {**metrics(y, preds, task), **_refusal(y, preds, refused if checked else None, task)},
+              "folds": folds, "seconds": round(time.time() - t0, 1)}
     if trainer.action_units:
         result["action_units"] = au_metrics(trainer.aus, au_scores)
     return result

@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import ModelError
 from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
-from .base import to_three
+from .base import load_familiarity, to_predictions, to_three
+from .familiarity import fit_familiarity
 
 N_AU = len(ACTION_UNITS)
 
@@ -61,6 +62,16 @@ def imagenet_weights(explicit: Path | None) -> tuple[dict | None, str]:
         except Exception as exc:  # noqa: BLE001 - any failure means: not usable weights
             raise ModelError(f"cannot load ImageNet weights {path} safely: {exc}") from None
     return None, ""
+
+
+def logits_and_embedding(net, x):
+    """torchvision's ResNet forward, also returning the pooled 512-d features the familiarity check uses."""
+    import torch
+
+    x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+    x = net.layer4(net.layer3(net.layer2(net.layer1(x))))
+    emb = torch.flatten(net.avgpool(x), 1)
+    return net.fc(emb), emb
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -208,6 +219,14 @@ class ResNetClassifier:
         self.epochs_run_ = epoch + 1
         self.val_score_ = best
         self.net_ = net.cpu().eval()
+        # Familiarity: statistics of the training animals' embeddings, calibrated on the validation animals the
+        # network never learnt from.
+        self.familiarity_ = (None, "not fitted: needs at least three training animals, one of them held out")
+        if len(val_idx):
+            emb = self._forward(x_all)[1]
+            n_val = len(np.unique(np.asarray(groups)[val_idx]))
+            self.familiarity_ = (fit_familiarity(emb[train_idx], emb[val_idx]),
+                                 f"{n_val} held-out validation animal(s) of {len(np.unique(groups))} training animals")
         return self
 
     def _validation_score(self, net, x, y, aus, device) -> float:
@@ -229,12 +248,23 @@ class ResNetClassifier:
         kappas = [per_au[a]["qwk"] for a in ACTION_UNITS if a in per_au]
         return (score + float(np.mean(kappas))) / 2 if kappas else score
 
-    def _outputs(self, crops) -> np.ndarray:
+    def _forward(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """A batch tensor -> (outputs, embeddings) of the fitted network, in chunks."""
         import torch
 
         with torch.no_grad():
-            x = torch.from_numpy(to_batch(list(crops)))
-            return torch.cat([self.net_(x[i:i + 256]) for i in range(0, len(x), 256)]).numpy()
+            parts = [logits_and_embedding(self.net_, x[i:i + 256]) for i in range(0, len(x), 256)]
+            return torch.cat([p[0] for p in parts]).numpy(), torch.cat([p[1] for p in parts]).numpy()
+
+    def _outputs(self, crops) -> np.ndarray:
+        import torch
+
+        return self._forward(torch.from_numpy(to_batch(list(crops))))[0]
+
+    def embeddings(self, crops) -> np.ndarray:
+        import torch
+
+        return self._forward(torch.from_numpy(to_batch(list(crops))))[1]
 
     def predict_proba(self, crops) -> np.ndarray:
         return softmax(self._outputs(crops)[:, :len(self.classes_)])
@@ -255,12 +285,25 @@ class ResNetClassifier:
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
+        from .base import save_familiarity
+
         save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, str(out_dir / "weights.safetensors"))
+
+        class WithEmbedding(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                return logits_and_embedding(self.net, x)
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(self.net_, torch.zeros(1, 3, SIZE, SIZE), str(out_dir / "model.onnx"), dynamo=False,
-                              input_names=["image"], output_names=["logits"],
-                              dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}}, opset_version=17)
+            torch.onnx.export(WithEmbedding(self.net_).eval(), torch.zeros(1, 3, SIZE, SIZE), str(out_dir / "model.onnx"),
+                              dynamo=False, input_names=["image"], output_names=["logits", "embedding"],
+                              dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}, "embedding": {0: "n"}},
+                              opset_version=17)
+        familiarity_card, familiarity_files = save_familiarity(self.familiarity_, out_dir)
         card = {
             "name": out_dir.name, "kind": "pain-classifier", "model": "resnet18", "task": task,
             "classes": ["none", "pain"] if task == "binary" else ["none", "moderate", "severe"],
@@ -270,6 +313,7 @@ class ResNetClassifier:
             "action_units": {"names": list(ACTION_UNITS), "head": "two cumulative ordinal logits per AU after the "
                              "pain logits: P(score >= 1), P(score >= 2); score = their sum"} if self.action_units_
             else None,
+            "familiarity": familiarity_card,
             "training": {**training, "epochs_run": self.epochs_run_, "validation_score": self.val_score_},
             "metrics": metrics or {}, "synthetic": bool(training.get("synthetic", False)),
             "caveat": SYNTHETIC_CAVEAT if training.get("synthetic") else "",
@@ -277,7 +321,7 @@ class ResNetClassifier:
                          "python": platform.python_version()},
             "created": time.strftime("%Y-%m-%d"),
         }
-        return write_card(out_dir, card, ["model.onnx", "weights.safetensors"])
+        return write_card(out_dir, card, ["model.onnx", "weights.safetensors", *familiarity_files])
 
 
 class ResNetModel:
@@ -298,12 +342,17 @@ class ResNetModel:
             self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001
             raise ModelError(f"cannot load {path}: {exc}") from None
+        self.familiarity = load_familiarity(folder, self.card)
+        if self.familiarity is not None and len(self.session.get_outputs()) < 2:
+            raise ModelError(f"{path} has no embedding output, but the card lists familiarity statistics")
 
     def predict(self, crops: list[np.ndarray]) -> list[Prediction]:
         if not crops:
             return []
-        out = self.session.run(None, {"image": to_batch(crops)})[0]
+        outputs = self.session.run(None, {"image": to_batch(crops)})
+        out = outputs[0]
         n_pain = len(self.classes)
         probs = to_three(softmax(out[:, :n_pain]), self.classes)
-        aus = ordinal_scores(out[:, n_pain:]) if self.action_units else [None] * len(probs)
-        return [Prediction(p, self.name, self.binary, a) for p, a in zip(probs, aus)]
+        aus = ordinal_scores(out[:, n_pain:]) if self.action_units else None
+        embedding = outputs[1] if len(outputs) > 1 else None
+        return to_predictions(self.name, self.binary, probs, aus, self.familiarity, embedding)

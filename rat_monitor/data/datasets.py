@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
+from ..imaging import IMAGE_EXTS
 from ..types import ACTION_UNITS
 
 LABELS = {"0": 0, "1": 1, "2": 2, "none": 0, "no_pain": 0, "nopain": 0, "no pain": 0, "moderate": 1, "severe": 2}
 AU_COLUMNS = ACTION_UNITS
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
 @dataclass

@@ -13,13 +13,13 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
+from ..imaging import IMAGE_EXTS
 from ..models import verified_file, write_card
 from ..synth.face import COATS, Pose, look_for
 from ..synth.scene import Effects, Scene
 from ..synth.script import clip_box, face_visible
 from .centernet import INPUT_H, INPUT_W, STRIDE, preprocess
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclass

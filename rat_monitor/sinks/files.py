@@ -12,15 +12,19 @@ from pathlib import Path
 import cv2
 
 from ..errors import ConfigError
+from ..imaging import CROP_JPEG_QUALITY
 from ..models import atomic_write_text
-from ..types import AU_FIELDS, MinuteSummary, ScoredFrame
+from ..types import AU_FIELDS, MinuteSummary, Prediction, ScoredFrame
 
 TIMELINE_COLUMNS = ["minute", "start_s", "end_s", "start_time", "frames", "dropped_frames", "face_frames",
                     "scored_frames", "pain_prob", "pain_score", "pain_prob_smoothed", "pain_level", "alert", "status",
                     "pain_prob_low", "pain_prob_high", "smoothed_low", "smoothed_high", "share_none",
-                    "share_moderate", "share_severe"]
+                    "share_moderate", "share_severe", "refused_frames"]
+# refused = 1: the crop was unlike the model's training faces (familiarity below the model's floor); its
+# probability and AU cells stay empty and it counts in no minute. familiarity is empty when the model cannot tell.
 FRAME_COLUMNS = ["frame", "t_s", "x0", "y0", "x1", "y1", "sharpness", "quality", "p_none", "p_moderate", "p_severe",
-                 "model", "pain_prob", "track_id", "motion", "confidence", "size_px", "pose_weight", "exposure", "crop"]
+                 "model", "pain_prob", "track_id", "motion", "confidence", "size_px", "pose_weight", "exposure", "crop",
+                 "refused", "familiarity"]
 RUN_FILES = ("timeline.csv", "frames.csv", "run.json", "alerts.jsonl")
 # Models with action-unit heads add AU_FIELDS (au_orbital, au_nose, au_ears, au_whiskers, rgs) at the end of
 # both files; pain-only models leave the columns out altogether (absent, never zero).
@@ -125,13 +129,17 @@ class RunWriter:
             crop_name = ""
             if self.save_crops:
                 crop_name = f"crops/f{c.frame:07d}_r{c.track_id}.jpg"
-                cv2.imwrite(str(self.dir / crop_name), c.crop, [cv2.IMWRITE_JPEG_QUALITY, 90])
-            probs = [_num(v) for v in p.probs] if not p.binary else [_num(p.probs[0]), "", ""]
+                path = self.dir / crop_name
+                if s.jpeg:
+                    path.write_bytes(s.jpeg)
+                else:
+                    cv2.imwrite(str(path), c.crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+            probs, pain = prediction_cells(p)
             row = [c.frame, f"{c.t_s:.3f}", *(f"{v:.1f}" for v in c.box), _num(q.sharpness), _num(q.score), *probs,
-                   p.model, _num(p.pain_prob), c.track_id, _num(q.motion), _num(q.confidence), f"{q.size_px:.1f}",
-                   _num(q.pose_weight, 2), _num(q.exposure, 3), crop_name]
+                   p.model, pain, c.track_id, _num(q.motion), _num(q.confidence), f"{q.size_px:.1f}",
+                   _num(q.pose_weight, 2), _num(q.exposure, 3), crop_name, int(p.refused), _num(p.familiarity, 3)]
             if self.action_units:
-                row += _au_cells(p.au_values)
+                row += _au_cells(None if p.refused else p.au_values)
             self._fw.writerow(row)
         if frames:
             self._frames.flush()
@@ -142,6 +150,32 @@ class RunWriter:
                 self._sync(f)
                 f.close()
         atomic_write_text(self.dir / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
+
+
+def prediction_cells(p: Prediction) -> tuple[list[str], str]:
+    """(p_none, p_moderate, p_severe) and pain_prob cells. A binary model fills only p_none and pain_prob; a refused
+    crop fills none: it is never a score."""
+    if p.refused:
+        return ["", "", ""], ""
+    probs = [_num(v) for v in p.probs] if not p.binary else [_num(p.probs[0]), "", ""]
+    return probs, _num(p.pain_prob)
+
+
+SCORE_COLUMNS = ["path", "refused", "familiarity", "pain_prob", "p_none", "p_moderate", "p_severe"]
+
+
+def score_columns(action_units: bool) -> list[str]:
+    """Columns of `predict`'s scores.csv: AU_FIELDS for AU models, then the error of an unreadable file."""
+    return SCORE_COLUMNS + (list(AU_FIELDS) if action_units else []) + ["error"]
+
+
+def score_row(path: str, p: Prediction | None, error: str, action_units: bool) -> list:
+    """One row of scores.csv: an image's prediction, or only its path and error."""
+    if p is None:
+        return [path] + [""] * (len(score_columns(action_units)) - 2) + [error]
+    probs, pain = prediction_cells(p)
+    aus = _au_cells(None if p.refused else p.au_values) if action_units else []
+    return [path, int(p.refused), _num(p.familiarity, 3), pain, *probs, *aus, error]
 
 
 def _opt(v: str) -> float | None:
@@ -160,7 +194,7 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
                               pain_score=_opt(r["pain_score"]), pain_level=r["pain_level"], status=r["status"],
                               pain_prob_low=_opt(r.get("pain_prob_low")), pain_prob_high=_opt(r.get("pain_prob_high")),
                               share_none=_opt(r.get("share_none")), share_moderate=_opt(r.get("share_moderate")),
-                              share_severe=_opt(r.get("share_severe")))
+                              share_severe=_opt(r.get("share_severe")), refused_frames=int(r.get("refused_frames") or 0))
             if r.get("rgs"):
                 m.action_units = {k: float(r[k]) for k in AU_FIELDS}
             if m.pain_prob is not None:
@@ -179,9 +213,12 @@ def prepare_resume(run_dir: Path, action_units: bool) -> tuple[list[MinuteSummar
     with open(run_dir / "timeline.csv", newline="") as f:
         header = next(csv.reader(f), [])
     if header != timeline_columns(action_units):
-        had = "with" if "rgs" in header else "without"
-        raise ConfigError(f"{run_dir} was started with a classifier {had} action-unit scores; resume it with the "
-                          "same --model")
+        if ("rgs" in header) != action_units:
+            had = "with" if "rgs" in header else "without"
+            raise ConfigError(f"{run_dir} was started with a classifier {had} action-unit scores; resume it with "
+                              "the same --model")
+        raise ConfigError(f"{run_dir} was written by another version of rat-monitor (other timeline columns); "
+                          "analyse it again with --overwrite")
     rows = read_timeline(run_dir / "timeline.csv")
     while rows and rows[-1].end_s - rows[-1].start_s < 59.999:  # a minute closed early by Ctrl-C: redo it
         rows.pop()
@@ -212,7 +249,7 @@ def timeline_row(m: MinuteSummary, action_units: bool = False) -> list:
     row = [m.minute, f"{m.start_s:.3f}", f"{m.end_s:.3f}", m.start_time, m.frames, m.dropped_frames, m.face_frames,
            m.scored_frames, _num(m.pain_prob), _num(m.pain_score), _num(m.pain_prob_smoothed), m.pain_level, m.alert,
            m.status, _num(m.pain_prob_low), _num(m.pain_prob_high), _num(m.smoothed_low), _num(m.smoothed_high),
-           _num(m.share_none, 3), _num(m.share_moderate, 3), _num(m.share_severe, 3)]
+           _num(m.share_none, 3), _num(m.share_moderate, 3), _num(m.share_severe, 3), m.refused_frames]
     return row + _au_cells(m.action_units) if action_units else row
 
 

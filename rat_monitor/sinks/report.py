@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..classify.familiarity import unfamiliar_advice
 from ..errors import ConfigError
 from ..models import SYNTHETIC_CAVEAT
 from ..types import ACTION_UNITS, AU_FIELDS
@@ -63,11 +64,16 @@ def summarise(run: RunData) -> dict:
     frames = sum(int(r["frames"]) for r in rows)
     faces = sum(int(r["face_frames"]) for r in rows)
     models = run.info.get("models", {})
+    refused = sum(f.get("refused") == "1" for f in run.frames)
+    scored = sum(int(r["scored_frames"]) for r in rows)
     return {
         "minutes": len(rows), "observed": len(rows) - levels["unknown"], **levels,
         "alerts": sum(1 for a in _alerts(run)),
         "coverage": 100.0 * faces / frames if frames else 0.0,
-        "scored": sum(int(r["scored_frames"]) for r in rows),
+        "scored": scored,
+        "refused": refused,
+        "unfamiliar": sum(r.get("status") == "unfamiliar" for r in rows),
+        "advice": unfamiliar_advice(refused, scored),
         "dropped": sum(int(r["dropped_frames"]) for r in rows),
         "source": run.info.get("inputs", {}).get("source", ""),
         "classifier": models.get("classifier", {}).get("name", "?"),
@@ -123,7 +129,7 @@ def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
         x = m + 0.5
         for i, r in enumerate(rows):
             if r["pain_level"] == "unknown":
-                ax.axvspan(m[i], m[i] + 1, color="0.85", lw=0, label="unknown (face not scored)" if i == 0 or
+                ax.axvspan(m[i], m[i] + 1, color="0.85", lw=0, label="unknown (no face scored, or all refused)" if i == 0 or
                            "unknown" not in [rr["pain_level"] for rr in rows[:i]] else None)
             if r["alert"] == "1":
                 ax.axvspan(m[i], m[i] + 1, ymin=0.93, ymax=1.0, color="crimson", lw=0,
@@ -182,11 +188,13 @@ def _thumb(path: Path) -> str | None:
     return base64.b64encode(buf.tobytes()).decode() if ok else None
 
 
-def _thumbnails(run: RunData) -> tuple[list[dict], int]:
-    """Selected frames grouped by minute, as embedded thumbnails with time and P(pain)."""
+def _thumbnails(run: RunData, refused: bool = False) -> tuple[list[dict], int]:
+    """Scored frames (or, with refused, the crops refused as unfamiliar) grouped by minute, as embedded
+    thumbnails with time and P(pain) (familiarity for refused crops)."""
     groups: dict[int, list] = {}
     shown = 0
-    for f in run.frames:
+    frames = [f for f in run.frames if (f.get("refused") == "1") == refused]
+    for f in frames:
         if shown >= MAX_THUMBNAILS or not f.get("crop"):
             continue
         data = _thumb(run.folder / f["crop"])
@@ -194,13 +202,16 @@ def _thumbnails(run: RunData) -> tuple[list[dict], int]:
             continue
         t = float(f["t_s"])
         title = f"frame {f['frame']}, quality {f['quality']}, sharpness {f['sharpness']}"
+        if f.get("familiarity"):
+            title += f", familiarity {f['familiarity']}"
         if f.get("rgs"):
             title += ", " + ", ".join(f"{k} {f[k]}" for k in AU_FIELDS)
-        groups.setdefault(int(t // 60), []).append(
-            {"data": data, "caption": f"{int(t // 60)}:{int(t % 60):02d} P={float(f['pain_prob']):.2f}"
-                                      + (f" RGS={float(f['rgs']):.1f}" if f.get("rgs") else ""), "title": title})
+        when = f"{int(t // 60)}:{int(t % 60):02d}"
+        caption = (f"{when} fam={float(f['familiarity']):.2f}" if refused else
+                   f"{when} P={float(f['pain_prob']):.2f}" + (f" RGS={float(f['rgs']):.1f}" if f.get("rgs") else ""))
+        groups.setdefault(int(t // 60), []).append({"data": data, "caption": caption, "title": title})
         shown += 1
-    return [{"minute": k, "faces": v} for k, v in sorted(groups.items())], len(run.frames)
+    return [{"minute": k, "faces": v} for k, v in sorted(groups.items())], len(frames)
 
 
 def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare report") -> dict:
@@ -217,8 +228,11 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
     sections = []
     for run in runs:
         thumbs, total = _thumbnails(run)
+        refused, refused_total = _thumbnails(run, refused=True)
         sections.append({"run": run, "plot": base64.b64encode(plot_runs([run])).decode(), "thumbs": thumbs,
                          "thumb_total": total, "thumb_shown": sum(len(g["faces"]) for g in thumbs),
+                         "refused": refused, "refused_total": refused_total,
+                         "refused_shown": sum(len(g["faces"]) for g in refused),
                          "info_json": json.dumps(run.info, indent=2, default=str),
                          "caveats": sorted({m.get("caveat", "") for m in run.info.get("models", {}).values()
                                             if m.get("synthetic") and m.get("caveat")})})
