@@ -16,6 +16,7 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .classify import KINDS
 from .classify.familiarity import unfamiliar_advice
 from .errors import ConfigError, RatMonitorError, SourceError
 from .models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
@@ -196,6 +197,8 @@ def _settings(window: float, per_window: int, duration: Optional[float], smoothi
 
 MODEL_HELP = "Pain classifier: a bundled model name (see `rat-monitor models`) or a model folder."
 DETECTOR_HELP = "Face detector: a bundled model name or a model folder."
+DEFAULT_KIND = next(iter(KINDS))
+KIND_HELP = "Model kind to train: " + " | ".join(KINDS) + "."
 
 
 # ---------------------------------------------------------------------------------------------- commands
@@ -590,7 +593,7 @@ def models():
 @friendly_errors
 def train(
     data: Path = typer.Option(..., help="Dataset: a manifest CSV, a folder with manifest.csv, or ROOT/<subject>/<label>/."),
-    model: str = typer.Option("lbp-svm", help="lbp-svm | resnet18."),
+    model: str = typer.Option(DEFAULT_KIND, help=KIND_HELP),
     task: str = typer.Option("binary", help="binary (no pain vs pain) | 3class."),
     out_dir: Path = typer.Option(..., "--out", help="Model folder to write (card.json + weights)."),
     epochs: Optional[int] = typer.Option(None, help="ResNet-18 only: maximum epochs."),
@@ -606,12 +609,11 @@ def train(
     """
     import numpy as np
 
-    from .classify.base import save_lbp_svm
     from .classify.evaluate import Trainer, evaluate_loso
     from .data import load_dataset
 
-    ds = load_dataset(data)
     trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights, log=lambda m: err.print(m))
+    ds = load_dataset(data)  # after the settings are checked
     t0 = time.time()
     trainer.prepare(ds)  # once, for the LOSO folds and the final fit
     metrics = {}
@@ -628,11 +630,7 @@ def train(
     fitted = trainer.fit(np.arange(len(ds)), ds.targets(task), ds.subjects)
     training = {"description": description or f"{len(ds)} crops of {len(set(ds.subjects))} animals from {ds.source}",
                 "dataset": ds.summary(), "seconds": round(time.time() - t0, 1), "synthetic": synthetic}
-    if model == "lbp-svm":
-        card = save_lbp_svm(fitted.pain, out_dir, task, training, metrics, au_scorer=fitted.aus,
-                            familiarity=fitted.familiarity)
-    else:
-        card = fitted.pain.save(out_dir, task, training, metrics)
+    card = trainer.save(fitted, out_dir, training, metrics)
     out.print(f"saved {card['name']} → {out_dir} in {training['seconds']} s", highlight=False)
     fam = card.get("familiarity")
     out.print(f"familiarity check: calibrated {fam['calibration']}; crops below {fam['refuse_below']} are refused"
@@ -673,7 +671,7 @@ def _au_table(result: dict) -> Table:
 @friendly_errors
 def evaluate(
     data: Path = typer.Option(..., help="Dataset (manifest CSV, folder with manifest.csv, or ROOT/<subject>/<label>/)."),
-    model: str = typer.Option("lbp-svm", help="lbp-svm | resnet18."),
+    model: str = typer.Option(DEFAULT_KIND, help=KIND_HELP),
     task: str = typer.Option("binary", help="binary | 3class."),
     protocol: str = typer.Option("loso", help="loso: leave one subject (animal) out. The only honest protocol here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
@@ -685,14 +683,16 @@ def evaluate(
 
     [bold]Example:[/] rat-monitor evaluate --data ratspain/ --model lbp-svm --protocol loso --json loso.json
     """
-    from .classify.evaluate import evaluate_loso
+    from .classify.evaluate import Trainer, evaluate_loso
     from .data import load_dataset
 
     if protocol != "loso":
         raise ConfigError("only --protocol loso is offered: evaluation is by animal, never by image")
+    trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights)
     ds = load_dataset(data)
+    trainer.prepare(ds)
     out.print(f"LOSO {model} ({task}) on {ds.summary()}", highlight=False)
-    result = evaluate_loso(ds, model, task, n_jobs=2, epochs=epochs, weights=weights,
+    result = evaluate_loso(ds, model, task, trainer=trainer,
                            progress=lambda s, f: err.print(f"  fold {s}: macro-F1 {f['macro_f1']:.3f}",
                                                            highlight=False))
     table = Table(title=f"Leave-one-subject-out, {model}, {task}",

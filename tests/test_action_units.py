@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from rat_monitor.classify import load_classifier
 from rat_monitor.classify.action_units import region_features
-from rat_monitor.classify.evaluate import au_metrics, icc_2_1
+from rat_monitor.classify.metrics import au_metrics, icc_2_1
 from rat_monitor.cli import app
 from rat_monitor.data import load_dataset
 from rat_monitor.sinks import FRAME_COLUMNS, TIMELINE_COLUMNS

@@ -15,10 +15,12 @@ from sklearn.svm import SVC
 from typer.testing import CliRunner
 
 from rat_monitor.classify import load_classifier
-from rat_monitor.classify.base import save_lbp_svm
+from rat_monitor.classify import lbp_svm
+from rat_monitor.classify.base import Fitted
 from rat_monitor.classify.evaluate import Trainer, evaluate_loso
 from rat_monitor.classify.features import lbp_codes, uniform_table
-from rat_monitor.classify.lbp_svm import LbpFeatures, LbpSvmClassifier, SvmArrays
+from rat_monitor.classify.features import LbpFeatures
+from rat_monitor.classify.svm import LbpSvmClassifier, SvmArrays
 from rat_monitor.cli import app
 from rat_monitor.data import load_dataset, loso_splits
 from rat_monitor.errors import DatasetError, ModelError
@@ -87,7 +89,7 @@ def test_numpy_svm_matches_libsvm():
 
 def test_save_load_round_trip_gives_identical_predictions(fitted, tmp_path):
     est, imgs, _ = fitted
-    save_lbp_svm(est, tmp_path / "m", "binary", {"description": "test", "synthetic": True})
+    lbp_svm.save(Fitted(est), tmp_path / "m", "binary", {"description": "test", "synthetic": True})
     loaded = load_classifier(tmp_path / "m")
     preds = loaded.predict(imgs[:20])
     direct = est.predict_proba(imgs[:20])
@@ -102,7 +104,7 @@ def test_save_load_round_trip_gives_identical_predictions(fitted, tmp_path):
 def test_pickle_disguised_as_model_is_refused_and_never_runs(fitted, tmp_path):
     est, imgs, _ = fitted
     folder = tmp_path / "evil"
-    save_lbp_svm(est, folder, "binary", {"description": "test"})
+    lbp_svm.save(Fitted(est), folder, "binary", {"description": "test"})
     marker = tmp_path / "pwned"
     (folder / "svm.safetensors").write_bytes(pickle.dumps(PicklePayload(str(marker))))
     card = json.loads((folder / "card.json").read_text())
@@ -115,7 +117,7 @@ def test_pickle_disguised_as_model_is_refused_and_never_runs(fitted, tmp_path):
 def test_tampered_model_is_refused(fitted, tmp_path):
     est, _, _ = fitted
     folder = tmp_path / "m"
-    save_lbp_svm(est, folder, "binary", {"description": "test"})
+    lbp_svm.save(Fitted(est), folder, "binary", {"description": "test"})
     data = bytearray((folder / "svm.safetensors").read_bytes())
     data[-1] ^= 0xFF
     (folder / "svm.safetensors").write_bytes(bytes(data))
@@ -152,7 +154,7 @@ def test_three_class_task_and_its_round_trip(small_dataset, tmp_path):
     proba = est.predict_proba(imgs)
     assert proba.shape == (len(imgs), 3) and np.allclose(proba.sum(1), 1)
     # a 3-class calibration is a Fortran-ordered matrix: it must not come back transposed
-    save_lbp_svm(est, tmp_path / "m3", "3class", {"description": "test"})
+    lbp_svm.save(Fitted(est), tmp_path / "m3", "3class", {"description": "test"})
     loaded = load_classifier(tmp_path / "m3")
     assert np.allclose([p.probs for p in loaded.predict(imgs)], proba, atol=1e-12)
 

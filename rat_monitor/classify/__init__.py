@@ -1,5 +1,7 @@
-"""Pain classifiers: LBP+SVM and ResNet-18, their training, evaluation and safe loading."""
+"""Pain classifiers: LBP+SVM and ResNet-18 (one module per kind, listed in registry.py), their training,
+evaluation and safe loading."""
 
-from .base import TASKS, PainClassifier, load_classifier
+from .base import TASKS, PainClassifier
+from .registry import KINDS, load_classifier
 
-__all__ = ["TASKS", "PainClassifier", "load_classifier"]
+__all__ = ["KINDS", "TASKS", "PainClassifier", "load_classifier"]

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import DatasetError
 from ..types import ACTION_UNITS
 from .features import align_grey, lbp_histograms, orientation_histograms
-from .lbp_svm import LbpSvmClassifier, SvmArrays
+from .svm import LbpSvmClassifier, SvmArrays
 
 # (top, bottom, left, right) as fractions of the square face crop; full width, because a turned head moves the
 # eyes and snout sideways.

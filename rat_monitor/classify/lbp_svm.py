@@ -1,193 +1,129 @@
-"""LBP + SVM, the RatsPain baseline: uniform LBP histograms over a grid of cells on the aligned grey face
-crop, standardised (optionally projected on its first principal components), then an RBF SVM whose C and gamma
-are chosen by inner cross-validation grouped by subject.
-
-Saved as plain arrays (safetensors) + JSON; inference re-implements the RBF decision function and the
-logistic calibration in numpy, so a loaded model never unpickles anything.
+"""LBP + SVM, the RatsPain baseline, as a model kind: uniform LBP histograms over a grid of cells on the aligned
+grey face crop and a calibrated RBF SVM for pain (svm.py), one SVM per action unit on its face region
+(action_units.py) when the data has AU labels, and the familiarity statistics of the training faces' LBP
+features. Training (Backend), saving with its card, and the saved model run in numpy (Model).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import platform
+import time
+from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, GroupKFold, StratifiedKFold
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
+import sklearn
+from safetensors.numpy import save_file
 
-from .features import align_grey, lbp_histograms
+from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
+from ..types import ACTION_UNITS, Prediction
+from .action_units import AuScorer, RegionSettings, region_features, scores_from
+from .base import (Fitted, TrainOptions, class_names, load_familiarity, safe_load_tensors, save_familiarity,
+                   to_predictions, to_three)
+from .familiarity import fit_grouped
+from .features import LbpFeatures
+from .svm import LbpSvmClassifier, SvmArrays
 
-
-class LbpFeatures(TransformerMixin, BaseEstimator):
-    """Face crops (a list or array of images) -> LBP feature vectors. Stateless."""
-
-    def __init__(self, size: int = 64, grid: int = 4, radii: tuple[int, ...] = (1, 2)):
-        self.size = size
-        self.grid = grid
-        self.radii = radii
-
-    def fit(self, X, y=None):
-        return self
-
-    def transform(self, X):
-        return lbp_histograms(align_grey(list(X), self.size), self.radii, self.grid)
+KIND = "lbp-svm"
+AU_FILE = "action_units.safetensors"
+PAIN_COMPONENTS = 256  # principal components ahead of the pain SVM (128 lost 0.02 macro-F1 on 1,200 crops)
 
 
-class LbpSvmClassifier(ClassifierMixin, BaseEstimator):
-    """fit(crops, labels, groups=subjects) / predict / predict_proba, usable in Pipeline and GridSearchCV.
+class Model:
+    """A saved LBP+SVM classifier, run in numpy."""
 
-    C and gamma are chosen by inner cross-validation, grouped by subject when groups are given (no animal
-    in both the inner train and validation folds), stratified otherwise. Probabilities come from a logistic
-    calibration of the SVM's one-vs-one decision values, fitted on the same inner folds' held-out decisions.
-    components: project the standardised features on this many principal components (not whitened) before the
-    SVM: a smaller model file and faster kernels when there are many training images."""
+    def __init__(self, folder: Path):
+        self.card = read_card(folder)
+        self.name = self.card.get("name", Path(folder).name)
+        self.binary = self.card["task"] == "binary"
+        f = self.card["features"]
+        self._features = LbpFeatures(size=f["size"], grid=f["grid"], radii=tuple(f["radii"]))
+        self._svm = SvmArrays.from_tensors(safe_load_tensors(verified_file(folder, "svm.safetensors")))
+        self.familiarity = load_familiarity(folder, self.card)
+        self.action_units = bool(self.card.get("action_units"))
+        if self.action_units:
+            self._regions = RegionSettings.from_card(self.card["action_units"]["features"])
+            tensors = safe_load_tensors(verified_file(folder, AU_FILE))
+            self._au_svms = [SvmArrays.from_tensors({k.split(".", 1)[1]: v for k, v in tensors.items()
+                                                     if k.startswith(f"{name}.")}) for name in ACTION_UNITS]
 
-    def __init__(self, size: int = 96, grid: int = 4, radii: tuple[int, ...] = (1, 2, 3),
-                 C_grid: tuple[float, ...] = (1.0, 10.0), gamma_scale: tuple[float, ...] = (0.25, 1.0),
-                 inner_folds: int = 3, n_jobs: int | None = None, random_state: int = 0,
-                 components: int | None = None):
-        self.components = components
-        self.size = size
-        self.grid = grid
-        self.radii = radii
-        self.C_grid = C_grid
-        self.gamma_scale = gamma_scale
-        self.inner_folds = inner_folds
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-
-    def features(self, X) -> np.ndarray:
-        """Crops -> LBP features; a 2-D float array is taken as features already computed."""
-        if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype != np.uint8:
-            return X.astype(np.float32)
-        return LbpFeatures(self.size, self.grid, self.radii).transform(X)
-
-    def _svm(self, C: float, gamma: float) -> Pipeline:
-        steps = [("scale", StandardScaler())]
-        if self.n_components_:
-            steps.append(("pca", PCA(self.n_components_, random_state=self.random_state)))
-        return Pipeline([*steps, ("svm", SVC(kernel="rbf", C=C, gamma=gamma, class_weight="balanced"))])
-
-    def _variance(self, feats: np.ndarray) -> float:
-        """Total variance the SVM sees: the feature count once standardised, less what the projection drops.
-        gamma = scale / variance keeps typical kernel values alike whatever the feature count."""
-        if not self.n_components_:
-            return float(feats.shape[1])
-        standard = StandardScaler().fit_transform(feats)
-        return float(PCA(self.n_components_, random_state=self.random_state).fit(standard).explained_variance_.sum())
-
-    def fit(self, X, y, groups=None):
-        feats = self.features(X)
-        y = np.asarray(y)
-        self.classes_ = np.unique(y)
-        if groups is not None and len(np.unique(groups)) >= 2:
-            cv = GroupKFold(n_splits=min(self.inner_folds, len(np.unique(groups))))
-        else:
-            cv = StratifiedKFold(n_splits=self.inner_folds, shuffle=True, random_state=self.random_state)
-        splits = list(cv.split(feats, y, groups))
-        # No more components than the smallest inner training set can give.
-        self.n_components_ = self.components and min(self.components, feats.shape[1],
-                                                     *(len(train) - 1 for train, _ in splits))
-        n_feat = self._variance(feats)
-        grid = {"svm__C": list(self.C_grid), "svm__gamma": [g / n_feat for g in self.gamma_scale]}
-        search = GridSearchCV(self._svm(1.0, 1.0), grid, cv=splits, scoring="f1_macro", n_jobs=self.n_jobs)
-        search.fit(feats, y)
-        self.best_params_ = search.best_params_
-        C, gamma = search.best_params_["svm__C"], search.best_params_["svm__gamma"]
-        # Held-out decision values of the chosen SVM -> a logistic calibration (Platt, multinomial for 3 classes).
-        oof = np.zeros((len(y), len(self.classes_) * (len(self.classes_) - 1) // 2))
-        for train, val in splits:
-            oof[val] = SvmArrays.from_sklearn(self._svm(C, gamma).fit(feats[train], y[train])).decision_pairs(
-                feats[val])
-        calib = LogisticRegression(C=100.0, max_iter=2000).fit(oof, y)
-        self.arrays_ = SvmArrays.from_sklearn(self._svm(C, gamma).fit(feats, y), calib)
-        return self
-
-    def predict_proba(self, X) -> np.ndarray:
-        return self.arrays_.predict_proba(self.features(X))
-
-    def predict(self, X) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+    def predict(self, crops: list[np.ndarray]) -> list[Prediction]:
+        if not crops:
+            return []
+        feats = self._features.transform(crops)
+        probs = to_three(self._svm.predict_proba(feats), self._svm.classes)
+        aus = scores_from(region_features(crops, self._regions), self._au_svms) if self.action_units else None
+        return to_predictions(self.name, self.binary, probs, aus, self.familiarity, feats)
 
 
-@dataclass
-class SvmArrays:
-    """Everything the fitted scaler, RBF SVC and calibration need at inference, as plain arrays."""
+def save(fitted: Fitted, out_dir: Path, task: str, training: dict, metrics: dict | None = None,
+         name: str | None = None) -> dict:
+    """Writes svm.safetensors + card.json for a fitted pain SVM, action_units.safetensors when it has AU SVMs and
+    familiarity.safetensors when it has familiarity statistics."""
+    estimator, au_scorer = fitted.pain, fitted.aus
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(estimator.arrays_.to_tensors(), str(out_dir / "svm.safetensors"))
+    files = ["svm.safetensors"]
+    action_units = None
+    if au_scorer is not None:
+        save_file({f"{au}.{k}": v for au, est in zip(ACTION_UNITS, au_scorer.estimators_)
+                   for k, v in est.arrays_.to_tensors().items()}, str(out_dir / AU_FILE))
+        files.append(AU_FILE)
+        action_units = {"names": list(ACTION_UNITS), "features": RegionSettings().to_card(),
+                        "estimator": "one calibrated RBF SVM per action unit on its region's features; "
+                                     "score = expected value of P(0, 1, 2)",
+                        "hyperparameters": {au: {k: float(v) for k, v in est.best_params_.items()}
+                                            for au, est in zip(ACTION_UNITS, au_scorer.estimators_)}}
+    familiarity_card, familiarity_files = save_familiarity(fitted.familiarity, out_dir)
+    files += familiarity_files
+    card = {
+        "name": name or out_dir.name,
+        "kind": "pain-classifier",
+        "model": KIND,
+        "task": task,
+        "classes": class_names(task),
+        "input": "square face crop, any size; grey, resized and histogram-equalised",
+        "features": {"size": estimator.size, "grid": estimator.grid, "radii": list(estimator.radii),
+                     "lbp": "uniform, 8 neighbours, Hellinger-normalised cell histograms"},
+        "hyperparameters": {k: float(v) for k, v in estimator.best_params_.items()},
+        "action_units": action_units,
+        "familiarity": familiarity_card,
+        "training": training,
+        "metrics": metrics or {},
+        "synthetic": bool(training.get("synthetic", False)),
+        "caveat": SYNTHETIC_CAVEAT if training.get("synthetic") else "",
+        "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        "created": time.strftime("%Y-%m-%d"),
+    }
+    return write_card(out_dir, card, files)
 
-    mean: np.ndarray
-    scale: np.ndarray
-    support_vectors: np.ndarray
-    dual_coef: np.ndarray  # libsvm's own sign convention (sklearn's private _dual_coef_)
-    intercept: np.ndarray  # likewise (_intercept_)
-    n_support: np.ndarray
-    gamma: float
-    classes: np.ndarray
-    calib_coef: np.ndarray | None = None  # (1 or n_classes, n_pairs)
-    calib_intercept: np.ndarray | None = None
-    components: np.ndarray | None = None  # (k, n_features) principal axes, when the features are projected
-    pca_mean: np.ndarray | None = None
 
-    @classmethod
-    def from_sklearn(cls, pipe: Pipeline, calib: LogisticRegression | None = None) -> SvmArrays:
-        scaler, svm = pipe.named_steps["scale"], pipe.named_steps["svm"]
-        pca = pipe.named_steps.get("pca")
-        return cls(components=None if pca is None else pca.components_.astype(np.float32),
-                   pca_mean=None if pca is None else pca.mean_.astype(np.float64),
-                   mean=scaler.mean_.astype(np.float64), scale=scaler.scale_.astype(np.float64),
-                   support_vectors=svm.support_vectors_.astype(np.float32),  # halves the file; kernel in float64
-                   dual_coef=svm._dual_coef_.astype(np.float64), intercept=svm._intercept_.astype(np.float64),
-                   n_support=svm.n_support_.astype(np.int64), gamma=float(svm._gamma), classes=svm.classes_,
-                   calib_coef=None if calib is None else calib.coef_.astype(np.float64),
-                   calib_intercept=None if calib is None else calib.intercept_.astype(np.float64))
+class Backend:
+    """Training for evaluate/train: LBP features computed once per dataset, then any number of fits (LOSO folds,
+    the final model) on index subsets."""
 
-    def to_tensors(self) -> dict[str, np.ndarray]:
-        tensors = {"mean": self.mean, "scale": self.scale, "support_vectors": self.support_vectors,
-                   "dual_coef": self.dual_coef, "intercept": self.intercept, "n_support": self.n_support,
-                   "gamma": np.array([self.gamma]), "classes": np.asarray(self.classes, np.int64),
-                   "calib_coef": self.calib_coef, "calib_intercept": self.calib_intercept}
-        if self.components is not None:
-            tensors.update(components=self.components, pca_mean=self.pca_mean)
-        # safetensors writes raw memory: a Fortran-ordered array (scikit-learn's 3-class calibration) would come
-        # back transposed.
-        return {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    def __init__(self, options: TrainOptions):
+        self.options = options
 
-    @classmethod
-    def from_tensors(cls, t: dict[str, np.ndarray]) -> SvmArrays:
-        return cls(mean=t["mean"], scale=t["scale"], support_vectors=t["support_vectors"], dual_coef=t["dual_coef"],
-                   intercept=t["intercept"], n_support=t["n_support"], gamma=float(t["gamma"][0]),
-                   classes=t["classes"], calib_coef=t["calib_coef"], calib_intercept=t["calib_intercept"],
-                   components=t.get("components"), pca_mean=t.get("pca_mean"))
+    def prepare(self, images: list[np.ndarray], aus: np.ndarray | None) -> None:
+        self.aus = aus
+        self._features = LbpSvmClassifier().features(images)
+        self._regions = region_features(images) if aus is not None else None
 
-    def decision_pairs(self, feats: np.ndarray) -> np.ndarray:
-        """libsvm's one-vs-one decision values, (N, n_pairs), pairs in libsvm order (0,1), (0,2), (1,2)...;
-        positive favours the first class of the pair."""
-        x = (np.asarray(feats, np.float64) - self.mean) / self.scale
-        if self.components is not None:
-            x = (x - self.pca_mean) @ self.components.T.astype(np.float64)
-        sv = self.support_vectors.astype(np.float64)
-        d2 = (x * x).sum(1)[:, None] + (sv * sv).sum(1)[None, :] - 2.0 * x @ sv.T
-        kernel = np.exp(-self.gamma * np.maximum(d2, 0.0))  # (N, n_sv)
-        starts = np.concatenate([[0], np.cumsum(self.n_support)])
-        k = len(self.n_support)
-        out = []
-        p = 0
-        for i in range(k):
-            for j in range(i + 1, k):
-                si, sj = slice(starts[i], starts[i + 1]), slice(starts[j], starts[j + 1])
-                dec = kernel[:, si] @ self.dual_coef[j - 1, si] + kernel[:, sj] @ self.dual_coef[i, sj]
-                out.append(dec + self.intercept[p])
-                p += 1
-        return np.stack(out, axis=1)
+    def fit(self, idx: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Fitted:
+        n_jobs = self.options.n_jobs
+        pain = LbpSvmClassifier(n_jobs=n_jobs, components=PAIN_COMPONENTS).fit(self._features[idx], y[idx],
+                                                                                 groups=groups[idx])
+        aus = None
+        if self.aus is not None:
+            aus = AuScorer(n_jobs=n_jobs).fit(self._regions[idx], self.aus[idx], groups=groups[idx])
+        return Fitted(pain, aus, fit_grouped(self._features[idx], groups[idx]))
 
-    def predict_proba(self, feats: np.ndarray) -> np.ndarray:
-        z = self.decision_pairs(feats) @ self.calib_coef.T + self.calib_intercept
-        if z.shape[1] == 1:  # binary logistic: P(second class)
-            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            return np.stack([1 - p1, p1], axis=1)
-        z = z - z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+    def predict(self, fitted: Fitted, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        aus = None if fitted.aus is None else fitted.aus.predict_scores(self._regions[idx])
+        fam = fitted.familiarity_model
+        return (fitted.pain.predict(self._features[idx]), aus,
+                None if fam is None else fam.score(self._features[idx]))
+
+    def save(self, fitted: Fitted, out_dir: Path, training: dict, metrics: dict | None = None) -> dict:
+        return save(fitted, out_dir, self.options.task, training, metrics)

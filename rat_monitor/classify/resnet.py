@@ -21,9 +21,11 @@ import numpy as np
 from ..errors import ModelError
 from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
-from .base import load_familiarity, to_predictions, to_three
+from .base import Fitted, TrainOptions, class_names, load_familiarity, save_familiarity, to_predictions, to_three
 from .familiarity import fit_familiarity
+from .metrics import au_metrics
 
+KIND = "resnet18"
 N_AU = len(ACTION_UNITS)
 
 SIZE = 112
@@ -234,8 +236,6 @@ class ResNetClassifier:
         import torch
         from sklearn.metrics import f1_score
 
-        from .evaluate import au_metrics
-
         net.eval()
         with torch.no_grad():
             out = torch.cat([net(x[i:i + 256].to(device)).cpu() for i in range(0, len(x), 256)]).numpy()
@@ -285,8 +285,6 @@ class ResNetClassifier:
 
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        from .base import save_familiarity
-
         save_file({k: v.contiguous() for k, v in self.net_.state_dict().items()}, str(out_dir / "weights.safetensors"))
 
         class WithEmbedding(torch.nn.Module):
@@ -305,8 +303,8 @@ class ResNetClassifier:
                               opset_version=17)
         familiarity_card, familiarity_files = save_familiarity(self.familiarity_, out_dir)
         card = {
-            "name": out_dir.name, "kind": "pain-classifier", "model": "resnet18", "task": task,
-            "classes": ["none", "pain"] if task == "binary" else ["none", "moderate", "severe"],
+            "name": out_dir.name, "kind": "pain-classifier", "model": KIND, "task": task,
+            "classes": class_names(task),
             "class_labels": [int(c) for c in self.classes_],
             "input": f"square face crop resized to {SIZE}x{SIZE}, RGB, ImageNet mean/std",
             "initialisation": self.init_,
@@ -324,7 +322,7 @@ class ResNetClassifier:
         return write_card(out_dir, card, ["model.onnx", "weights.safetensors", *familiarity_files])
 
 
-class ResNetModel:
+class Model:
     """A saved ResNet-18 run with ONNX Runtime (no torch needed at inference)."""
 
     def __init__(self, folder: Path, threads: int = 1):
@@ -356,3 +354,29 @@ class ResNetModel:
         aus = ordinal_scores(out[:, n_pain:]) if self.action_units else None
         embedding = outputs[1] if len(outputs) > 1 else None
         return to_predictions(self.name, self.binary, probs, aus, self.familiarity, embedding)
+
+
+class Backend:
+    """Training for evaluate/train: the crops are kept; each fit trains a network on an index subset."""
+
+    def __init__(self, options: TrainOptions):
+        self.options = options
+
+    def prepare(self, images: list[np.ndarray], aus: np.ndarray | None) -> None:
+        self.images, self.aus = images, aus
+
+    def fit(self, idx: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Fitted:
+        o = self.options
+        net = ResNetClassifier(epochs=o.epochs, weights=o.weights, log=o.log).fit(
+            [self.images[i] for i in idx], y[idx], groups=groups[idx],
+            aus=None if self.aus is None else self.aus[idx])
+        return Fitted(net, net if net.action_units_ else None, net.familiarity_)
+
+    def predict(self, fitted: Fitted, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        crops = [self.images[i] for i in idx]
+        fam = fitted.familiarity_model
+        return (fitted.pain.predict(crops), None if fitted.aus is None else fitted.aus.predict_aus(crops),
+                None if fam is None else fam.score(fitted.pain.embeddings(crops)))
+
+    def save(self, fitted: Fitted, out_dir: Path, training: dict, metrics: dict | None = None) -> dict:
+        return fitted.pain.save(out_dir, self.options.task, training, metrics)

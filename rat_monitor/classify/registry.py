@@ -1,0 +1,59 @@
+"""The model kinds a pain classifier can be, and where each one's code lives. A kind's module is imported only
+when that kind is used, so the runtime never imports torch (as DeepLabCut-live's runner factory does); a kind
+whose training needs an optional extra says which one to install."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import ConfigError, ModelError
+from ..models import read_card, resolve
+from .base import PainClassifier, TrainOptions
+
+
+@dataclass(frozen=True)
+class Kind:
+    module: str  # defines Model (a saved model, loaded for inference) and Backend (training)
+    train_needs: tuple[str, ...] = ()  # packages training needs beyond the runtime install
+    extra: str = ""  # the pip extra that brings them
+
+
+KINDS = {
+    "lbp-svm": Kind("rat_monitor.classify.lbp_svm"),
+    "resnet18": Kind("rat_monitor.classify.resnet", ("torch", "torchvision"), "train"),
+}
+
+
+def kind_module(kind: str) -> ModuleType:
+    if kind not in KINDS:
+        raise ConfigError(f"unknown model kind {kind!r}; choose one of {', '.join(KINDS)}")
+    return importlib.import_module(KINDS[kind].module)
+
+
+def load_classifier(name_or_path: str | Path) -> PainClassifier:
+    """A bundled model name or a model folder -> the loaded classifier (checked against its card)."""
+    folder = resolve(name_or_path, "pain-classifier")
+    kind = read_card(folder).get("model")
+    if kind not in KINDS:
+        raise ModelError(f"{folder}: unknown classifier type {kind!r} in card.json")
+    return kind_module(kind).Model(folder)
+
+
+def _importable(package: str) -> bool:
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        return False
+    return True
+
+
+def training_backend(kind: str, options: TrainOptions):
+    """The training backend of KIND; a missing optional package is named with the extra that brings it."""
+    module = kind_module(kind)
+    missing = [p for p in KINDS[kind].train_needs if not _importable(p)]
+    if missing:
+        raise ConfigError(f"training {kind} needs {', '.join(missing)}: pip install 'rat-monitor[{KINDS[kind].extra}]'")
+    return module.Backend(options)
