@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rat_monitor.batch import run_batch
+from rat_monitor.batch import Job, run_batch
 from rat_monitor.models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from rat_monitor.pipeline import Settings
 from rat_monitor.synth import VideoSpec, write_video
@@ -28,8 +28,8 @@ def test_videos_per_hour(tmp_path, record):
     figures = {"videos": len(videos), "video_minutes_each": 1, "resolution": "720p30"}
     for workers in (1, 2):
         t = time.perf_counter()
-        rows = run_batch(videos, tmp_path / f"w{workers}", DEFAULT_CLASSIFIER, DEFAULT_DETECTOR,
-                         Settings(smoothing="centred"), workers=workers, overwrite=True, resume=False)
+        job = Job(DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, Settings(smoothing="centred"), overwrite=True)
+        rows = run_batch(videos, tmp_path / f"w{workers}", job, workers=workers)
         seconds = time.perf_counter() - t
         assert all(r["status"] == "ok" for r in rows)
         figures[f"workers_{workers}_seconds"] = round(seconds, 1)

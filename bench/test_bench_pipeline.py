@@ -18,8 +18,8 @@ import pytest
 from rat_monitor.classify import load_classifier
 from rat_monitor.detect import load_detector
 from rat_monitor.models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
-from rat_monitor.pipeline import Pipeline, Settings
-from rat_monitor.sinks import RunWriter, prepare_run_dir
+from rat_monitor.pipeline import Settings
+from rat_monitor.runs import analyze_video, watch_source
 from rat_monitor.sources import CaptureSource
 from rat_monitor.synth import VideoSpec, write_video
 
@@ -46,11 +46,8 @@ def _decode_only(path: Path) -> float:
 
 def _pipeline(path: Path, out: Path, smoothing: str = "centred") -> dict:
     det, clf = load_detector(DEFAULT_DETECTOR), load_classifier(DEFAULT_CLASSIFIER)
-    with CaptureSource(video=path) as src:
-        pipe = Pipeline(src, det, clf, RunWriter(prepare_run_dir(out, overwrite=True)), Settings(smoothing=smoothing))
-        totals = pipe.run()
-        pipe.writer.close(pipe.run_info())
-    return json.loads((out / "run.json").read_text())["totals"] | {"fps": totals.fps}
+    result = analyze_video(path, out, det, clf, Settings(smoothing=smoothing), overwrite=True)
+    return json.loads((out / "run.json").read_text())["totals"] | {"fps": result.totals.fps}
 
 
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)], ids=["720p", "1080p"])
@@ -91,9 +88,7 @@ def test_live_latency_720p(tmp_path, record):
         time.sleep(0.5)
         det, clf = load_detector(DEFAULT_DETECTOR), load_classifier(DEFAULT_CLASSIFIER)
         with CaptureSource(url=f"http://127.0.0.1:{port}/live.ts") as src:
-            pipe = Pipeline(src, det, clf, RunWriter(prepare_run_dir(tmp_path / "live")),
-                            Settings(duration_s=LIVE_SECONDS - 2))
-            totals = pipe.run()
+            totals = watch_source(src, tmp_path / "live", det, clf, Settings(duration_s=LIVE_SECONDS - 2)).totals
     finally:
         server.kill()
     record("live_720p", {"seconds": LIVE_SECONDS, "frames": totals.frames, "dropped_frames": totals.dropped_frames,

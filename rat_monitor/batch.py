@@ -1,5 +1,5 @@
-"""Archive analysis: one video into its run folder (shared by the CLI and the workers), and batches of videos on
-a local process pool or an existing Dask cluster, summarised in summary.csv."""
+"""Archive batches: the videos of a command line, one after the other in this process, on a local process pool or
+on an existing Dask cluster, each into its run folder (runs.analyze_video), summarised in summary.csv."""
 
 from __future__ import annotations
 
@@ -12,17 +12,19 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .classify import load_classifier
+from .detect import load_detector
 from .errors import ConfigError, RatMonitorError, SourceError
-from .pipeline import Observer, Pipeline, Settings
-from .sinks import RunWriter, prepare_run_dir
-from .sinks.files import prepare_resume, run_state
-from .sources import CaptureSource
+from .pipeline import Observer, Settings
+from .runs import analyze_video
+from .sinks.files import make_dir
+from .select import SelectionSettings
+from .timeline import AlertRule
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".ts", ".mts", ".flv")
-WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished minute, to warm up the tracker
 SUMMARY_COLUMNS = ["video", "run_dir", "status", "error", "duration_s", "frames", "minutes", "minutes_observed",
                    "minutes_none", "minutes_moderate", "minutes_severe", "minutes_unknown", "alerts", "fps",
                    "minutes_unfamiliar", "refused_crops"]
@@ -54,36 +56,6 @@ def expand_inputs(items: list[str | Path]) -> list[Path]:
     return unique
 
 
-def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Settings, overwrite: bool = False,
-                  resume: bool = False, observer: Observer | None = None) -> tuple[Pipeline, object] | None:
-    """One archived video through the pipeline into its run folder. With resume, an interrupted run is finished
-    and a complete one is skipped (returns None). A file that ends early keeps its minutes and raises."""
-    state = run_state(run_dir) if resume else "new"
-    if state == "complete":
-        return None
-    source = CaptureSource(video=video)
-    try:
-        earlier, resume_s = [], 0.0
-        if state == "partial":
-            earlier, resume_s = prepare_resume(run_dir, classifier.action_units)
-            source.start_frame = max(0, int((resume_s - WARMUP_S) * source.info.fps))
-            writer = RunWriter(run_dir, resume=True, action_units=classifier.action_units)
-        else:
-            writer = RunWriter(prepare_run_dir(run_dir, overwrite), action_units=classifier.action_units)
-        pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier, resume_s=resume_s)
-        totals = pipe.run()
-        truncated = source.truncated and not totals.interrupted
-        pipe.writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
-                                         "decode_errors": source.decode_errors, "resumed_from_s": resume_s or None,
-                                         "complete": not (truncated or totals.interrupted)}))
-        if truncated:
-            raise SourceError(f"{video} ends after {source.frames_read} of the {source.info.frame_count} frames its "
-                              f"header promises (cut short or corrupt); the minutes read are kept in {run_dir}")
-        return pipe, totals
-    finally:
-        source.close()
-
-
 def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dict:
     """One line of summary.csv, read back from the run folder (so skipped, finished runs are summarised too)."""
     row = {"video": str(video), "run_dir": str(run_dir), "status": status, "error": error}
@@ -107,41 +79,93 @@ def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dic
     return row
 
 
-def _worker_job(video: str, run_dir: str, model: str, detector: str, settings: dict, overwrite: bool, resume: bool,
-                threads: int) -> dict:
+@dataclass(frozen=True)
+class Job:
+    """A batch's settings, resolved once and handed to every video, in this process or a worker's."""
+
+    model: str
+    detector: str
+    settings: Settings
+    overwrite: bool = False
+    resume: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Job:
+        s = d["settings"]
+        settings = Settings(**{**s, "selection": SelectionSettings(**s["selection"]), "alert": AlertRule(**s["alert"])})
+        return cls(**{**d, "settings": settings})
+
+
+def analyze_one(video: Path, out_dir: Path, job: Job, detector, classifier, observer: Observer | None = None) -> dict:
+    """One video of a batch into OUT/<stem>/ -> its summary row; a problem the user can fix becomes a failed row
+    (with the exit code it stands for) instead of stopping the batch."""
+    run_dir = out_dir / video.stem
+    try:
+        result = analyze_video(video, run_dir, detector, classifier, job.settings, overwrite=job.overwrite,
+                               resume=job.resume, observer=observer)
+    except RatMonitorError as exc:
+        return {**summary_row(video, run_dir, "failed", str(exc)), "exit_code": exc.exit_code}
+    if result is None:
+        return summary_row(video, run_dir, "skipped (complete)")
+    return summary_row(video, run_dir, "interrupted" if result.totals.interrupted else "ok")
+
+
+def _worker_job(video: str, out_dir: str, job: dict, threads: int) -> dict:
     """Runs in a worker process (local pool or Dask): loads the models itself, never raises."""
     import cv2
 
-    from .classify import load_classifier
-    from .detect import load_detector
-    from .select import SelectionSettings
-    from .timeline import AlertRule
-
     cv2.setNumThreads(threads)
     try:
-        s = Settings(**{**settings, "selection": SelectionSettings(**settings["selection"]),
-                        "alert": AlertRule(**settings["alert"])})
-        done = analyze_video(Path(video), Path(run_dir), load_detector(detector), load_classifier(model), s,
-                             overwrite=overwrite, resume=resume)
-        return summary_row(Path(video), Path(run_dir), "skipped (complete)" if done is None else "ok")
+        j = Job.from_dict(job)
+        return analyze_one(Path(video), Path(out_dir), j, load_detector(j.detector), load_classifier(j.model))
     except RatMonitorError as exc:
-        return summary_row(Path(video), Path(run_dir), "failed", str(exc))
+        return {**summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed", str(exc)),
+                "exit_code": exc.exit_code}
     except Exception as exc:  # noqa: BLE001 - one broken video must not stop the batch
-        return summary_row(Path(video), Path(run_dir), "failed",
+        return summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed",
                            f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=2).splitlines()[-1]}")
 
 
-def run_batch(videos: list[Path], out_dir: Path, model: str, detector: str, settings: Settings, workers: int = 1,
-              scheduler: str | None = None, overwrite: bool = False, resume: bool = True,
-              done: Callable[[dict], None] | None = None) -> list[dict]:
-    """Many videos, one per worker process (or Dask task); writes OUT/summary.csv and returns its rows."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    threads = max(1, (os.cpu_count() or 1) // max(1, workers))  # do not oversubscribe the cores
-    jobs = [(str(v.resolve()), str((out_dir / v.stem).resolve()), model, detector, asdict(settings), overwrite,
-             resume, threads) for v in videos]
+def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, scheduler: str | None = None,
+              done: Callable[[dict], None] | None = None,
+              observer_for: Callable[[Path], Observer] | None = None) -> list[dict]:
+    """Every analysis of archived videos, one or many: in this process one after the other (workers=1; the
+    models loaded once, observer_for(video) sees each video's frames), on a spawned process pool, or on a Dask
+    cluster. done(row) is called as each video finishes; a Ctrl-C stops the batch after the interrupted video.
+    With several videos OUT/summary.csv is written. Returns the summary rows in the order given."""
+    out_dir = make_dir(out_dir)
     rows = []
+
+    def finished(row: dict) -> None:
+        rows.append(row)
+        if done:
+            done(row)
+
     t0 = time.time()
+    if scheduler or workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // max(1, workers))  # do not oversubscribe the cores
+        jobs = [(str(v.resolve()), str(out_dir.resolve()), job.to_dict(), threads) for v in videos]
+        _run_parallel(jobs, workers, scheduler, finished)
+        order = {str(v.resolve()): i for i, v in enumerate(videos)}
+        rows.sort(key=lambda r: order.get(str(Path(r["video"]).resolve()), 0))
+    else:
+        detector, classifier = load_detector(job.detector), load_classifier(job.model)
+        for video in videos:
+            finished(analyze_one(video, out_dir, job, detector, classifier,
+                                 observer_for(video) if observer_for else None))
+            if rows[-1]["status"] == "interrupted":
+                break
+    if len(videos) > 1:
+        write_summary(rows, out_dir)
+    for r in rows:
+        r["batch_seconds"] = round(time.time() - t0, 1)
+    return rows
+
+
+def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finished: Callable[[dict], None]) -> None:
     if scheduler:
         try:
             from dask.distributed import Client
@@ -153,26 +177,14 @@ def run_batch(videos: list[Path], out_dir: Path, model: str, detector: str, sett
         except OSError as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         with client:
-            futures = [client.submit(_worker_job, *job, pure=False) for job in jobs]
-            for fut in dask_completed(futures):
-                rows.append(fut.result())
-                if done:
-                    done(rows[-1])
-    else:
-        # spawn, not fork: forking a process that already runs decoder, ONNX Runtime and progress threads can
-        # deadlock the child.
-        with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(_worker_job, *job) for job in jobs]
-            for fut in as_completed(futures):
-                rows.append(fut.result())
-                if done:
-                    done(rows[-1])
-    order = {j[0]: i for i, j in enumerate(jobs)}
-    rows.sort(key=lambda r: order.get(str(Path(r["video"]).resolve()), 0))
-    write_summary(rows, out_dir)
-    for r in rows:
-        r["batch_seconds"] = round(time.time() - t0, 1)
-    return rows
+            for fut in dask_completed([client.submit(_worker_job, *job, pure=False) for job in jobs]):
+                finished(fut.result())
+        return
+    # spawn, not fork: forking a process that already runs decoder, ONNX Runtime and progress threads can
+    # deadlock the child.
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
+        for fut in as_completed([pool.submit(_worker_job, *job) for job in jobs]):
+            finished(fut.result())
 
 
 def write_summary(rows: list[dict], out_dir: Path) -> Path:

@@ -81,6 +81,14 @@ def rss_mb() -> float:
 
 
 @dataclass
+class RunResult:
+    """What a run produced: its minutes (final, smoothed) and its totals."""
+
+    rows: list[MinuteSummary]
+    totals: Totals
+
+
+@dataclass
 class Totals:
     frames: int = 0
     dropped_frames: int = 0
@@ -173,11 +181,6 @@ class Pipeline:
         # Resuming: frames before resume_s only warm up the tracker and quality measures; their minutes are done.
         self.resume_s = resume_s
         self.totals = Totals()
-        self._stop = False
-
-    def stop(self) -> None:
-        """Ask the run to end after the current frame (e.g. on Ctrl-C); the partial minute is kept."""
-        self._stop = True
 
     def _score(self, candidates: list[Candidate]) -> None:
         if not candidates:
@@ -200,7 +203,7 @@ class Pipeline:
             self.totals.rss_mb_by_minute.append(round(rss_mb(), 1))
             self.observer.minute(m)
 
-    def run(self) -> Totals:
+    def run(self) -> RunResult:
         t0 = time.perf_counter()
         tot = self.totals
         clock = self.clock = StageClock()
@@ -227,11 +230,9 @@ class Pipeline:
                 tot.frames += 1
                 tot.dropped_frames += frame.dropped_before
                 tot.face_frames += int(bool(tracks))
-                if tot.frames % 10 == 0 or self._stop:
+                if tot.frames % 10 == 0:
                     tot.wall_s = time.perf_counter() - t0
                     self.observer.frame(frame.index, frame.t_s, len(tracks), {"fps": tot.fps, "frames": tot.frames})
-                if self._stop:
-                    break
         except KeyboardInterrupt:
             tot.interrupted = True
         finally:
@@ -244,8 +245,7 @@ class Pipeline:
             if self.settings.smoothing == "centred":
                 smooth(self.timeline.rows, "centred", self.settings.alert)
                 self.writer.rewrite_timeline(self.timeline.rows)
-            tot.alerts = sum(r.extra.get("alert_event") == "raised" for r in self.timeline.rows)
-            tot.interrupted = tot.interrupted or self._stop
+            tot.alerts = sum(r.alert_event == "raised" for r in self.timeline.rows)
             tot.wall_s = time.perf_counter() - t0
             clock.lap("finish")
             tot.stage_ms_per_frame = clock.ms_per_frame(tot.frames)
@@ -254,7 +254,7 @@ class Pipeline:
                 ms = 1000 * np.array(latencies)
                 tot.latency_ms = {"p50": round(float(np.percentile(ms, 50)), 1),
                                   "p95": round(float(np.percentile(ms, 95)), 1), "max": round(float(ms.max()), 1)}
-        return tot
+        return RunResult(self.timeline.rows, tot)
 
     def run_info(self, extra: dict | None = None) -> dict:
         info = self.source.info

@@ -61,7 +61,7 @@ def smooth(rows: list[MinuteSummary], mode: str, rule: AlertRule, start: int = 0
     state = state or AlertState()
     run, alert_on = state.run, state.on
     for r in rows[start:]:
-        r.extra.pop("alert_event", None)
+        r.alert_event = ""
         r.pain_prob_smoothed = r.smoothed_low = r.smoothed_high = None
         if r.scored_frames:
             if mode == "causal":
@@ -70,18 +70,18 @@ def smooth(rows: list[MinuteSummary], mode: str, rule: AlertRule, start: int = 0
                 near = [(by_minute.get(r.minute + s * d), w) for d, w in CENTRED_WEIGHTS.items()
                         for s in ((1,) if d == 0 else (-1, 1))]
             near = [(m, w) for m, w in near if m is not None and m.scored_frames]
-            pain = sum(w * m.extra["pain_sum"] for m, w in near)
+            pain = sum(w * m.pain_sum for m, w in near)
             total = sum(w * m.scored_frames for m, w in near)
             r.pain_prob_smoothed = pain / total
             r.smoothed_low, r.smoothed_high = beta_interval(pain, total - pain)
             run = run + 1 if r.pain_prob_smoothed >= rule.threshold else 0
             if not alert_on and run >= rule.minutes:
                 alert_on = True
-                r.extra["alert_event"] = "raised"
+                r.alert_event = "raised"
             elif alert_on and r.pain_prob_smoothed < rule.clear_below:
                 alert_on = False
                 run = 0
-                r.extra["alert_event"] = "cleared"
+                r.alert_event = "cleared"
         r.alert = int(alert_on)  # an unknown minute neither raises nor clears an alert
     return AlertState(run, alert_on)
 
@@ -162,7 +162,7 @@ class Timeline:
             m.share_none, m.share_moderate, m.share_severe = (float(v) for v in shares)
             m.pain_level = "none" if m.pain_prob < 0.5 else ("severe" if scored[:, 2].mean() > scored[:, 1].mean()
                                                              else "moderate")
-            m.extra["pain_sum"] = float(pain.sum())
+            m.pain_sum = float(pain.sum())
         aus = np.array(self._aus.pop(m.minute, []))
         if len(aus):
             m.action_units = au_values(aus.mean(axis=0))

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-PAIN_CLASSES = ("none", "moderate", "severe")
 # The four Rat Grimace Scale action units, in this order wherever they travel as an array.
 ACTION_UNITS = ("orbital", "nose", "ears", "whiskers")
 # Their output columns (expected AU score 0..2 each) and rgs, the mean of the four: the usual RGS score.
@@ -47,7 +46,6 @@ class Detections:
 
     boxes: np.ndarray  # (N, 4) float32 x0, y0, x1, y1
     scores: np.ndarray  # (N,) float32
-    keypoints: np.ndarray | None = None  # (N, K, 2) or None
 
     @staticmethod
     def empty() -> Detections:
@@ -57,8 +55,7 @@ class Detections:
         return len(self.scores)
 
     def __getitem__(self, mask) -> Detections:
-        kp = None if self.keypoints is None else self.keypoints[mask]
-        return Detections(self.boxes[mask], self.scores[mask], kp)
+        return Detections(self.boxes[mask], self.scores[mask])
 
 
 @dataclass(frozen=True)
@@ -154,4 +151,5 @@ class MinuteSummary:
     share_severe: float | None = None
     action_units: dict[str, float] | None = None  # AU_FIELDS -> per-minute mean; None: unknown or no AU model
     refused_frames: int = 0  # selected crops refused as unfamiliar (not in scored_frames, not in any score)
-    extra: dict = field(default_factory=dict)
+    pain_sum: float = 0.0  # sum of the scored frames' P(pain): what smoothing pools across minutes
+    alert_event: str = ""  # "raised" or "cleared" on the minute the alert changed, else empty

@@ -43,12 +43,18 @@ def test_local_pool_summary_failure_and_resume(archive, tmp_path):
     for name in ("rec0.mp4", "rec1.mp4", "rec2.mp4"):
         assert rows[name]["status"] == "ok" and rows[name]["minutes"] == "1"
         assert (out / Path(name).stem / "timeline.csv").exists()
-    again = runner.invoke(app, ["analyze", str(archive / "cage0"), str(archive / "cage1" / "rec1.mp4"), "--out",
-                                str(out), "--workers", "2"])
-    assert again.exit_code == 0, again.output
-    assert {r["status"] for r in read_rows(out / "summary.csv")} == {"skipped (complete)"}
-
-
+    # Without a flag an earlier run is never taken for this one (it may come from another video of that name).
+    before = (out / "rec0" / "timeline.csv").read_bytes()
+    again = runner.invoke(app, ["analyze", str(archive / "cage0"), "--out", str(out), "--workers", "2"])
+    assert again.exit_code == 1 and "already holds a run" in again.output
+    assert {r["status"] for r in read_rows(out / "summary.csv")} == {"failed"}
+    assert (out / "rec0" / "timeline.csv").read_bytes() == before
+    # --resume skips the finished ones, in the pool as in one process
+    for workers in ("2", "1"):
+        again = runner.invoke(app, ["analyze", str(archive / "cage0"), str(archive / "cage1" / "rec1.mp4"), "--out",
+                                    str(out), "--workers", workers, "--resume"])
+        assert again.exit_code == 0, again.output
+        assert {r["status"] for r in read_rows(out / "summary.csv")} == {"skipped (complete)"}
 
 
 def test_dask_cluster_on_localhost(archive, tmp_path):

@@ -48,7 +48,7 @@ def test_minutes_count_frames_and_unknown_minutes_stay_empty():
 def test_alert_raised_once_after_three_known_minutes_and_cleared_with_hysteresis():
     rows = _run([0.1, 0.95, 0.95, 0.95, 0.95, None, 0.95, 0.6, 0.1, 0.1])
     alerts = [r.alert for r in rows]
-    events = [(r.minute, r.extra.get("alert_event")) for r in rows if r.extra.get("alert_event")]
+    events = [(r.minute, r.alert_event) for r in rows if r.alert_event]
     assert events[0][1] == "raised" and events[0][0] in (3, 4)
     assert [e for _, e in events].count("raised") == 1
     assert alerts[5] == 1  # an unknown minute neither raises nor clears

@@ -108,3 +108,33 @@ def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None,
     if trainer.action_units:
         result["action_units"] = au_metrics(trainer.aus, au_scores)
     return result
+
+
+def rounded(tree):
+    """Floats rounded to 4 digits, through nested dicts (for model cards)."""
+    if isinstance(tree, dict):
+        return {k: rounded(v) for k, v in tree.items()}
+    return round(tree, 4) if isinstance(tree, float) else tree
+
+
+def train_and_save(ds: Dataset, trainer: Trainer, out_dir: Path, loso: bool = False, synthetic: bool = False,
+                   description: str = "") -> dict:
+    """Trains on all of DS and writes the model folder; the card records the training data and, with loso, the
+    leave-one-subject-out figures measured first (never on the final model's own training images)."""
+    t0 = time.time()
+    trainer.prepare(ds)  # once, for the LOSO folds and the final fit
+    metrics = {}
+    if loso:
+        result = evaluate_loso(ds, trainer.model, trainer.task, trainer=trainer)
+        kept = {k: v for k, v in result["pooled"].items()
+                if k in ("accuracy", "macro_f1", "pain_f1", "refused_share", "macro_f1_accepted")}
+        if "action_units" in result:
+            kept["action_units"] = result["action_units"]
+        metrics = {"protocol": "leave-one-subject-out", **rounded(kept)}
+    fitted = trainer.fit(np.arange(len(ds)), ds.targets(trainer.task), ds.subjects)
+    training = {"description": description or f"{len(ds)} crops of {len(set(ds.subjects))} animals from {ds.source}",
+                "dataset": ds.summary(), "seconds": round(time.time() - t0, 1), "synthetic": synthetic}
+    card = trainer.save(fitted, out_dir, training, metrics)
+    if not card.get("familiarity"):
+        card["familiarity_missing"] = fitted.familiarity[1] if fitted.familiarity else "not fitted"
+    return card

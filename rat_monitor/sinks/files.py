@@ -55,13 +55,19 @@ def run_state(path: Path) -> str:
     return "partial"
 
 
-def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
-    """Creates the run folder; refuses to mix with an earlier run unless overwrite is set."""
+def make_dir(path: Path) -> Path:
+    """Creates an output folder (and its parents); a path that cannot be one is a settings error."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create output folder {path}: {exc.strerror}") from None
+    return path
+
+
+def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
+    """Creates the run folder; refuses to mix with an earlier run unless overwrite is set."""
+    path = make_dir(path)
     if not os.access(path, os.W_OK):
         raise ConfigError(f"output folder {path} is not writable")
     existing = [f for f in RUN_FILES if (path / f).exists()]
@@ -104,7 +110,7 @@ class RunWriter:
     def minute(self, m: MinuteSummary) -> None:
         self._tw.writerow(timeline_row(m, self.action_units))
         self._sync(self._timeline)
-        event = m.extra.get("alert_event")
+        event = m.alert_event
         if event:
             if self._alerts is None:
                 self._alerts = open(self.dir / "alerts.jsonl", "a")
@@ -116,7 +122,7 @@ class RunWriter:
         archive: until then the rows written minute by minute stand."""
         lines = [timeline_columns(self.action_units)] + [timeline_row(m, self.action_units) for m in rows]
         atomic_write_text(self.dir / "timeline.csv", _csv_text(lines))
-        events = [json.dumps(alert_record(m, m.extra["alert_event"])) for m in rows if m.extra.get("alert_event")]
+        events = [json.dumps(alert_record(m, m.alert_event)) for m in rows if m.alert_event]
         if events or (self.dir / "alerts.jsonl").exists():
             if self._alerts is not None:
                 self._alerts.close()
@@ -183,7 +189,7 @@ def _opt(v: str) -> float | None:
 
 
 def read_timeline(path: Path) -> list[MinuteSummary]:
-    """The complete minutes of a timeline.csv, back as MinuteSummary rows (to resume a run)."""
+    """The minutes of a timeline.csv, back as MinuteSummary rows (to show a finished run, or resume one)."""
     rows = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
@@ -192,13 +198,15 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
                               dropped_frames=int(r["dropped_frames"]), face_frames=int(r["face_frames"]),
                               scored_frames=int(r["scored_frames"]), pain_prob=_opt(r["pain_prob"]),
                               pain_score=_opt(r["pain_score"]), pain_level=r["pain_level"], status=r["status"],
+                              pain_prob_smoothed=_opt(r["pain_prob_smoothed"]), alert=int(r["alert"] or 0),
+                              smoothed_low=_opt(r.get("smoothed_low")), smoothed_high=_opt(r.get("smoothed_high")),
                               pain_prob_low=_opt(r.get("pain_prob_low")), pain_prob_high=_opt(r.get("pain_prob_high")),
                               share_none=_opt(r.get("share_none")), share_moderate=_opt(r.get("share_moderate")),
                               share_severe=_opt(r.get("share_severe")), refused_frames=int(r.get("refused_frames") or 0))
             if r.get("rgs"):
                 m.action_units = {k: float(r[k]) for k in AU_FIELDS}
             if m.pain_prob is not None:
-                m.extra["pain_sum"] = m.pain_prob * m.scored_frames
+                m.pain_sum = m.pain_prob * m.scored_frames
             rows.append(m)
     if [m.minute for m in rows] != list(range(len(rows))):
         raise ConfigError(f"{path} does not hold consecutive minutes from 0; cannot resume it")

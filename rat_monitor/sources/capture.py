@@ -66,12 +66,11 @@ class CaptureSource:
     """A file, a camera index or a stream URL read through OpenCV's FFmpeg backend."""
 
     def __init__(self, *, video: str | Path | None = None, camera: int | None = None, url: str | None = None,
-                 queue_size: int = 64, realtime: bool = False, start_frame: int = 0, give_up_s: float = 300.0):
+                 queue_size: int = 64, realtime: bool = False, start_s: float = 0.0, give_up_s: float = 300.0):
         chosen = [x is not None for x in (video, camera, url)]
         if sum(chosen) != 1:
             raise SourceError("give exactly one source: --video PATH, --camera N or --url URL")
         self.realtime = realtime
-        self.start_frame = start_frame  # files: frames before this are skipped undecoded (resume)
         self.give_up_s = give_up_s  # live: how long to keep retrying a lost camera or stream
         self._open_args = (video, camera, url)
         if video is not None:
@@ -101,9 +100,9 @@ class CaptureSource:
         start = time.time() if live else _creation_time(Path(video))
         self.info = SourceInfo(name=name, fps=fps, width=w, height=h, live=live,
                                duration_s=(count / fps if count else None), frame_count=count, start_time=start)
+        self.start_frame = max(0, int(start_s * fps))  # files: frames before this are skipped undecoded (resume)
         self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
         self._stop = threading.Event()
-        self.dropped = 0
         self.frames_read = 0
         self.decode_errors = 0  # files: unreadable frames skipped mid-stream
         self.outages: list[tuple[float, float]] = []  # live: (lost at, back at) in seconds since start
@@ -227,7 +226,6 @@ class CaptureSource:
             gap = item.index - last - 1
             last = item.index
             if gap > 0:
-                self.dropped += gap
                 item = Frame(item.index, item.t_s, item.image, item.wall_time, dropped_before=gap)
             yield item
         if self.error:

@@ -1,0 +1,5 @@
+"""python -m rat_monitor.cli"""
+
+from . import app
+
+app()

@@ -1,0 +1,93 @@
+"""The typer app, the two consoles (results on stdout, progress and problems on stderr), the mapping of errors to
+one line and an exit code, and the small pieces every command shares."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..classify import KINDS
+from ..classify.familiarity import unfamiliar_advice
+from ..errors import ConfigError, RatMonitorError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Watch laboratory rats on video and report pain from facial expressions (Rat Grimace "
+                       "Scale), minute by minute. Bundled models are trained on synthetic faces only.")
+detector_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the rat face detector.")
+app.add_typer(detector_app, name="detector")
+
+# Piped output (files, CI logs) gets a fixed width so tables are not cut to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_videos"
+
+MODEL_HELP = "Pain classifier: a bundled model name (see `rat-monitor models`) or a model folder."
+DETECTOR_HELP = "Face detector: a bundled model name or a model folder."
+DEFAULT_KIND = next(iter(KINDS))
+KIND_HELP = "Model kind to train: " + " | ".join(KINDS) + "."
+
+
+def friendly_errors(fn):
+    """One clear line and a non-zero exit for anything the user can fix; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RatMonitorError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except PermissionError as exc:
+            err.print(f"[bold red]error:[/] permission denied: {exc.filename}", highlight=False, soft_wrap=True)
+            raise typer.Exit(ConfigError.exit_code) from None
+        except OSError as exc:
+            if exc.errno == 28:  # ENOSPC
+                err.print("[bold red]error:[/] the disk is full; rows written so far are kept", highlight=False)
+            else:
+                where = f": {exc.filename}" if exc.filename else ""
+                err.print(f"[bold red]error:[/] {exc.strerror or exc}{where}", highlight=False, soft_wrap=True)
+            raise typer.Exit(ConfigError.exit_code) from None
+
+    return wrapper
+
+
+def progress_bars() -> Progress:
+    """Progress on stderr, so stdout carries only results."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]}", style="cyan"), TimeRemainingColumn(), console=err)
+
+
+def caveat(clf) -> str:
+    return f"Model '{clf.name}': {clf.card['caveat']}" if clf.card.get("synthetic") else ""
+
+
+def print_refusal(refused: int, accepted: int, console: Console = out) -> None:
+    """Says once, plainly, when most selected faces were refused as unfamiliar, and what to do."""
+    advice = unfamiliar_advice(refused, accepted)
+    if advice:
+        console.print(f"[yellow]note:[/] {advice}", highlight=False, soft_wrap=True)
+
+
+def fire_alert(command: str | None, record: dict, where: str = "") -> None:
+    """An alert raised: said on stderr (naming the video in a batch) and, with --on-alert, run as a command."""
+    from ..sinks.alerts import run_alert_command
+
+    err.print(f"[bold red]ALERT[/] {where}minute {record['minute']}: smoothed P(pain) "
+              f"{record['pain_prob_smoothed']:.2f}", highlight=False)
+    if command:
+        problem = run_alert_command(command, record)
+        if problem:
+            err.print(f"[yellow]warning:[/] {problem}", highlight=False)
+
+
+def settings(window: float, per_window: int, duration: float | None, smoothing: str):
+    from ..pipeline import Settings
+    from ..select import SelectionSettings
+
+    return Settings(selection=SelectionSettings(window_s=window, per_window=per_window), duration_s=duration,
+                    smoothing=smoothing)

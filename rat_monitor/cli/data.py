@@ -1,0 +1,147 @@
+"""The commands around data: synthetic videos and datasets (synth), curation for annotation (curate), and the
+welfare report (report)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError, SourceError
+from ..models import DEFAULT_DETECTOR
+from .app import DETECTOR_HELP, app, friendly_errors, out, progress_bars
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"bad --size {text!r}: write WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (16 <= w <= 7680 and 16 <= h <= 4320) or w % 2 or h % 2:
+        raise ConfigError(f"bad --size {text!r}: even width and height between 16 and 7680x4320")
+    return w, h
+
+
+@app.command()
+@friendly_errors
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders (from analyze or watch), shown side by side."),
+    out_path: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write; the plot goes beside it "
+                                                                      "as .png."),
+    title: str = typer.Option("Rat welfare report", help="Title of the report."),
+):
+    """A self-contained HTML welfare report (works offline) with the pain timeline, unknown minutes, alerts,
+    face coverage, a summary, the scored face crops for audit and the run metadata; plus the plot as PNG.
+
+    [bold]Example:[/] rat-monitor report runs/rat3_before runs/rat3_after --out rat3.html
+    """
+    from ..sinks.report import write_report
+
+    written = write_report(runs, out_path, title)
+    out.print(f"report → {written['html']} (plot: {written['png']})", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def curate(
+    videos: list[Path] = typer.Argument(None, help="Video files to pick face frames from."),
+    out_dir: Path = typer.Option(..., "--out", help="Folder for images/, manifest.csv (and key.csv)."),
+    every: str = typer.Option("30s", help="Window length: one selection per window (e.g. 10s, 30s, 1m)."),
+    per_window: int = typer.Option(3, help="Best face frames kept per window."),
+    blind: bool = typer.Option(False, help="Random file names, shuffled rows, time and source in a separate key.csv."),
+    full_frames: bool = typer.Option(False, help="Export whole frames instead of face crops."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    unblind: bool = typer.Option(False, help="Join a labelled blind manifest in --out back to its key.csv."),
+):
+    """Export the sharpest, stillest face frames per time window for annotation, with a manifest whose label
+    columns are left empty. Filled in, the folder is a training dataset for `rat-monitor train`.
+
+    [bold]Example:[/] rat-monitor curate day1.mp4 day2.mp4 --out to_label/ --every 30s --per-window 2 --blind
+    """
+    from .. import curate as cu
+    from ..detect import load_detector
+    from ..pipeline import Settings
+    from ..select import SelectionSettings
+
+    if unblind:
+        out.print(f"unblinded → {cu.unblind(out_dir)}", highlight=False)
+        return
+    if not videos:
+        raise ConfigError("give one or more videos (or --unblind with --out)")
+    window = cu.parse_duration(every)
+    settings = Settings(selection=SelectionSettings(window_s=window, per_window=per_window))
+    if window <= 0 or window > 3600:
+        raise ConfigError("--every must be between 1 second and 1 hour")
+    det = load_detector(detector)
+    for v in videos:  # fail early, before any work, on a path that is not there
+        if not Path(v).is_file():
+            raise SourceError(f"no such video file: {v}")
+    with progress_bars() as progress:
+        task = progress.add_task("selecting", total=None, rate="")
+        counts = cu.export(videos, out_dir, det, settings, blind=blind, full_frames=full_frames,
+                           progress=lambda name, i: progress.update(task, completed=i,
+                                                                    description=Path(name).name))
+    extra = " and key.csv (keep it away from the annotators)" if blind else ""
+    out.print(f"{counts['images']} face frames from {counts['videos']} video(s) → {out_dir}/manifest.csv{extra}; "
+              f"fill in the label columns, then: rat-monitor train --data {out_dir}", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def synth(
+    out_path: Optional[Path] = typer.Option(None, "--out", help="Video file to write (NAME.mp4), or a folder."),
+    minutes: float = typer.Option(1.0, help="Length in minutes."),
+    fps: float = typer.Option(30.0, help="Frames per second."),
+    size: str = typer.Option("1280x720", help="WIDTHxHEIGHT."),
+    seed: int = typer.Option(0, help="Scene and behaviour seed: same seed, same video."),
+    subject: int = typer.Option(1, help="Which animal (its look: size, ears, fur tone, eyes)."),
+    coat: str = typer.Option("albino", help="albino | hooded | dark | agouti."),
+    schedule: str = typer.Option("control", help="Pain over time: 'START_MIN:LEVEL,...' (e.g. '0:0,1:1,1.5:2') "
+                                                 "or a preset: control, onset, surgery, hard."),
+    low_light: bool = typer.Option(False, help="Dim light and more sensor noise."),
+    fast: bool = typer.Option(False, help="More and faster dashes (motion blur)."),
+    bars: bool = typer.Option(False, help="Wire-lid bars across the view."),
+    crf: int = typer.Option(23, help="H.264 quality (lower is better and bigger; 18-30 is sensible)."),
+    dataset: Optional[Path] = typer.Option(None, help="Instead of a video: write a face-crop dataset here."),
+    subjects: int = typer.Option(6, help="With --dataset: number of animals."),
+    per_subject: int = typer.Option(200, help="With --dataset: crops per animal."),
+    contact_sheet: Optional[Path] = typer.Option(None, help="Also write a PNG grid of faces by pain level and pose."),
+):
+    """Synthetic rat-face videos with ground truth (NAME.mp4, NAME.truth.csv, NAME.minutes.csv), face-crop
+    datasets for training, and contact sheets. Everything it makes is synthetic.
+
+    [bold]Example:[/] rat-monitor synth --minutes 2 --seed 7 --schedule onset --out videos/onset.mp4
+    """
+    from .. import synth as sy
+
+    if coat not in sy.COATS:
+        raise ConfigError(f"unknown --coat {coat!r}; choose one of {', '.join(sy.COATS)}")
+    sy.parse_schedule(schedule)
+    if dataset is not None:
+        with progress_bars() as progress:
+            task = progress.add_task("crops", total=subjects * per_subject, rate="")
+            manifest = sy.write_dataset(dataset, subjects, per_subject, seed=seed, coat=coat,
+                                        progress=lambda i, n: progress.update(task, completed=i))
+        out.print(f"dataset: {subjects} subjects × {per_subject} crops → {manifest}", highlight=False)
+    if contact_sheet is not None:
+        out.print(f"contact sheet → {sy.contact_sheet(contact_sheet, subject=subject, coat=coat)}", highlight=False)
+    if dataset is not None or (contact_sheet is not None and out_path is None):
+        return
+    if out_path is None:
+        raise ConfigError("give --out NAME.mp4 (or --dataset DIR / --contact-sheet FILE.png)")
+    if out_path.suffix.lower() != ".mp4":
+        out_path = out_path / f"synth_seed{seed}_rat{subject}.mp4"
+    w, h = _parse_size(size)
+    if minutes <= 0 or not (1 <= fps <= 240):
+        raise ConfigError("--minutes must be positive and --fps between 1 and 240")
+    spec = sy.VideoSpec(width=w, height=h, fps=fps, minutes=minutes, seed=seed, subject=subject, coat=coat,
+                        schedule=schedule, low_light=low_light, fast=fast, bars=bars)
+    t0 = time.perf_counter()
+    with progress_bars() as progress:
+        task = progress.add_task(out_path.name, total=spec.n_frames, rate="")
+        paths = sy.write_video(spec, out_path, progress=lambda i, n: progress.update(task, completed=i), crf=crf)
+    dt = time.perf_counter() - t0
+    out.print(f"{spec.n_frames} frames ({spec.n_frames / dt:.0f} frames/s) → {paths['video']}, "
+              f"{paths['truth'].name}, {paths['minutes'].name}", highlight=False)

@@ -1,0 +1,224 @@
+"""The commands around models: train, evaluate, predict, models, detector train/evaluate."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..errors import ConfigError, SourceError
+from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
+from .app import (DEFAULT_KIND, DETECTOR_HELP, KIND_HELP, MODEL_HELP, app, caveat, detector_app, err,
+                  friendly_errors, out, print_refusal, progress_bars)
+from .views import au_table, loso_table, models_table
+
+
+@app.command()
+@friendly_errors
+def models():
+    """List the bundled models with what they were trained on.
+
+    [bold]Example:[/] rat-monitor models
+    """
+    from ..models import list_models, models_dir
+
+    out.print(models_table(list_models(), models_dir()))
+    out.print("Bundled models are trained on synthetic faces only: train on RatsPain or your own labelled frames "
+              "(rat-monitor train) for real use.")
+
+
+@app.command()
+@friendly_errors
+def train(
+    data: Path = typer.Option(..., help="Dataset: a manifest CSV, a folder with manifest.csv, or ROOT/<subject>/<label>/."),
+    model: str = typer.Option(DEFAULT_KIND, help=KIND_HELP),
+    task: str = typer.Option("binary", help="binary (no pain vs pain) | 3class."),
+    out_dir: Path = typer.Option(..., "--out", help="Model folder to write (card.json + weights)."),
+    epochs: Optional[int] = typer.Option(None, help="ResNet-18 only: maximum epochs."),
+    weights: Optional[Path] = typer.Option(None, help="ResNet-18 only: ImageNet weights file (.pth/.safetensors)."),
+    synthetic: bool = typer.Option(False, help="Mark the model as trained on synthetic data."),
+    loso: bool = typer.Option(False, help="First run leave-one-subject-out evaluation and record it in the card."),
+    description: str = typer.Option("", help="How the training data was made, for the model card."),
+):
+    """Train a pain classifier on all of a dataset and save it (no pickle: safetensors + card.json). When the
+    dataset has action-unit columns (orbital, nose, ears, whiskers) the model also learns the four AU scores.
+
+    [bold]Example:[/] rat-monitor train --data ratspain/manifest.csv --model lbp-svm --task binary --out models/my-lab
+    """
+    from ..classify.evaluate import Trainer, train_and_save
+    from ..data import load_dataset
+
+    trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights, log=lambda m: err.print(m))
+    ds = load_dataset(data)  # after the settings are checked
+    aus = " (with action units)" if ds.has_aus else ""
+    out.print(f"training {model} ({task}){aus} on {ds.summary()}", highlight=False)
+    card = train_and_save(ds, trainer, out_dir, loso=loso, synthetic=synthetic, description=description)
+    if card["metrics"]:
+        out.print(f"LOSO: {card['metrics']}", highlight=False)
+    out.print(f"saved {card['name']} → {out_dir} in {card['training']['seconds']} s", highlight=False)
+    fam = card.get("familiarity")
+    out.print(f"familiarity check: calibrated {fam['calibration']}; crops below {fam['refuse_below']} are refused"
+              if fam else f"familiarity check {card['familiarity_missing']}: this model will score any crop, familiar "
+                          "or not", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    data: Path = typer.Option(..., help="Dataset (manifest CSV, folder with manifest.csv, or ROOT/<subject>/<label>/)."),
+    model: str = typer.Option(DEFAULT_KIND, help=KIND_HELP),
+    task: str = typer.Option("binary", help="binary | 3class."),
+    protocol: str = typer.Option("loso", help="loso: leave one subject (animal) out. The only honest protocol here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
+    epochs: Optional[int] = typer.Option(None, help="ResNet-18 only: maximum epochs per fold."),
+    weights: Optional[Path] = typer.Option(None, help="ResNet-18 only: ImageNet weights file."),
+):
+    """Leave-one-subject-out evaluation: accuracy, macro-F1, pain-F1 and confusion, per animal and pooled, with
+    the share of crops refused as unfamiliar and macro-F1 over the accepted ones; with action-unit labels also
+    per AU accuracy, quadratic-weighted kappa, MAE and the RGS score's ICC(2,1).
+
+    [bold]Example:[/] rat-monitor evaluate --data ratspain/ --model lbp-svm --protocol loso --json loso.json
+    """
+    from ..classify.evaluate import Trainer, evaluate_loso
+    from ..data import load_dataset
+
+    if protocol != "loso":
+        raise ConfigError("only --protocol loso is offered: evaluation is by animal, never by image")
+    trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights)
+    ds = load_dataset(data)
+    trainer.prepare(ds)
+    out.print(f"LOSO {model} ({task}) on {ds.summary()}", highlight=False)
+    result = evaluate_loso(ds, model, task, trainer=trainer,
+                           progress=lambda s, f: err.print(f"  fold {s}: macro-F1 {f['macro_f1']:.3f}",
+                                                           highlight=False))
+    out.print(loso_table(result, model, task))
+    if "action_units" in result:
+        out.print(au_table(result))
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(result, indent=2))
+        out.print(f"→ {json_path}", highlight=False)
+
+
+@app.command()
+@friendly_errors
+def predict(
+    paths: list[Path] = typer.Argument(..., help="Face-crop images, or folders of them (searched recursively)."),
+    out_path: Path = typer.Option(..., "--out", help="CSV to write: one row per image."),
+    model: str = typer.Option(DEFAULT_CLASSIFIER, help=MODEL_HELP),
+):
+    """Score face images directly (e.g. the RatsPain crops a lab received): one row per image with path, refused,
+    familiarity, pain_prob, p_none, p_moderate, p_severe (and the four AU scores and rgs when the model scores
+    them). A face unlike the model's training faces is refused: refused=1, no score. Unreadable files get a row
+    with their error and do not stop the run; exit 3 when no image could be read at all.
+
+    [bold]Example:[/] rat-monitor predict ratspain/ --model models/my-lab --out scores.csv
+    """
+    from ..classify import load_classifier
+    from ..predict import expand_images, predict_images
+    from ..sinks.files import score_columns, score_row
+
+    clf = load_classifier(model)
+    images = expand_images(paths)
+    if not images:
+        raise SourceError("no images found in " + ", ".join(map(str, paths)))
+    if out_path.exists():
+        raise ConfigError(f"{out_path} exists; choose another --out or remove it")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    counts = {"scored": 0, "refused": 0, "failed": 0}
+    with open(out_path, "w", newline="") as f, progress_bars() as progress:
+        task = progress.add_task("images", total=len(images), rate="")
+        writer = csv.writer(f)
+        writer.writerow(score_columns(clf.action_units))
+        for path, pred, error in predict_images(images, clf):
+            writer.writerow(score_row(str(path), pred, error, clf.action_units))
+            if pred is None:
+                counts["failed"] += 1
+                progress.console.print(f"[yellow]skipped[/] {path}: {error}", highlight=False)
+            else:
+                counts["refused" if pred.refused else "scored"] += 1
+            progress.update(task, advance=1)
+    out.print(f"{counts['scored']} scored, {counts['refused']} refused as unfamiliar, {counts['failed']} unreadable "
+              f"→ {out_path}", highlight=False)
+    if clf.familiarity is None:
+        out.print("[yellow]note:[/] this model has no familiarity statistics: every face was scored, familiar or not",
+                  highlight=False)
+    print_refusal(counts["refused"], counts["scored"])
+    if note := caveat(clf):
+        out.print(f"[dim]{note}[/]", highlight=False)
+    if counts["failed"] == len(images):
+        raise SourceError(f"none of the {len(images)} file(s) could be read as an image")
+
+
+@detector_app.command("train")
+@friendly_errors
+def detector_train(
+    out_dir: Path = typer.Option(..., "--out", help="Detector folder to write."),
+    synthetic: int = typer.Option(4000, help="Randomised synthetic frames to train on (0 for none)."),
+    yolo: Optional[Path] = typer.Option(None, help="Annotated frames in YOLO layout (images/ + labels/)."),
+    init: Optional[str] = typer.Option(None, help="Fine-tune from this detector (name or folder)."),
+    epochs: int = typer.Option(16, help="Training epochs."),
+    seed: int = typer.Option(1, help="Seed of the synthetic frames."),
+    repeat_yolo: int = typer.Option(1, help="Show each annotated frame this many times per epoch."),
+):
+    """Train the face detector on synthetic frames and/or your annotated frames; or fine-tune the bundled one.
+
+    [bold]Example:[/] rat-monitor detector train --yolo my_boxes/ --init rat-face-detector --synthetic 0 --epochs 30 --out models/my-detector
+    """
+    from ..detect.train import synthetic_samples, train_detector, yolo_samples
+    from ..models import resolve
+
+    samples = []
+    parts = []
+    with progress_bars() as progress:
+        if synthetic > 0:
+            task = progress.add_task("rendering", total=synthetic, rate="")
+            samples += synthetic_samples(synthetic, seed, progress=lambda i, n: progress.update(task, completed=i))
+            parts.append(f"{synthetic} randomised synthetic frames (seed {seed})")
+        if yolo is not None:
+            ys = yolo_samples(yolo)
+            samples += ys * max(1, repeat_yolo)
+            parts.append(f"{len(ys)} annotated frames from {yolo}")
+        if not samples:
+            raise ConfigError("nothing to train on: give --synthetic N and/or --yolo DIR")
+        init_dir = resolve(init, "face-detector") if init else None
+        task = progress.add_task("epochs", total=epochs, rate="")
+        card = train_detector(samples, out_dir, epochs=epochs, init=init_dir, seed=seed, description="; ".join(parts),
+                              progress=lambda e, n, loss: progress.update(task, completed=e,
+                                                                           description=f"epochs (loss {loss:.3f})"))
+    out.print(f"detector → {out_dir} ({card['training']['seconds']} s)", highlight=False)
+
+
+@detector_app.command("evaluate")
+@friendly_errors
+def detector_evaluate(
+    video: Optional[Path] = typer.Option(None, help="A video with NAME.truth.csv beside it."),
+    yolo: Optional[Path] = typer.Option(None, help="A YOLO folder (images/ + labels/)."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write precision, recall, ap50, frames, "
+                                                                 "ms_per_frame as JSON."),
+    every: int = typer.Option(1, help="Evaluate every Nth frame of the video."),
+):
+    """Precision, recall and AP at IoU 0.5 of a detector on a video with truth, or on annotated frames.
+
+    [bold]Example:[/] rat-monitor detector evaluate --video sample_videos/albino_onset.mp4
+    """
+    from ..detect import load_detector
+    from ..detect.evaluate import evaluate_video, evaluate_yolo
+
+    if (video is None) == (yolo is None):
+        raise ConfigError("give exactly one of --video or --yolo")
+    det = load_detector(detector)
+    result = evaluate_video(det, video, every=every) if video else evaluate_yolo(det, yolo)
+    out.print(f"{detector} on {video or yolo}: precision {result['precision']:.3f}, recall {result['recall']:.3f}, "
+              f"AP@0.5 {result['ap50']:.3f} over {result['frames']} frames, {result['ms_per_frame']:.2f} ms/frame",
+              highlight=False)
+    if "precision_strict" in result:
+        out.print(f"  {result['ambiguous_frames_left_out']} frames with an ambiguous head turn left out; over every "
+                  f"frame: precision {result['precision_strict']:.3f}, recall {result['recall_strict']:.3f}, "
+                  f"AP@0.5 {result['ap50_strict']:.3f}", highlight=False)
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2))

@@ -1,0 +1,207 @@
+"""The commands that run the pipeline: watch (live), analyze (archives, one path for one video or many), demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.live import Live
+from rich.progress import Progress
+
+from ..errors import ConfigError, SourceError
+from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
+from ..pipeline import Observer
+from ..sinks.files import alert_record, read_timeline
+from .app import (DETECTOR_HELP, MODEL_HELP, SAMPLES, app, caveat, err, fire_alert, friendly_errors, out,
+                  print_refusal, progress_bars, settings)
+from .views import LiveView, batch_table, timeline_table
+
+DEMO_SAMPLE = "albino_onset.mp4"
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
+
+
+def _load_models(model: str, detector: str):
+    """Both models, loaded (and checked against their cards) before any video is opened."""
+    from ..classify import load_classifier
+    from ..detect import load_detector
+
+    return load_detector(detector), load_classifier(model)
+
+
+@app.command()
+@friendly_errors
+def watch(
+    camera: Optional[int] = typer.Option(None, help="Camera index (0 = first camera)."),
+    video: Optional[Path] = typer.Option(None, help="A video file, processed like a live feed."),
+    url: Optional[str] = typer.Option(None, help="A stream URL (rtsp://, http://)."),
+    out_dir: Path = typer.Option(Path("runs/watch"), "--out", help="Run folder (written into directly)."),
+    model: str = typer.Option(DEFAULT_CLASSIFIER, help=MODEL_HELP),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    duration: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
+    realtime: bool = typer.Option(False, help="With --video: pace the file at its frame rate, like a camera."),
+    window: float = typer.Option(10.0, help="Selection window in seconds (must divide a minute)."),
+    per_window: int = typer.Option(3, help="Face frames scored per window at most."),
+    overwrite: bool = typer.Option(False, help="Replace an earlier run in --out."),
+    on_alert: Optional[str] = typer.Option(None, help="Command run when an alert is raised; the alert as JSON on stdin."),
+    give_up: float = typer.Option(300.0, help="Seconds to keep retrying a lost camera or stream before ending the run."),
+):
+    """Live pain timeline from a camera, a stream or a file, with a terminal view; Ctrl-C stops cleanly.
+
+    [bold]Example:[/] rat-monitor watch --camera 0 --out runs/cage3
+    """
+    from ..runs import watch_source
+    from ..sources import CaptureSource
+
+    run_settings = settings(window, per_window, duration, "causal")
+    run_settings.check()
+    det, clf = _load_models(model, detector)
+    view = LiveView(caveat(clf), lambda row: fire_alert(on_alert, alert_record(row, "raised")), clf.action_units)
+    with CaptureSource(video=video, camera=camera, url=url, realtime=realtime, give_up_s=give_up) as source:
+        with Live(view.render(), console=out, refresh_per_second=4, transient=False) as live:
+            view.live = live
+            result = watch_source(source, out_dir, det, clf, run_settings, overwrite, view.observer)
+            view.live = None
+            live.update(view.render())
+    t = result.totals
+    stopped = "stopped by Ctrl-C; " if t.interrupted else ""
+    out.print(f"{stopped}{t.frames} frames, {t.minutes} minute(s), {t.scored_frames} scored, {t.dropped_frames} "
+              f"dropped → {out_dir}/timeline.csv", highlight=False)
+    print_refusal(t.refused_frames, t.scored_frames)
+
+
+class FrameBars:
+    """One progress bar per video, shown from its first frame (a video that does not open leaves no empty bar)."""
+
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.tasks: dict[Path, int] = {}
+
+    def __call__(self, video: Path) -> Observer:
+        bars = self
+
+        class _Obs(Observer):
+            def frame(self, index, t_s, n_faces, stats):
+                if video not in bars.tasks:
+                    bars.tasks[video] = bars.progress.add_task(video.name, total=None, rate="")
+                bars.progress.update(bars.tasks[video], completed=stats["frames"], rate=f"{stats['fps']:.0f} fps")
+
+        return _Obs()
+
+    def finish(self, video: Path, frames: int) -> None:
+        if video in self.tasks:
+            self.progress.update(self.tasks[video], completed=frames, total=frames)
+
+
+def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool, note: str, action_units: bool,
+                bars: FrameBars | None) -> None:
+    """What a finished video says: its table, its alerts (each with --on-alert), its line and refusals."""
+    video, run_dir, status = Path(row["video"]), Path(row["run_dir"]), row["status"]
+    say = progress.console
+    if status == "failed":
+        err.print(f"[bold red]error:[/] {row['error']}", highlight=False, soft_wrap=True)
+        return
+    if status == "skipped (complete)":
+        say.print(f"{video.name}: already complete in {run_dir}, skipped", highlight=False)
+        return
+    info = json.loads((run_dir / "run.json").read_text())
+    totals = info["totals"]
+    if bars:
+        bars.finish(video, totals["frames"])
+    rows = read_timeline(run_dir / "timeline.csv")
+    if not quiet:
+        say.print(timeline_table(rows, title=video.name, caveat=note, action_units=action_units))
+    alerts = run_dir / "alerts.jsonl"
+    for line in alerts.read_text().splitlines() if alerts.exists() else []:
+        record = json.loads(line)
+        if record["event"] == "raised":
+            fire_alert(on_alert, record, where=f"{video.name} ")
+    stopped = "stopped by Ctrl-C after " if status == "interrupted" else ""
+    say.print(f"{video.name}: {stopped}{totals['frames']} frames at {totals['fps']:.0f} fps, "
+              f"{totals['scored_frames']} scored → {run_dir}", highlight=False)
+    print_refusal(totals["refused_frames"], totals["scored_frames"], say)
+
+
+@app.command()
+@friendly_errors
+def analyze(
+    videos: list[str] = typer.Argument(..., help="Video files, folders of videos, or glob patterns ('cage*/*.mp4')."),
+    out_dir: Path = typer.Option(Path("runs"), "--out", help="Each video gets its run folder OUT/<video stem>/."),
+    model: str = typer.Option(DEFAULT_CLASSIFIER, help=MODEL_HELP),
+    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    window: float = typer.Option(10.0, help="Selection window in seconds (must divide a minute)."),
+    per_window: int = typer.Option(3, help="Face frames scored per window at most."),
+    overwrite: bool = typer.Option(False, help="Replace earlier runs of the same videos."),
+    resume: bool = typer.Option(False, help="Finish interrupted runs where they stopped; skip finished ones."),
+    workers: int = typer.Option(1, help="Videos analysed in parallel processes (one video per worker)."),
+    scheduler: Optional[str] = typer.Option(None, help="Run the videos on an existing Dask cluster "
+                                                       "(tcp://HOST:PORT); results go to --out."),
+    quiet: bool = typer.Option(False, help="No timeline table after each video."),
+    on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
+):
+    """Analyse archived videos as fast as the machine allows: a run folder per video with the per-minute
+    timeline (timeline.csv), the scored frames (frames.csv) and run.json; with several videos, summary.csv.
+    Exit codes: as the README's table; 1 when some videos of a batch failed, 130 after Ctrl-C.
+
+    [bold]Example:[/] rat-monitor analyze recordings/ --out runs/ --workers 2 --resume
+    """
+    from ..batch import Job, expand_inputs, run_batch
+
+    job = Job(model, detector, settings(window, per_window, None, "centred"), overwrite, resume)
+    job.settings.check()
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    paths = expand_inputs(videos)
+    if not paths:
+        raise SourceError("no video files found in " + ", ".join(videos))
+    _, clf = _load_models(model, detector)  # fail early and in one line on a bad model
+    parallel = workers > 1 or scheduler is not None
+    with progress_bars() as progress:
+        bars = None if parallel else FrameBars(progress)
+        overall = progress.add_task("videos", total=len(paths), rate="") if parallel else None
+
+        def done(row: dict) -> None:
+            if overall is not None:
+                progress.update(overall, advance=1, rate=f"{Path(row['video']).name}: {row['status']}")
+            if len(paths) > 1 or row["status"] != "failed":  # a single video's error is the command's error
+                _video_done(row, progress, on_alert, quiet, caveat(clf), clf.action_units, bars)
+
+        rows = run_batch(paths, out_dir, job, workers=workers, scheduler=scheduler, done=done, observer_for=bars)
+    if len(paths) > 1:
+        out.print(batch_table(rows, out_dir))
+    if len(paths) == 1 and rows[0]["status"] == "failed":
+        err.print(f"[bold red]error:[/] {rows[0]['error']}", highlight=False, soft_wrap=True)
+        raise typer.Exit(rows[0].get("exit_code", 1))
+    if any(r["status"] == "interrupted" for r in rows):
+        raise typer.Exit(INTERRUPTED)
+    if any(r["status"] == "failed" for r in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo run folder goes."),
+):
+    """The bundled synthetic sample through the bundled models: shows the per-minute timeline and writes
+    its CSV. What `make demo` runs.
+
+    [bold]Example:[/] rat-monitor demo
+    """
+    from ..runs import analyze_video
+
+    video = SAMPLES / DEMO_SAMPLE
+    if not video.exists():
+        raise ConfigError(f"the bundled sample {video} is missing (see sample_videos/README.md to remake it)")
+    det, clf = _load_models(DEFAULT_CLASSIFIER, DEFAULT_DETECTOR)
+    with progress_bars() as progress:
+        bars = FrameBars(progress)
+        result = analyze_video(video, out_dir, det, clf, settings(10.0, 3, None, "centred"), overwrite=True,
+                               observer=bars(video))
+        bars.finish(video, result.totals.frames)
+    out.print(timeline_table(result.rows, title=f"Demo: {video.name} (synthetic video)", caveat=caveat(clf),
+                             action_units=clf.action_units))
+    out.print(f"{result.totals.frames} frames at {result.totals.fps:.0f} fps; timeline → {out_dir / 'timeline.csv'}",
+              highlight=False)
+    print_refusal(result.totals.refused_frames, result.totals.scored_frames)

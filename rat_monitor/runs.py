@@ -1,0 +1,54 @@
+"""One source into its run folder, the single path every command takes: archived videos (with resume after a
+crash) and live sources. Each returns the run's result; the run folder is complete on disk when it does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import SourceError
+from .pipeline import Observer, Pipeline, RunResult, Settings
+from .sinks import RunWriter, prepare_run_dir
+from .sinks.files import prepare_resume, run_state
+from .sources import CaptureSource
+
+WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished minute, to warm up the tracker
+
+
+def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Settings, overwrite: bool = False,
+                  resume: bool = False, observer: Observer | None = None) -> RunResult | None:
+    """One archived video through the pipeline into its run folder. With resume, an interrupted run is finished
+    and a complete one is skipped (returns None). A file that ends early keeps its minutes and raises."""
+    state = run_state(run_dir) if resume else "new"
+    if state == "complete":
+        return None
+    earlier, resume_s = [], 0.0
+    if state == "partial":
+        earlier, resume_s = prepare_resume(run_dir, classifier.action_units)
+    else:
+        prepare_run_dir(run_dir, overwrite)
+    source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S) if resume_s else 0.0)
+    try:
+        writer = RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units)
+        pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier, resume_s=resume_s)
+        result = pipe.run()
+        truncated = source.truncated and not result.totals.interrupted
+        writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
+                                    "decode_errors": source.decode_errors, "resumed_from_s": resume_s or None,
+                                    "complete": not (truncated or result.totals.interrupted)}))
+        if truncated:
+            raise SourceError(f"{video} ends after {source.frames_read} of the {source.info.frame_count} frames its "
+                              f"header promises (cut short or corrupt); the minutes read are kept in {run_dir}")
+        return result
+    finally:
+        source.close()
+
+
+def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, settings: Settings,
+                 overwrite: bool = False, observer: Observer | None = None) -> RunResult:
+    """A live source (camera, stream, or a file read as if live) into its run folder until it ends, is given up
+    or Ctrl-C stops it."""
+    writer = RunWriter(prepare_run_dir(run_dir, overwrite), action_units=classifier.action_units)
+    pipe = Pipeline(source, detector, classifier, writer, settings, observer)
+    result = pipe.run()
+    writer.close(pipe.run_info({"command": "watch", "complete": True, "outages_s": source.outages}))
+    return result
