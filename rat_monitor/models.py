@@ -16,6 +16,8 @@ from .errors import ModelError
 
 DEFAULT_DETECTOR = "rat-face-detector"
 DEFAULT_CLASSIFIER = "lbp-svm-synthetic"
+DETECTOR_CAVEAT = ("trained on synthetic rat faces only; fine-tune on a few dozen annotated frames of your own camera "
+                   "(rat-monitor detector train --yolo DIR --init rat-face-detector)")
 SYNTHETIC_CAVEAT = ("trained on synthetic rat faces only: a demonstration, not a validated pain model; "
                     "train on RatsPain or your own labelled frames for real use")
 
@@ -56,6 +58,14 @@ def write_card(model_dir: Path, card: dict, files: list[str]) -> dict:
     card["files"] = {name: sha256(model_dir / name) for name in files}
     atomic_write_text(model_dir / "card.json", json.dumps(card, indent=2) + "\n")
     return card
+
+
+def record_figures(folder: Path, name: str, figures: dict) -> dict:
+    """Writes measured figures into the model's card under metrics[NAME] (the weights and their sha256 are
+    untouched), so a card's figures come from the evaluation code, never from a hand edit."""
+    card = read_card(folder)
+    card.setdefault("metrics", {})[name] = {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
+    return write_card(folder, card, list(card.get("files", {})))
 
 
 def resolve(name_or_path: str | Path, kind: str) -> Path:

@@ -114,7 +114,7 @@ class Totals:
 def model_entry(model) -> dict:
     card = getattr(model, "card", {})
     entry = {"name": getattr(model, "name", "?"), "kind": card.get("kind"), "files": card.get("files", {}),
-             "synthetic": card.get("synthetic", card.get("kind") == "face-detector"), "caveat": card.get("caveat", "")}
+             "synthetic": bool(card.get("synthetic")), "caveat": card.get("caveat", "")}
     if card.get("kind") == "pain-classifier":
         fam = getattr(model, "familiarity", None)
         entry["familiarity"] = ({"checked": True, "refuse_below": fam.refuse_below} if fam is not None else

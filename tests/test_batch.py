@@ -18,8 +18,6 @@ runner = CliRunner()
 BIN = Path(sys.executable).parent
 
 
-
-
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory):
     """Three short recordings in a folder tree, and one broken file among them."""

@@ -23,8 +23,6 @@ runner = CliRunner()
 RM = [sys.executable, "-m", "rat_monitor.cli"]
 
 
-
-
 def test_analyze_minutes_agree_with_truth(two_minute_video, tmp_path):
     result = runner.invoke(app, ["analyze", str(two_minute_video), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -68,9 +66,12 @@ def test_analyze_subprocess_and_no_silent_overwrite(short_video, tmp_path):
     assert forced.returncode == 0
 
 
-@pytest.mark.parametrize("case", ["missing", "directory", "text", "empty", "truncated", "model", "camera", "url",
-                                  "unwritable"])
-def test_bad_input_gives_one_line_and_nonzero_exit(case, tmp_path, short_video):
+EXIT = {"missing": 3, "directory": 3, "text": 3, "empty": 3, "truncated": 3, "model": 4, "camera": 3, "url": 3,
+        "unwritable": 2}  # the README's codes: 2 settings, 3 source, 4 model
+
+
+@pytest.mark.parametrize("case", list(EXIT))
+def test_bad_input_gives_one_line_and_the_documented_exit_code(case, tmp_path, short_video):
     args = ["analyze"]
     if case == "missing":
         args += [str(tmp_path / "nope.mp4")]
@@ -102,14 +103,10 @@ def test_bad_input_gives_one_line_and_nonzero_exit(case, tmp_path, short_video):
         args += [str(short_video), "--out", str(target)]
     out_dir = [] if case in ("camera", "url", "unwritable") or "--out" in args else ["--out", str(tmp_path / "o")]
     proc = subprocess.run(RM + args + out_dir, capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0
+    assert proc.returncode == EXIT[case], proc.stderr
     lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "Traceback" not in proc.stderr
-
-
-
-
 
 
 def test_watch_url_writes_rows_stamped_with_wall_clock(short_video, tmp_path):

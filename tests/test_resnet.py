@@ -84,8 +84,6 @@ def test_imagenet_weights_from_a_local_file_only(tmp_path):
         imagenet_weights(tmp_path / "missing.pth")
 
 
-
-
 def test_pickled_code_in_a_weights_file_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"

@@ -24,8 +24,6 @@ from helpers import read_rows
 runner = CliRunner()
 
 
-
-
 @pytest.fixture(scope="module")
 def busy_video(tmp_path_factory):
     """A fresh seed with extra dashes (motion blur), 1.5 minutes at 640x360, 15 fps."""

@@ -23,8 +23,6 @@ from helpers import read_rows
 runner = CliRunner()
 
 
-
-
 def _ffmpeg_frame_count(path) -> int:
     """Decodes every frame with the ffmpeg binary and reads its frame count."""
     proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "info", "-i", str(path), "-f", "null", "-"],

@@ -169,7 +169,7 @@ def detector_train(
     [bold]Example:[/] rat-monitor detector train --yolo my_boxes/ --init rat-face-detector --synthetic 0 --epochs 30 --out models/my-detector
     """
     from ..detect.train import synthetic_samples, train_detector, yolo_samples
-    from ..models import resolve
+    from ..models import read_card, resolve
 
     samples = []
     parts = []
@@ -185,8 +185,11 @@ def detector_train(
         if not samples:
             raise ConfigError("nothing to train on: give --synthetic N and/or --yolo DIR")
         init_dir = resolve(init, "face-detector") if init else None
+        # Synthetic only when every frame it learns from, its starting detector's included, was synthetic.
+        synthetic_only = yolo is None and (init_dir is None or bool(read_card(init_dir).get("synthetic")))
         task = progress.add_task("epochs", total=epochs, rate="")
         card = train_detector(samples, out_dir, epochs=epochs, init=init_dir, seed=seed, description="; ".join(parts),
+                              synthetic=synthetic_only,
                               progress=lambda e, n, loss: progress.update(task, completed=e,
                                                                            description=f"epochs (loss {loss:.3f})"))
     out.print(f"detector → {out_dir} ({card['training']['seconds']} s)", highlight=False)
@@ -201,6 +204,7 @@ def detector_evaluate(
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write precision, recall, ap50, frames, "
                                                                  "ms_per_frame as JSON."),
     every: int = typer.Option(1, help="Evaluate every Nth frame of the video."),
+    record: bool = typer.Option(False, help="Write the figures into the detector's card (metrics.<data name>)."),
 ):
     """Precision, recall and AP at IoU 0.5 of a detector on a video with truth, or on annotated frames.
 
@@ -222,3 +226,10 @@ def detector_evaluate(
                   f"AP@0.5 {result['ap50_strict']:.3f}", highlight=False)
     if json_path:
         json_path.write_text(json.dumps(result, indent=2))
+    if record:
+        from ..models import record_figures, resolve
+
+        data = Path(video or yolo)
+        name = data.stem if video else data.resolve().name
+        record_figures(resolve(detector, "face-detector"), name, {**result, "data": str(data)})
+        out.print(f"recorded in the card of {detector} as metrics.{name}", highlight=False)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..imaging import IMAGE_EXTS
-from ..models import verified_file, write_card
+from ..models import DETECTOR_CAVEAT, verified_file, write_card
 from ..synth.face import COATS, Pose, look_for
 from ..synth.scene import Effects, Scene
 from ..synth.script import clip_box, face_visible
@@ -167,9 +167,10 @@ def _augment(sample: Sample, rng: np.random.Generator) -> Sample:
 
 def train_detector(samples: list[Sample], out_dir: Path, epochs: int = 20, init: Path | None = None,
                    lr: float = 2e-3, batch_size: int = 32, seed: int = 0, description: str = "",
-                   progress: Callable[[int, int, float], None] | None = None) -> dict:
+                   synthetic: bool = False, progress: Callable[[int, int, float], None] | None = None) -> dict:
     """Trains (or fine-tunes from INIT/weights.safetensors) and writes OUT/model.onnx, weights.safetensors,
-    card.json. Returns the card."""
+    card.json. synthetic: every frame it learnt from (its initial detector's too) was synthetic, and the card
+    says so. Returns the card."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -233,6 +234,9 @@ def train_detector(samples: list[Sample], out_dir: Path, epochs: int = 20, init:
         },
         "versions": {"torch": torch.__version__},
         "created": time.strftime("%Y-%m-%d"),
+        "synthetic": synthetic,
+        "caveat": DETECTOR_CAVEAT if synthetic else "",
+        "metrics": {},  # filled by `rat-monitor detector evaluate --record`
     }
     return write_card(out_dir, card, ["model.onnx", "weights.safetensors"])
 

@@ -1,0 +1,165 @@
+"""The run's flow with a fake source, detector and classifier (no video, no model): which minute a scored frame
+lands in, window and minute ordering, drop counting, live gaps, the run folder's files, resume, and input
+expansion. Fast: these pin the bookkeeping that every real run relies on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import read_rows
+from rat_monitor.batch import expand_inputs
+from rat_monitor.errors import ConfigError, SourceError
+from rat_monitor.pipeline import Pipeline, Settings
+from rat_monitor.sinks import RunWriter, prepare_run_dir
+from rat_monitor.types import Detections, Frame, Prediction, SourceInfo
+
+BOX = np.array([[100, 60, 220, 180]], np.float32)
+
+
+def textured_frame() -> np.ndarray:
+    """A mid-grey frame with a sharp, well exposed textured square where the fake detector puts the face."""
+    img = np.full((240, 320, 3), 110, np.uint8)
+    rng = np.random.default_rng(0)
+    img[60:180, 100:220] = rng.integers(40, 200, (120, 120, 1), dtype=np.uint8)
+    return img
+
+
+class FakeSource:
+    """Frames at the given times (seconds), each with the frames dropped just before it."""
+
+    def __init__(self, times: list[float], dropped: dict[float, int] | None = None, live: bool = False):
+        self.times, self.dropped = times, dropped or {}
+        self.info = SourceInfo(name="fake", fps=10.0, width=320, height=240, live=live)
+        self.image = textured_frame()
+
+    def __iter__(self):
+        for i, t in enumerate(self.times):
+            yield Frame(i, t, self.image, dropped_before=self.dropped.get(t, 0))
+
+    def close(self) -> None: ...
+
+
+class FakeDetector:
+    name = "fake-detector"
+    card = {"kind": "face-detector", "synthetic": True}
+
+    def detect(self, image: np.ndarray) -> Detections:
+        return Detections(BOX.copy(), np.array([0.95], np.float32))
+
+
+class FakeClassifier:
+    """P(pain) 0.9 from minute 1 on, 0.1 before: a scored frame's minute can be read off its probability.
+    Crops after REFUSE_FROM seconds are refused."""
+
+    name, binary, action_units, familiarity = "fake", True, False, None
+    card = {"kind": "pain-classifier", "synthetic": True, "caveat": "fake"}
+
+    def __init__(self, refuse_from: float = 1e9):
+        self.refuse_from = refuse_from
+        self.times: list[float] = []  # set by the test: the time of each crop, in the order predicted
+
+    def predict(self, crops):
+        out = []
+        for _ in crops:
+            t = self.times.pop(0)
+            p = 0.9 if t >= 60 else 0.1
+            out.append(Prediction(np.array([1 - p, p, 0.0]), self.name, True, familiarity=0.5,
+                                  refused=t >= self.refuse_from))
+        return out
+
+
+def run(tmp_path, times, dropped=None, live=False, refuse_from=1e9, earlier=None, resume_s=0.0, smoothing="causal"):
+    source = FakeSource(times, dropped, live)
+    clf = FakeClassifier(refuse_from)
+    writer = RunWriter(prepare_run_dir(tmp_path, overwrite=True) if not earlier else tmp_path, resume=bool(earlier))
+    pipe = Pipeline(source, FakeDetector(), clf, writer, Settings(smoothing=smoothing), earlier=earlier,
+                    resume_s=resume_s)
+    # the fake classifier learns each crop's time from the candidates handed to it
+    original = pipe._score
+
+    def score(candidates):
+        clf.times.extend(c.t_s for c in candidates)
+        original(candidates)
+
+    pipe._score = score
+    result = pipe.run()
+    writer.close(pipe.run_info({"complete": True}))
+    return result
+
+
+def test_scored_frames_land_in_their_own_minute_and_windows_close_in_order(tmp_path):
+    times = list(np.arange(0, 125, 0.5))  # 2 min 5 s at 2 fps
+    result = run(tmp_path, times)
+    rows = result.rows
+    assert [r.minute for r in rows] == [0, 1, 2]
+    # 6 windows of 10 s per minute, 3 frames each; the window 50-60 s is scored before minute 0 closes
+    assert [r.scored_frames for r in rows[:2]] == [18, 18]
+    assert rows[0].pain_prob == pytest.approx(0.1) and rows[1].pain_prob == pytest.approx(0.9)
+    assert rows[2].end_s == pytest.approx(124.6, abs=0.01)  # a partial last minute ends at the last frame
+    assert [r.frames for r in rows] == [120, 120, 10] and sum(r.face_frames for r in rows) == len(times)
+    frames = read_rows(tmp_path / "frames.csv")
+    assert len(frames) == result.totals.scored_frames == sum(r.scored_frames for r in rows)
+    assert all((float(f["t_s"]) >= 60) == (float(f["pain_prob"]) > 0.5) for f in frames)
+    minutes = read_rows(tmp_path / "timeline.csv")
+    assert [m["scored_frames"] for m in minutes] == [str(r.scored_frames) for r in rows]
+
+
+def test_dropped_frames_are_counted_in_the_minute_they_happened(tmp_path):
+    times = list(np.arange(0, 90, 1.0))
+    result = run(tmp_path, times, dropped={5.0: 3, 70.0: 2, 71.0: 1})
+    assert [r.dropped_frames for r in result.rows] == [3, 3]
+    assert result.totals.dropped_frames == 6
+    assert json.loads((tmp_path / "run.json").read_text())["totals"]["dropped_frames"] == 6
+
+
+def test_a_live_gap_gives_source_lost_minutes_and_the_run_goes_on(tmp_path):
+    times = list(np.arange(0, 10, 0.5)) + list(np.arange(125, 150, 0.5))  # nothing from 10 s to 125 s
+    result = run(tmp_path, times, live=True)
+    assert [(r.minute, r.status) for r in result.rows] == [(0, "ok"), (1, "source_lost"), (2, "ok")]
+    lost = result.rows[1]
+    assert lost.frames == 0 and lost.pain_level == "unknown" and lost.pain_prob_smoothed is None
+    assert result.rows[2].scored_frames > 0
+
+
+def test_refused_crops_are_written_but_never_scored(tmp_path):
+    result = run(tmp_path, list(np.arange(0, 120, 0.5)), refuse_from=60.0)
+    m0, m1 = result.rows
+    assert (m0.status, m0.scored_frames, m0.refused_frames) == ("ok", 18, 0)
+    assert (m1.status, m1.scored_frames, m1.refused_frames, m1.pain_prob) == ("unfamiliar", 0, 18, None)
+    assert result.totals.refused_frames == 18 and result.totals.scored_frames == 18
+    frames = read_rows(tmp_path / "frames.csv")
+    assert sum(f["refused"] == "1" and f["pain_prob"] == "" for f in frames) == 18
+
+
+def test_resume_continues_after_the_complete_minutes(tmp_path):
+    times = list(np.arange(0, 180, 0.5))
+    full = run(tmp_path / "full", times, smoothing="centred")
+    resumed_dir = tmp_path / "resumed"
+    run(resumed_dir, [t for t in times if t < 130])  # interrupted in minute 2: minutes 0 and 1 are complete
+    from rat_monitor.sinks.files import prepare_resume
+
+    earlier, resume_s = prepare_resume(resumed_dir, action_units=False)
+    assert [r.minute for r in earlier] == [0, 1] and resume_s == 120.0
+    again = run(resumed_dir, [t for t in times if t >= 118], earlier=earlier, resume_s=resume_s,
+                smoothing="centred")
+    assert [r.minute for r in again.rows] == [0, 1, 2]
+    for a, b in zip(full.rows, again.rows):
+        assert (a.frames, a.scored_frames, a.pain_level) == (b.frames, b.scored_frames, b.pain_level)
+        assert a.pain_prob_smoothed == pytest.approx(b.pain_prob_smoothed)
+    assert len(read_rows(resumed_dir / "frames.csv")) == sum(r.scored_frames for r in full.rows)
+
+
+def test_inputs_expand_folders_and_globs_once_and_refuse_clashing_names(tmp_path):
+    for name in ("a/one.mp4", "a/two.MOV", "a/notes.txt", "b/three.mkv"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    found = expand_inputs([tmp_path / "a", str(tmp_path / "b" / "*.mkv"), tmp_path / "a" / "one.mp4"])
+    assert [p.name for p in found] == ["one.mp4", "two.MOV", "three.mkv"]  # no text file, no duplicate
+    with pytest.raises(SourceError, match="no file matches"):
+        expand_inputs([str(tmp_path / "c" / "*.mp4")])
+    (tmp_path / "b" / "one.mp4").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="share the name 'one'"):
+        expand_inputs([tmp_path / "a", tmp_path / "b"])
