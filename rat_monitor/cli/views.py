@@ -117,6 +117,8 @@ def models_table(cards: list[dict], folder: Path) -> Table:
         training = card.get("training", {})
         metrics = card.get("metrics", {})
         shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, (int, float)))
+        shown += "".join(f"\n{k}: precision {v['precision']:.3f}, recall {v['recall']:.3f}" for k, v in metrics.items()
+                         if isinstance(v, dict) and "recall" in v)  # a detector's figures per evaluation set
         table.add_row(card["name"], card.get("kind", ""), card.get("model", card.get("architecture", "")),
                       card.get("task", ""), ("[yellow]SYNTHETIC[/] " if card.get("synthetic") else "")
                       + str(training.get("description", "")), shown)
