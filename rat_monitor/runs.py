@@ -28,13 +28,14 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
         prepare_run_dir(run_dir, overwrite)
     source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S) if resume_s else 0.0)
     try:
-        writer = RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units)
-        pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier, resume_s=resume_s)
-        result = pipe.run()
-        truncated = source.truncated and not result.totals.interrupted
-        writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
-                                    "decode_errors": source.decode_errors, "resumed_from_s": resume_s or None,
-                                    "complete": not (truncated or result.totals.interrupted)}))
+        with RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units) as writer:
+            pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier,
+                            resume_s=resume_s)
+            result = pipe.run()
+            truncated = source.truncated and not result.totals.interrupted
+            writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
+                                        "decode_errors": source.decode_errors, "resumed_from_s": resume_s or None,
+                                        "complete": not (truncated or result.totals.interrupted)}))
         if truncated:
             raise SourceError(f"{video} ends after {source.frames_read} of the {source.info.frame_count} frames its "
                               f"header promises (cut short or corrupt); the minutes read are kept in {run_dir}")
@@ -47,8 +48,8 @@ def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, set
                  overwrite: bool = False, observer: Observer | None = None) -> RunResult:
     """A live source (camera, stream, or a file read as if live) into its run folder until it ends, is given up
     or Ctrl-C stops it."""
-    writer = RunWriter(prepare_run_dir(run_dir, overwrite), action_units=classifier.action_units)
-    pipe = Pipeline(source, detector, classifier, writer, settings, observer)
-    result = pipe.run()
-    writer.close(pipe.run_info({"command": "watch", "complete": True, "outages_s": source.outages}))
+    with RunWriter(prepare_run_dir(run_dir, overwrite), action_units=classifier.action_units) as writer:
+        pipe = Pipeline(source, detector, classifier, writer, settings, observer)
+        result = pipe.run()
+        writer.close(pipe.run_info({"command": "watch", "complete": True, "outages_s": source.outages}))
     return result

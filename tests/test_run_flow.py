@@ -163,3 +163,16 @@ def test_inputs_expand_folders_and_globs_once_and_refuse_clashing_names(tmp_path
     (tmp_path / "b" / "one.mp4").write_bytes(b"x")
     with pytest.raises(ConfigError, match="share the name 'one'"):
         expand_inputs([tmp_path / "a", tmp_path / "b"])
+
+
+def test_a_run_that_breaks_keeps_its_rows_closes_its_files_and_reads_as_interrupted(tmp_path):
+    from rat_monitor.sinks.files import run_state
+    from rat_monitor.types import MinuteSummary
+
+    with pytest.raises(RuntimeError):
+        with RunWriter(prepare_run_dir(tmp_path)) as writer:
+            writer.minute(MinuteSummary(minute=0, start_s=0.0, end_s=60.0, frames=600))
+            raise RuntimeError("the classifier broke")
+    assert writer._timeline.closed and writer._frames.closed
+    assert [r["minute"] for r in read_rows(tmp_path / "timeline.csv")] == ["0"]
+    assert not (tmp_path / "run.json").exists() and run_state(tmp_path) == "partial"  # --resume finishes it

@@ -84,12 +84,10 @@ class RunWriter:
     With resume=True it continues the files of an interrupted run instead of starting them. action_units: the
     classifier scores the four RGS action units, so both files carry AU_FIELDS."""
 
-    def __init__(self, run_dir: Path, save_crops: bool = True, resume: bool = False, action_units: bool = False):
+    def __init__(self, run_dir: Path, resume: bool = False, action_units: bool = False):
         self.dir = Path(run_dir)
-        self.save_crops = save_crops
         self.action_units = action_units
-        if save_crops:
-            (self.dir / "crops").mkdir(exist_ok=True)
+        (self.dir / "crops").mkdir(exist_ok=True)
         mode = "a" if resume else "w"
         self._timeline = open(self.dir / "timeline.csv", mode, newline="")
         self._frames = open(self.dir / "frames.csv", mode, newline="")
@@ -132,14 +130,11 @@ class RunWriter:
     def scored(self, frames: list[ScoredFrame]) -> None:
         for s in frames:
             c, p, q = s.candidate, s.prediction, s.candidate.quality
-            crop_name = ""
-            if self.save_crops:
-                crop_name = f"crops/f{c.frame:07d}_r{c.track_id}.jpg"
-                path = self.dir / crop_name
-                if s.jpeg:
-                    path.write_bytes(s.jpeg)
-                else:
-                    cv2.imwrite(str(path), c.crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
+            crop_name = f"crops/f{c.frame:07d}_r{c.track_id}.jpg"
+            if s.jpeg:
+                (self.dir / crop_name).write_bytes(s.jpeg)
+            else:
+                cv2.imwrite(str(self.dir / crop_name), c.crop, [cv2.IMWRITE_JPEG_QUALITY, CROP_JPEG_QUALITY])
             probs, pain = prediction_cells(p)
             row = [c.frame, f"{c.t_s:.3f}", *(f"{v:.1f}" for v in c.box), _num(q.sharpness), _num(q.score), *probs,
                    p.model, pain, c.track_id, _num(q.motion), _num(q.confidence), f"{q.size_px:.1f}",
@@ -150,12 +145,24 @@ class RunWriter:
         if frames:
             self._frames.flush()
 
-    def close(self, run_info: dict) -> None:
+    def _close_files(self) -> None:
         for f in (self._timeline, self._frames, self._alerts):
             if f is not None and not f.closed:
                 self._sync(f)
                 f.close()
+
+    def close(self, run_info: dict) -> None:
+        """The end of a run: files flushed and closed, then run.json written (atomically)."""
+        self._close_files()
         atomic_write_text(self.dir / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        """Whatever ended the run, the rows written so far are flushed and the files closed; without close()
+        there is no run.json, so the run reads as interrupted and can be resumed."""
+        self._close_files()
 
 
 def prediction_cells(p: Prediction) -> tuple[list[str], str]:

@@ -21,6 +21,7 @@ from ..errors import SourceError
 from ..types import Frame, SourceInfo
 
 OPEN_TIMEOUT_MS = 8000
+QUEUE_SIZE = 64  # decoded frames the reader thread may run ahead
 _END = object()
 
 
@@ -66,7 +67,7 @@ class CaptureSource:
     """A file, a camera index or a stream URL read through OpenCV's FFmpeg backend."""
 
     def __init__(self, *, video: str | Path | None = None, camera: int | None = None, url: str | None = None,
-                 queue_size: int = 64, realtime: bool = False, start_s: float = 0.0, give_up_s: float = 300.0):
+                 realtime: bool = False, start_s: float = 0.0, give_up_s: float = 300.0):
         chosen = [x is not None for x in (video, camera, url)]
         if sum(chosen) != 1:
             raise SourceError("give exactly one source: --video PATH, --camera N or --url URL")
@@ -101,7 +102,7 @@ class CaptureSource:
         self.info = SourceInfo(name=name, fps=fps, width=w, height=h, live=live,
                                duration_s=(count / fps if count else None), frame_count=count, start_time=start)
         self.start_frame = max(0, int(start_s * fps))  # files: frames before this are skipped undecoded (resume)
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
         self._stop = threading.Event()
         self.frames_read = 0
         self.decode_errors = 0  # files: unreadable frames skipped mid-stream
