@@ -67,25 +67,31 @@ def test_sigkill_then_resume_gives_the_uninterrupted_timeline(four_minutes, tmp_
     assert again.exit_code == 0 and "already complete" in again.output
 
 
-def test_stream_back_after_a_short_outage(short_video, tmp_path):
-    """The server stops at ~4 s and comes back at ~9 s: the run reconnects, records the outage and goes on.
-    (Minutes without any frame becoming source_lost rows is pinned fast in test_run_flow.)"""
+def watch_through_an_outage(video, out, duration: float, down_after: float, down_for: float):
+    """watch --url on a local stream whose server stops DOWN_AFTER s in and comes back DOWN_FOR s later."""
     port = free_port()
-    server = serve_stream(short_video, port, loop=True)
+    server = serve_stream(video, port, loop=True)
     time.sleep(0.5)
-    proc = subprocess.Popen(RM + ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path),
-                                  "--duration", "20"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(RM + ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(out),
+                                  "--duration", f"{duration:g}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
     try:
-        time.sleep(4)
+        time.sleep(down_after)
         server.kill()
         server.wait()
-        time.sleep(5)
-        server = serve_stream(short_video, port, loop=True)
-        _, stderr = proc.communicate(timeout=90)
+        time.sleep(down_for)
+        server = serve_stream(video, port, loop=True)
+        _, stderr = proc.communicate(timeout=duration + 60)
     finally:
         server.kill()
         proc.kill()
     assert proc.returncode == 0, stderr
+
+
+def test_stream_back_after_a_short_outage(short_video, tmp_path):
+    """The server stops at ~4 s and comes back at ~9 s: the run reconnects, records the outage and goes on.
+    (Minutes without any frame becoming source_lost rows is pinned fast in test_run_flow.)"""
+    watch_through_an_outage(short_video, tmp_path, duration=20, down_after=4, down_for=5)
     info = json.loads((tmp_path / "run.json").read_text())
     assert info["outages_s"] and info["complete"]
     lost_at, back_at = info["outages_s"][0]
@@ -98,22 +104,7 @@ def test_stream_back_after_a_short_outage(short_video, tmp_path):
 def test_stream_lost_for_a_minute_then_back(short_video, tmp_path):
     """The server stops at ~10 s and comes back at ~125 s: minute 1 has no frames (source_lost), then the
     run recovers and goes on. Slow (2.5 min): make bench runs it."""
-    port = free_port()
-    server = serve_stream(short_video, port, loop=True)
-    time.sleep(0.5)
-    proc = subprocess.Popen(RM + ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path),
-                                  "--duration", "150"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(10)
-        server.kill()
-        server.wait()
-        time.sleep(115)
-        server = serve_stream(short_video, port, loop=True)
-        _, stderr = proc.communicate(timeout=120)
-    finally:
-        server.kill()
-        proc.kill()
-    assert proc.returncode == 0, stderr
+    watch_through_an_outage(short_video, tmp_path, duration=150, down_after=10, down_for=115)
     rows = read_rows(tmp_path / "timeline.csv")
     assert [r["minute"] for r in rows] == ["0", "1", "2"]
     assert int(rows[0]["frames"]) > 0
