@@ -167,3 +167,23 @@ def test_alert_on_the_onset_sample_and_never_on_the_control(tmp_path):
         share = sum(t["pain_level"] != "0" for t in minute) / len(minute)
         errors.append(abs(float(r["pain_prob_smoothed"]) - share))
     assert np.mean(errors) < 0.2, errors
+
+
+def test_ctrl_c_stops_a_batch_marks_the_video_interrupted_and_exits_130(tmp_path):
+    videos = [str(SAMPLES / "albino_onset.mp4"), str(SAMPLES / "albino_control.mp4")]
+    proc = subprocess.Popen(RM + ["analyze", *videos, "--out", str(tmp_path), "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    run = tmp_path / "albino_onset"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "timeline.csv").exists():
+        time.sleep(0.05)
+    time.sleep(1.0)  # inside the first video
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    summary = read_rows(tmp_path / "summary.csv")
+    assert [(Path(r["video"]).name, r["status"]) for r in summary] == [("albino_onset.mp4", "interrupted")]
+    assert not (tmp_path / "albino_control").exists()  # the batch stopped: the next video never started
+    info = json.loads((run / "run.json").read_text())
+    assert info["complete"] is False and info["totals"]["interrupted"] is True
