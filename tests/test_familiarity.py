@@ -192,3 +192,15 @@ def test_predict_scores_a_folder_and_lists_a_bad_file(fresh_crops, tmp_path):
 
     again = runner.invoke(app, ["predict", str(folder / "broken.jpg"), "--out", str(tmp_path / "none.csv")])
     assert again.exit_code == 3 and "could be read" in again.output
+
+
+def test_a_model_of_one_animal_says_why_it_cannot_refuse(tmp_path):
+    write_dataset(tmp_path / "one", subjects=1, per_subject=30, seed=5)
+    result = runner.invoke(app, ["train", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # as read, whatever the terminal's line breaks
+    assert "needs faces of at least two animals" in said and "will score any crop" in said
+    card = read_card(tmp_path / "m")
+    assert "two animals" in card["familiarity"]["why_not"] and FILE not in card["files"]
+    clf = load_classifier(tmp_path / "m")
+    assert clf.familiarity is None and not any(p.refused for p in clf.predict([np.zeros((64, 64, 3), np.uint8)]))

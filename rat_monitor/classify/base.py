@@ -78,16 +78,18 @@ def safe_load_tensors(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_familiarity(folder: Path, card: dict) -> Familiarity | None:
-    """The model's familiarity statistics, or None for a model folder made before they existed."""
-    if not card.get("familiarity"):
+    """The model's familiarity statistics, or None for a model folder made before they existed or trained on too
+    few animals to calibrate them (its card then says why)."""
+    if not (card.get("familiarity") or {}).get("file"):
         return None
     return Familiarity.from_tensors(safe_load_tensors(verified_file(folder, FAMILIARITY_FILE)))
 
 
 def save_familiarity(familiarity: tuple[Familiarity | None, str] | None, out_dir: Path) -> tuple[dict | None, list[str]]:
-    """Writes the familiarity file; returns its card entry and the files written."""
+    """Writes the familiarity file; returns its card entry and the files written. Without statistics the entry
+    says why, and the model scores every crop."""
     if familiarity is None or familiarity[0] is None:
-        return None, []
+        return {"why_not": familiarity[1] if familiarity else "not fitted"}, []
     fam, how = familiarity
     save_file(fam.to_tensors(), str(Path(out_dir) / FAMILIARITY_FILE))
     return fam.card(how), [FAMILIARITY_FILE]

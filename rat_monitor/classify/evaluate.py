@@ -134,7 +134,4 @@ def train_and_save(ds: Dataset, trainer: Trainer, out_dir: Path, loso: bool = Fa
     fitted = trainer.fit(np.arange(len(ds)), ds.targets(trainer.task), ds.subjects)
     training = {"description": description or f"{len(ds)} crops of {len(set(ds.subjects))} animals from {ds.source}",
                 "dataset": ds.summary(), "seconds": round(time.time() - t0, 1), "synthetic": synthetic}
-    card = trainer.save(fitted, out_dir, training, metrics)
-    if not card.get("familiarity"):
-        card["familiarity_missing"] = fitted.familiarity[1] if fitted.familiarity else "not fitted"
-    return card
+    return trainer.save(fitted, out_dir, training, metrics)

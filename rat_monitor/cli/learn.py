@@ -59,10 +59,10 @@ def train(
     if card["metrics"]:
         out.print(f"LOSO: {card['metrics']}", highlight=False)
     out.print(f"saved {card['name']} → {out_dir} in {card['training']['seconds']} s", highlight=False)
-    fam = card.get("familiarity")
+    fam = card["familiarity"]
     out.print(f"familiarity check: calibrated {fam['calibration']}; crops below {fam['refuse_below']} are refused"
-              if fam else f"familiarity check {card['familiarity_missing']}: this model will score any crop, familiar "
-                          "or not", highlight=False)
+              if "file" in fam else f"familiarity check {fam['why_not']}: this model will score any crop, familiar "
+                                    "or not", highlight=False)
 
 
 @app.command()
