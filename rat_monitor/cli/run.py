@@ -63,12 +63,12 @@ def watch(
             view.live = live
             result = watch_source(source, out_dir, det, clf, run_settings, overwrite, view.observer)
             view.live = None
-            live.update(view.render())
+            live.update(view.render())  # its last lines say when most faces were refused
+    out.line()
     t = result.totals
     stopped = "stopped by Ctrl-C; " if t.interrupted else ""
     out.print(f"{stopped}{t.frames} frames, {t.minutes} minute(s), {t.scored_frames} scored, {t.dropped_frames} "
               f"dropped → {out_dir}/timeline.csv", highlight=False)
-    print_refusal(t.refused_frames, t.scored_frames)
 
 
 class FrameBars:
