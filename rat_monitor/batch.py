@@ -27,7 +27,7 @@ from .timeline import AlertRule
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".ts", ".mts", ".flv")
 SUMMARY_COLUMNS = ["video", "run_dir", "status", "error", "duration_s", "frames", "minutes", "minutes_observed",
                    "minutes_none", "minutes_moderate", "minutes_severe", "minutes_unknown", "alerts", "fps",
-                   "minutes_unfamiliar", "refused_crops"]
+                   "minutes_unfamiliar", "refused_crops", "minutes_pain"]
 
 
 def expand_inputs(items: list[str | Path]) -> list[Path]:
@@ -67,7 +67,7 @@ def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dic
         row.update({"duration_s": f"{float(rows[-1]['end_s']):.1f}" if rows else "0", "minutes": len(rows),
                     "frames": sum(int(r["frames"]) for r in rows),
                     "minutes_observed": sum(lv != "unknown" for lv in levels),
-                    **{f"minutes_{k}": levels.count(k) for k in ("none", "moderate", "severe", "unknown")},
+                    **{f"minutes_{k}": levels.count(k) for k in ("none", "pain", "moderate", "severe", "unknown")},
                     "alerts": sum(1 for r, prev in zip(rows, [{"alert": "0"}] + rows) if r["alert"] == "1"
                                   and prev["alert"] == "0"),
                     "minutes_unfamiliar": sum(r.get("status") == "unfamiliar" for r in rows),

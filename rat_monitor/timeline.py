@@ -98,6 +98,7 @@ class Timeline:
         self._probs: dict[int, list[np.ndarray]] = {}  # minute -> P(none, moderate, severe) of its scored frames
         self._aus: dict[int, list[np.ndarray]] = {}  # minute -> AU scores of its scored frames (AU models only)
         self._refused: dict[int, int] = {}  # minute -> selected crops refused as unfamiliar
+        self._binary = False  # the model tells pain from no pain only: its level is "pain", never a severity
         self.rows: list[MinuteSummary] = list(earlier or [])  # a resumed run continues after these minutes
         self._alert = smooth(self.rows, "causal", self.rule)
         if self.rows:
@@ -129,6 +130,7 @@ class Timeline:
         closes (selection windows divide minutes). A refused crop is counted as refused and scores nothing."""
         for s in scored:
             minute = int(s.candidate.t_s // 60)
+            self._binary = s.prediction.binary
             if s.prediction.refused:
                 self._refused[minute] = self._refused.get(minute, 0) + 1
                 continue
@@ -159,9 +161,13 @@ class Timeline:
             m.pain_score = float((scored[:, 1] + 2 * scored[:, 2]).mean())
             m.pain_prob_low, m.pain_prob_high = beta_interval(pain.sum(), len(pain) - pain.sum())
             shares = np.bincount(scored.argmax(1), minlength=3) / len(scored)
-            m.share_none, m.share_moderate, m.share_severe = (float(v) for v in shares)
-            m.pain_level = "none" if m.pain_prob < 0.5 else ("severe" if scored[:, 2].mean() > scored[:, 1].mean()
-                                                             else "moderate")
+            if self._binary:  # no claim about severity the model cannot make: those cells stay empty
+                m.share_none = float(shares[0])
+                m.pain_level = "none" if m.pain_prob < 0.5 else "pain"
+            else:
+                m.share_none, m.share_moderate, m.share_severe = (float(v) for v in shares)
+                m.pain_level = "none" if m.pain_prob < 0.5 else ("severe" if scored[:, 2].mean() > scored[:, 1].mean()
+                                                                 else "moderate")
             m.pain_sum = float(pain.sum())
         aus = np.array(self._aus.pop(m.minute, []))
         if len(aus):

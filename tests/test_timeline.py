@@ -39,7 +39,9 @@ def test_minutes_count_frames_and_unknown_minutes_stay_empty():
     assert all(r.frames == 120 for r in rows)
     assert rows[1].pain_level == "unknown" and rows[1].pain_prob is None and rows[1].pain_prob_smoothed is None
     assert rows[1].face_frames == 0 and rows[1].scored_frames == 0
-    assert rows[0].pain_level == "none" and rows[2].pain_level == "moderate"
+    # a binary model says "pain", never a severity it cannot tell, and leaves the severity shares empty
+    assert rows[0].pain_level == "none" and rows[2].pain_level == "pain"
+    assert rows[2].share_none is not None and rows[2].share_moderate is None and rows[2].share_severe is None
     assert rows[0].scored_frames == 6
     # ISO 8601 wall clock of each minute's start
     assert datetime.fromisoformat(rows[2].start_time).timestamp() == 1_700_000_000.0 + 120

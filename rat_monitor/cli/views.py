@@ -14,7 +14,7 @@ from ..classify.familiarity import unfamiliar_advice
 from ..pipeline import Observer
 from ..types import ACTION_UNITS, AU_FIELDS, MinuteSummary
 
-LEVEL_STYLE = {"none": "green", "moderate": "yellow", "severe": "bold red", "unknown": "dim"}
+LEVEL_STYLE = {"none": "green", "pain": "yellow", "moderate": "yellow", "severe": "bold red", "unknown": "dim"}
 
 
 def fmt(v, digits=2) -> str:
@@ -99,12 +99,14 @@ class LiveView:
 
 def batch_table(rows: list[dict], out_dir: Path) -> Table:
     table = Table(title=f"Batch summary ({out_dir / 'summary.csv'})", box=box.SIMPLE_HEAD)
-    for col in ("video", "status", "minutes", "observed", "none", "moderate", "severe", "unknown", "refused", "alerts"):
+    for col in ("video", "status", "minutes", "observed", "none", "pain", "moderate", "severe", "unknown", "refused",
+                "alerts"):
         table.add_column(col, justify="left" if col in ("video", "status") else "right")
     for r in rows:
         status = r["status"] if r["status"] != "failed" else f"[red]failed[/]: {r['error'][:60]}"
         table.add_row(Path(r["video"]).name, status, *(str(r.get(k, "")) for k in (
-            "minutes", "minutes_observed", "minutes_none", "minutes_moderate", "minutes_severe", "minutes_unknown",
+            "minutes", "minutes_observed", "minutes_none", "minutes_pain", "minutes_moderate", "minutes_severe",
+            "minutes_unknown",
             "refused_crops", "alerts")))
     return table
 

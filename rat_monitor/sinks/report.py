@@ -60,7 +60,7 @@ def _f(v: str) -> float | None:
 
 def summarise(run: RunData) -> dict:
     rows = run.timeline
-    levels = {k: sum(r["pain_level"] == k for r in rows) for k in ("none", "moderate", "severe", "unknown")}
+    levels = {k: sum(r["pain_level"] == k for r in rows) for k in ("none", "pain", "moderate", "severe", "unknown")}
     frames = sum(int(r["frames"]) for r in rows)
     faces = sum(int(r["face_frames"]) for r in rows)
     models = run.info.get("models", {})
