@@ -36,8 +36,16 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def file_mode() -> int:
+    """The mode a new file gets under the process's umask (0644 under the usual 022), as open() would give it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write to a temporary file beside PATH, then rename: a crash leaves the old file or the new one."""
+    """Write to a temporary file beside PATH, then rename: a crash leaves the old file or the new one. The file
+    follows the umask like any other (the private temporary file would otherwise stay 0600)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -45,6 +53,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+            os.fchmod(f.fileno(), file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -56,6 +65,8 @@ def write_card(model_dir: Path, card: dict, files: list[str]) -> dict:
     model_dir = Path(model_dir)
     card = dict(card)
     card["files"] = {name: sha256(model_dir / name) for name in files}
+    for name in files:  # some writers (safetensors) make private files: colleagues must be able to read models
+        os.chmod(model_dir / name, file_mode())
     atomic_write_text(model_dir / "card.json", json.dumps(card, indent=2) + "\n")
     return card
 

@@ -176,3 +176,28 @@ def test_a_run_that_breaks_keeps_its_rows_closes_its_files_and_reads_as_interrup
     assert writer._timeline.closed and writer._frames.closed
     assert [r["minute"] for r in read_rows(tmp_path / "timeline.csv")] == ["0"]
     assert not (tmp_path / "run.json").exists() and run_state(tmp_path) == "partial"  # --resume finishes it
+
+
+def test_run_and_model_files_follow_the_umask(tmp_path):
+    """A colleague can read what a run or a training wrote: 0644 under umask 022, also for files written
+    atomically through a private temporary file, and for model weights."""
+    import os
+    import stat
+
+    from rat_monitor.classify.familiarity import fit_grouped
+    from rat_monitor.models import write_card
+
+    old = os.umask(0o022)
+    try:
+        run(tmp_path / "run", list(np.arange(0, 70, 0.5)), smoothing="centred")  # run.json, rewritten timeline
+        fam, _ = fit_grouped(np.random.default_rng(0).normal(size=(40, 6)), np.repeat(["a", "b"], 20))
+        from safetensors.numpy import save_file
+
+        (tmp_path / "model").mkdir()
+        save_file(fam.to_tensors(), str(tmp_path / "model" / "w.safetensors"))
+        write_card(tmp_path / "model", {"kind": "pain-classifier"}, ["w.safetensors"])
+    finally:
+        os.umask(old)
+    for path in [tmp_path / "run" / f for f in ("run.json", "timeline.csv", "frames.csv")] + \
+            [tmp_path / "model" / f for f in ("card.json", "w.safetensors")]:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
