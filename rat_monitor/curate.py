@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, DatasetError
+from .tables import read_rows
 from .pipeline import FaceFinder, Settings
 from .sources import CaptureSource
 from .types import Candidate
@@ -139,10 +140,8 @@ def unblind(folder: Path) -> Path:
     subject, source, frame, time and box back in place. Returns its path."""
     folder = Path(folder)
     try:
-        with open(folder / "manifest.csv", newline="") as f:
-            labelled = list(csv.DictReader(f))
-        with open(folder / "key.csv", newline="") as f:
-            key = {r["path"]: r for r in csv.DictReader(f)}
+        labelled = read_rows(folder / "manifest.csv")  # labelled in a spreadsheet: BOM, ';', CRLF are fine
+        key = {r["path"]: r for r in read_rows(folder / "key.csv")}
     except FileNotFoundError as exc:
         raise DatasetError(f"cannot unblind {folder}: {Path(exc.filename).name} is missing") from None
     missing = [r["path"] for r in labelled if r["path"] not in key]

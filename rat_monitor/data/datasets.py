@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from ..errors import DatasetError
+from ..tables import read_rows
 from ..imaging import IMAGE_EXTS
 from ..types import ACTION_UNITS
 
@@ -64,9 +65,8 @@ def _label(value: str, where: str) -> int:
 def read_manifest(path: Path) -> Dataset:
     path = Path(path)
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-            header = rows[0].keys() if rows else []
+        rows = read_rows(path)  # also as a spreadsheet saves it: BOM, CRLF, ';' separators
+        header = rows[0].keys() if rows else []
     except OSError as exc:
         raise DatasetError(f"cannot read manifest {path}: {exc}") from None
     except (csv.Error, UnicodeDecodeError) as exc:

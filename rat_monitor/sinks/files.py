@@ -14,6 +14,7 @@ import cv2
 from ..errors import ConfigError
 from ..imaging import CROP_JPEG_QUALITY
 from ..models import atomic_write_text
+from ..tables import read_rows, read_table
 from ..types import AU_FIELDS, MinuteSummary, Prediction, ScoredFrame
 
 TIMELINE_COLUMNS = ["minute", "start_s", "end_s", "start_time", "frames", "dropped_frames", "face_frames",
@@ -196,10 +197,15 @@ def _opt(v: str) -> float | None:
 
 
 def read_timeline(path: Path) -> list[MinuteSummary]:
-    """The minutes of a timeline.csv, back as MinuteSummary rows (to show a finished run, or resume one)."""
+    """The minutes of a timeline.csv, back as MinuteSummary rows (to show a finished run, or resume one). Also as a
+    spreadsheet saves it; a row cut short or edited into something else is refused with its line number."""
     rows = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
+    try:
+        table = read_rows(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    for line, r in enumerate(table, start=2):
+        try:
             m = MinuteSummary(minute=int(r["minute"]), start_s=float(r["start_s"]), end_s=float(r["end_s"]),
                               start_time=r["start_time"], frames=int(r["frames"]),
                               dropped_frames=int(r["dropped_frames"]), face_frames=int(r["face_frames"]),
@@ -212,9 +218,12 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
                               share_severe=_opt(r.get("share_severe")), refused_frames=int(r.get("refused_frames") or 0))
             if r.get("rgs"):
                 m.action_units = {k: float(r[k]) for k in AU_FIELDS}
-            if m.pain_prob is not None:
-                m.pain_sum = m.pain_prob * m.scored_frames
-            rows.append(m)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{path}:{line}: not a timeline row rat-monitor wrote ({type(exc).__name__}: {exc}); "
+                              "it was cut short or edited. Analyse the video again with --overwrite") from None
+        if m.pain_prob is not None:
+            m.pain_sum = m.pain_prob * m.scored_frames
+        rows.append(m)
     if [m.minute for m in rows] != list(range(len(rows))):
         raise ConfigError(f"{path} does not hold consecutive minutes from 0; cannot resume it")
     return rows
@@ -225,8 +234,10 @@ def prepare_resume(run_dir: Path, action_units: bool) -> tuple[list[MinuteSummar
     the frames of those minutes (the unfinished minute is redone); crops of the unfinished minute go.
     The run must go on with the same kind of classifier (with or without AU scores): its columns stay."""
     run_dir = Path(run_dir)
-    with open(run_dir / "timeline.csv", newline="") as f:
-        header = next(csv.reader(f), [])
+    try:
+        header = read_table(run_dir / "timeline.csv")[0]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read {run_dir / 'timeline.csv'}: {exc}") from None
     if header != timeline_columns(action_units):
         if ("rgs" in header) != action_units:
             had = "with" if "rgs" in header else "without"

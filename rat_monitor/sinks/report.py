@@ -16,6 +16,7 @@ import numpy as np
 
 from ..classify.familiarity import unfamiliar_advice
 from ..errors import ConfigError
+from ..tables import read_rows
 from ..models import SYNTHETIC_CAVEAT
 from ..types import ACTION_UNITS, AU_FIELDS
 
@@ -39,8 +40,10 @@ class RunData:
 
 
 def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+    try:
+        return read_rows(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
 
 
 def load_run(folder: Path) -> RunData:
