@@ -21,6 +21,7 @@ from .errors import ConfigError, RatMonitorError, SourceError
 from .pipeline import Observer, Settings
 from .runs import analyze_video
 from .sinks.files import make_dir
+from .tables import read_rows
 from .select import SelectionSettings
 from .timeline import AlertRule
 
@@ -61,8 +62,7 @@ def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dic
     row = {"video": str(video), "run_dir": str(run_dir), "status": status, "error": error}
     timeline = run_dir / "timeline.csv"
     if timeline.exists():
-        with open(timeline, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = read_rows(timeline, ConfigError)
         levels = [r["pain_level"] for r in rows]
         row.update({"duration_s": f"{float(rows[-1]['end_s']):.1f}" if rows else "0", "minutes": len(rows),
                     "frames": sum(int(r["frames"]) for r in rows),

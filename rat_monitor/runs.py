@@ -26,7 +26,7 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
         earlier, resume_s = prepare_resume(run_dir, classifier.action_units)
     else:
         prepare_run_dir(run_dir, overwrite)
-    source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S) if resume_s else 0.0)
+    source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S))
     try:
         with RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units) as writer:
             pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier,

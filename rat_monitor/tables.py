@@ -11,15 +11,24 @@ from pathlib import Path
 SEPARATORS = (",", ";", "\t")
 
 
-def read_rows(path: Path) -> list[dict[str, str]]:
+def read_rows(path: Path, error: type[Exception] | None = None) -> list[dict[str, str]]:
     """The rows of a CSV file as dicts keyed by the stripped header names (see read_table)."""
-    return read_table(path)[1]
+    return read_table(path, error)[1]
 
 
-def read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+def read_table(path: Path, error: type[Exception] | None = None) -> tuple[list[str], list[dict[str, str]]]:
     """The header and the rows of a CSV file. The separator is the one the header line uses most; with ';' or
-    tab, a decimal comma in a number becomes a point. Raises OSError, UnicodeDecodeError or csv.Error for the
-    caller to word."""
+    tab, a decimal comma in a number becomes a point. A file that cannot be read raises ERROR (one of the
+    project's errors, worded here once) or, without one, the OSError, UnicodeDecodeError or csv.Error itself."""
+    try:
+        return _read_table(path)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        if error is None:
+            raise
+        raise error(f"cannot read {path} as a CSV table: {exc}") from None
+
+
+def _read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         text = f.read()
     first = text.split("\n", 1)[0]

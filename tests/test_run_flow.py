@@ -19,12 +19,17 @@ from rat_monitor.types import Detections, Frame, Prediction, SourceInfo
 BOX = np.array([[100, 60, 220, 180]], np.float32)
 
 
-def textured_frame() -> np.ndarray:
-    """A mid-grey frame with a sharp, well exposed textured square where the fake detector puts the face."""
+def textured_frame(brighter: int = 0) -> np.ndarray:
+    """A mid-grey frame with a sharp, well exposed textured square where the fake detector puts the face;
+    BRIGHTER lifts the square, so that a crop tells which part of the run it comes from."""
     img = np.full((240, 320, 3), 110, np.uint8)
     rng = np.random.default_rng(0)
-    img[60:180, 100:220] = rng.integers(40, 200, (120, 120, 1), dtype=np.uint8)
+    img[60:180, 100:220] = rng.integers(40 + brighter, 200 + brighter, (120, 120, 1), dtype=np.uint8)
     return img
+
+
+LATE_S = 60.0  # from minute 1 on, the face is brighter ...
+LATE_CROP_MEAN = 135  # ... and its crop's mean grey is above this (about 118 before, 150 after)
 
 
 class FakeSource:
@@ -33,11 +38,11 @@ class FakeSource:
     def __init__(self, times: list[float], dropped: dict[float, int] | None = None, live: bool = False):
         self.times, self.dropped = times, dropped or {}
         self.info = SourceInfo(name="fake", fps=10.0, width=320, height=240, live=live)
-        self.image = textured_frame()
+        self.early, self.late = textured_frame(), textured_frame(brighter=40)
 
     def __iter__(self):
         for i, t in enumerate(self.times):
-            yield Frame(i, t, self.image, dropped_before=self.dropped.get(t, 0))
+            yield Frame(i, t, self.late if t >= LATE_S else self.early, dropped_before=self.dropped.get(t, 0))
 
     def close(self) -> None: ...
 
@@ -51,40 +56,31 @@ class FakeDetector:
 
 
 class FakeClassifier:
-    """P(pain) 0.9 from minute 1 on, 0.1 before: a scored frame's minute can be read off its probability.
-    Crops after REFUSE_FROM seconds are refused."""
+    """P(pain) 0.1 for an early crop, 0.9 for a late one (minute 1 on): a scored frame's minute can be read off
+    its probability. With refuse_late, late crops are refused."""
 
     name, binary, action_units, familiarity = "fake", True, False, None
     card = {"kind": "pain-classifier", "synthetic": True, "caveat": "fake"}
 
-    def __init__(self, refuse_from: float = 1e9):
-        self.refuse_from = refuse_from
-        self.times: list[float] = []  # set by the test: the time of each crop, in the order predicted
+    def __init__(self, refuse_late: bool = False):
+        self.refuse_late = refuse_late
 
     def predict(self, crops):
         out = []
-        for _ in crops:
-            t = self.times.pop(0)
-            p = 0.9 if t >= 60 else 0.1
+        for crop in crops:
+            late = crop.mean() > LATE_CROP_MEAN
+            p = 0.9 if late else 0.1
             out.append(Prediction(np.array([1 - p, p, 0.0]), self.name, True, familiarity=0.5,
-                                  refused=t >= self.refuse_from))
+                                  refused=late and self.refuse_late))
         return out
 
 
-def run(tmp_path, times, dropped=None, live=False, refuse_from=1e9, earlier=None, resume_s=0.0, smoothing="causal"):
+def run(tmp_path, times, dropped=None, live=False, refuse_late=False, earlier=None, resume_s=0.0,
+        smoothing="causal"):
     source = FakeSource(times, dropped, live)
-    clf = FakeClassifier(refuse_from)
     writer = RunWriter(prepare_run_dir(tmp_path, overwrite=True) if not earlier else tmp_path, resume=bool(earlier))
-    pipe = Pipeline(source, FakeDetector(), clf, writer, Settings(smoothing=smoothing), earlier=earlier,
-                    resume_s=resume_s)
-    # the fake classifier learns each crop's time from the candidates handed to it
-    original = pipe._score
-
-    def score(candidates):
-        clf.times.extend(c.t_s for c in candidates)
-        original(candidates)
-
-    pipe._score = score
+    pipe = Pipeline(source, FakeDetector(), FakeClassifier(refuse_late), writer, Settings(smoothing=smoothing),
+                    earlier=earlier, resume_s=resume_s)
     result = pipe.run()
     writer.close(pipe.run_info({"complete": True}))
     return result
@@ -125,7 +121,7 @@ def test_a_live_gap_gives_source_lost_minutes_and_the_run_goes_on(tmp_path):
 
 
 def test_refused_crops_are_written_but_never_scored(tmp_path):
-    result = run(tmp_path, list(np.arange(0, 120, 0.5)), refuse_from=60.0)
+    result = run(tmp_path, list(np.arange(0, 120, 0.5)), refuse_late=True)
     m0, m1 = result.rows
     assert (m0.status, m0.scored_frames, m0.refused_frames) == ("ok", 18, 0)
     assert (m1.status, m1.scored_frames, m1.refused_frames, m1.pain_prob) == ("unfamiliar", 0, 18, None)

@@ -3,7 +3,6 @@ ROOT/<subject>/<label>/*, and subject-grouped splits (no animal ever in both tra
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,13 +63,8 @@ def _label(value: str, where: str) -> int:
 
 def read_manifest(path: Path) -> Dataset:
     path = Path(path)
-    try:
-        rows = read_rows(path)  # also as a spreadsheet saves it: BOM, CRLF, ';' separators
-        header = rows[0].keys() if rows else []
-    except OSError as exc:
-        raise DatasetError(f"cannot read manifest {path}: {exc}") from None
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path} is not a readable CSV manifest: {exc}") from None
+    rows = read_rows(path, DatasetError)  # also as a spreadsheet saves it: BOM, CRLF, ';' separators
+    header = rows[0].keys() if rows else []
     missing = [c for c in ("path", "subject", "label") if c not in header]
     if not rows:
         raise DatasetError(f"{path} has no rows")

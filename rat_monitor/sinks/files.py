@@ -200,11 +200,7 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
     """The minutes of a timeline.csv, back as MinuteSummary rows (to show a finished run, or resume one). Also as a
     spreadsheet saves it; a row cut short or edited into something else is refused with its line number."""
     rows = []
-    try:
-        table = read_rows(path)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    for line, r in enumerate(table, start=2):
+    for line, r in enumerate(read_rows(path, ConfigError), start=2):
         try:
             m = MinuteSummary(minute=int(r["minute"]), start_s=float(r["start_s"]), end_s=float(r["end_s"]),
                               start_time=r["start_time"], frames=int(r["frames"]),
@@ -234,10 +230,7 @@ def prepare_resume(run_dir: Path, action_units: bool) -> tuple[list[MinuteSummar
     the frames of those minutes (the unfinished minute is redone); crops of the unfinished minute go.
     The run must go on with the same kind of classifier (with or without AU scores): its columns stay."""
     run_dir = Path(run_dir)
-    try:
-        header = read_table(run_dir / "timeline.csv")[0]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"cannot read {run_dir / 'timeline.csv'}: {exc}") from None
+    header = read_table(run_dir / "timeline.csv", ConfigError)[0]
     if header != timeline_columns(action_units):
         if ("rgs" in header) != action_units:
             had = "with" if "rgs" in header else "without"

@@ -4,7 +4,6 @@ plus the timeline plot as PNG. It reads the run folders only; it never re-runs a
 from __future__ import annotations
 
 import base64
-import csv
 import io
 import json
 import time
@@ -40,10 +39,7 @@ class RunData:
 
 
 def _read_csv(path: Path) -> list[dict]:
-    try:
-        return read_rows(path)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
+    return read_rows(path, ConfigError)
 
 
 def load_run(folder: Path) -> RunData:
@@ -75,7 +71,6 @@ def summarise(run: RunData) -> dict:
         "coverage": 100.0 * faces / frames if frames else 0.0,
         "scored": scored,
         "refused": refused,
-        "unfamiliar": sum(r.get("status") == "unfamiliar" for r in rows),
         "advice": unfamiliar_advice(refused, scored),
         "dropped": sum(int(r["dropped_frames"]) for r in rows),
         "source": run.info.get("inputs", {}).get("source", ""),
