@@ -131,10 +131,11 @@ def _worker_job(video: str, out_dir: str, job: dict, threads: int) -> dict:
 
 def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, scheduler: str | None = None,
               done: Callable[[dict], None] | None = None,
-              observer_for: Callable[[Path], Observer] | None = None) -> list[dict]:
+              observer_for: Callable[[Path], Observer] | None = None, models: tuple | None = None) -> list[dict]:
     """Every analysis of archived videos, one or many: in this process one after the other (workers=1; the
     models loaded once, observer_for(video) sees each video's frames), on a spawned process pool, or on a Dask
-    cluster. done(row) is called as each video finishes; a Ctrl-C stops the batch after the interrupted video.
+    cluster. models: the (detector, classifier) already loaded, used in this process instead of loading them
+    again. done(row) is called as each video finishes; a Ctrl-C stops the batch after the interrupted video.
     With several videos OUT/summary.csv is written. Returns the summary rows in the order given."""
     out_dir = make_dir(out_dir)
     rows = []
@@ -152,7 +153,7 @@ def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, sch
         order = {str(v.resolve()): i for i, v in enumerate(videos)}
         rows.sort(key=lambda r: order.get(str(Path(r["video"]).resolve()), 0))
     else:
-        detector, classifier = load_detector(job.detector), load_classifier(job.model)
+        detector, classifier = models or (load_detector(job.detector), load_classifier(job.model))
         for video in videos:
             finished(analyze_one(video, out_dir, job, detector, classifier,
                                  observer_for(video) if observer_for else None))

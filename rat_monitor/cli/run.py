@@ -155,7 +155,7 @@ def analyze(
     paths = expand_inputs(videos)
     if not paths:
         raise SourceError("no video files found in " + ", ".join(videos))
-    _, clf = _load_models(model, detector)  # fail early and in one line on a bad model
+    det, clf = _load_models(model, detector)  # fail early and in one line on a bad model
     parallel = workers > 1 or scheduler is not None
     with progress_bars() as progress:
         bars = None if parallel else FrameBars(progress)
@@ -167,7 +167,8 @@ def analyze(
             if len(paths) > 1 or row["status"] != "failed":  # a single video's error is the command's error
                 _video_done(row, progress, on_alert, quiet, caveat(clf), clf.action_units, bars)
 
-        rows = run_batch(paths, out_dir, job, workers=workers, scheduler=scheduler, done=done, observer_for=bars)
+        rows = run_batch(paths, out_dir, job, workers=workers, scheduler=scheduler, done=done, observer_for=bars,
+                         models=(det, clf))
     if len(paths) > 1:
         out.print(batch_table(rows, out_dir))
     if len(paths) == 1 and rows[0]["status"] == "failed":
