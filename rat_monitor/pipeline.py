@@ -5,6 +5,7 @@ Reports progress through an Observer; never prints. Data flows one way: no stage
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import resource
@@ -37,10 +38,12 @@ class Settings:
 
     def check(self) -> None:
         w = self.selection.window_s
-        if w <= 0 or abs(60.0 / w - round(60.0 / w)) > 1e-9:
+        if not math.isfinite(w) or w <= 0 or abs(60.0 / w - round(60.0 / w)) > 1e-9:
             raise ConfigError(f"the selection window ({w:g} s) must divide a minute (e.g. 5, 10, 15, 20, 30, 60)")
         if self.selection.per_window < 1:
             raise ConfigError("--per-window must be at least 1")
+        if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
+            raise ConfigError(f"--duration must be a positive number of seconds, not {self.duration_s:g}")
         if self.smoothing not in SMOOTHING:
             raise ConfigError(f"smoothing must be one of {', '.join(SMOOTHING)}")
 
@@ -241,7 +244,9 @@ class Pipeline:
             tot.detector_runs = self.faces.detector_runs
             fps = self.source.info.fps or 30.0
             if last_t >= self.resume_s:
-                self._minutes(self.timeline.finish(end_s=last_t + 1.0 / fps))
+                # A live source given up: the minutes until then were lost, and the timeline says so.
+                given_up = getattr(self.source, "given_up_at_s", None)
+                self._minutes(self.timeline.finish(end_s=max(last_t + 1.0 / fps, given_up or 0.0)))
             if self.settings.smoothing == "centred":
                 smooth(self.timeline.rows, "centred", self.settings.alert)
                 self.writer.rewrite_timeline(self.timeline.rows)

@@ -51,5 +51,6 @@ def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, set
     with RunWriter(prepare_run_dir(run_dir, overwrite), action_units=classifier.action_units) as writer:
         pipe = Pipeline(source, detector, classifier, writer, settings, observer)
         result = pipe.run()
-        writer.close(pipe.run_info({"command": "watch", "complete": True, "outages_s": source.outages}))
+        writer.close(pipe.run_info({"command": "watch", "complete": True, "outages_s": source.outages,
+                                    "source_given_up_at_s": source.given_up_at_s}))
     return result

@@ -139,12 +139,20 @@ class Timeline:
                 self._aus.setdefault(minute, []).append(s.prediction.aus)
 
     def finish(self, end_s: float | None = None) -> list[MinuteSummary]:
-        """Closes the partial last minute (its end_s becomes the actual end)."""
+        """Closes the partial last minute (its end_s becomes the actual end). An end beyond the current minute
+        (a live source lost and given up) closes the minutes up to it too: frameless, so source_lost."""
         if self._current is None:
             return []
+        closed = []
         if end_s is not None:
+            last = max(self._current.minute, int(np.ceil(end_s / 60.0)) - 1)
+            while self._current.minute < last:
+                next_minute = self._current.minute + 1
+                closed.append(self._close())
+                self._current = self._open(next_minute)
             self._current.end_s = max(self._current.start_s, min(self._current.end_s, end_s))
-        return [self._close()]
+        closed.append(self._close())
+        return closed
 
     def _close(self) -> MinuteSummary:
         m = self._current

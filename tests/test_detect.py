@@ -18,6 +18,8 @@ from rat_monitor.detect.evaluate import evaluate_yolo, score_detections
 from rat_monitor.detect.train import Sample, synthetic_samples, train_detector, yolo_samples
 from rat_monitor.models import DEFAULT_DETECTOR, resolve
 
+from conftest import REAL
+
 runner = CliRunner()
 
 
@@ -30,6 +32,21 @@ def test_bundled_detector_on_a_fresh_synthetic_video(short_video, tmp_path):
     assert r["frames"] == 600
     assert r["precision"] >= 0.95 and r["recall"] >= 0.95 and r["ap50"] >= 0.95, r
     assert r["precision_strict"] >= 0.9 and r["ambiguous_frames_left_out"] < 0.1 * r["frames"]
+
+
+# Floors measured with the bundled detector on the 14 real frames (never trained, tuned or thresholded on them).
+# The product target is 0.8 for both; the bundled detector does not reach it yet (README, card metrics.reachbox).
+REACHBOX_PRECISION_FLOOR, REACHBOX_RECALL_FLOOR = 0.55, 0.6
+
+
+def test_bundled_detector_finds_real_rat_faces():
+    """Real hooded and black rats in a reach box (../shared/real/reachbox, evaluation only): the synthetic-only
+    detector finds most faces; the figures may not fall below what the bundled detector measured."""
+    if not (REAL / "reachbox").is_dir():
+        pytest.skip("../shared/real is not present")
+    r = evaluate_yolo(load_detector(DEFAULT_DETECTOR), REAL / "reachbox")
+    assert r["faces"] == 14
+    assert r["precision"] >= REACHBOX_PRECISION_FLOOR and r["recall"] >= REACHBOX_RECALL_FLOOR, r
 
 
 def test_score_detections_counts_and_ap():

@@ -169,7 +169,8 @@ def test_alert_on_the_onset_sample_and_never_on_the_control(tmp_path):
     assert np.mean(errors) < 0.2, errors
 
 
-def test_ctrl_c_stops_a_batch_marks_the_video_interrupted_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_a_batch_marks_the_video_interrupted_and_exits_130(tmp_path, sig):
     videos = [str(SAMPLES / "albino_onset.mp4"), str(SAMPLES / "albino_control.mp4")]
     proc = subprocess.Popen(RM + ["analyze", *videos, "--out", str(tmp_path), "--quiet"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
@@ -179,7 +180,7 @@ def test_ctrl_c_stops_a_batch_marks_the_video_interrupted_and_exits_130(tmp_path
     while time.time() < deadline and not (run / "timeline.csv").exists():
         time.sleep(0.05)
     time.sleep(1.0)  # inside the first video
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     summary = read_rows(tmp_path / "summary.csv")

@@ -115,7 +115,7 @@ def test_stream_lost_for_a_minute_then_back(short_video, tmp_path):
     assert info["outages_s"] and info["complete"]
 
 
-def test_lost_stream_gives_up_cleanly(short_video, tmp_path):
+def test_lost_stream_is_given_up_with_exit_3_and_its_time_in_the_timeline(short_video, tmp_path):
     port = free_port()
     server = serve_stream(short_video, port, loop=True)
     time.sleep(0.5)
@@ -124,9 +124,14 @@ def test_lost_stream_gives_up_cleanly(short_video, tmp_path):
     time.sleep(4)
     server.kill()
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr
-    assert int(read_rows(tmp_path / "timeline.csv")[0]["frames"]) > 0
-    assert json.loads((tmp_path / "run.json").read_text())["outages_s"]
+    assert proc.returncode == 3, stderr  # the source was lost: said, and the exit code says so
+    assert "given up" in stderr and stderr.count("\n") == 1
+    rows = read_rows(tmp_path / "timeline.csv")
+    assert int(rows[0]["frames"]) > 0
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["outages_s"] and info["source_given_up_at_s"] >= 4
+    # the time spent retrying is in the timeline: it ends when the source was given up
+    assert float(rows[-1]["end_s"]) >= info["source_given_up_at_s"] - 0.5
 
 
 def _ffmpeg(*args):

@@ -11,6 +11,7 @@ import pytest
 
 from helpers import read_rows
 from rat_monitor.batch import expand_inputs
+from rat_monitor.classify.base import to_predictions
 from rat_monitor.errors import ConfigError, SourceError
 from rat_monitor.pipeline import Pipeline, Settings
 from rat_monitor.sinks import RunWriter, prepare_run_dir
@@ -62,10 +63,13 @@ class FakeClassifier:
     name, binary, action_units, familiarity = "fake", True, False, None
     card = {"kind": "pain-classifier", "synthetic": True, "caveat": "fake"}
 
-    def __init__(self, refuse_late: bool = False):
-        self.refuse_late = refuse_late
+    def __init__(self, refuse_late: bool = False, nan_late: bool = False):
+        self.refuse_late, self.nan_late = refuse_late, nan_late
 
     def predict(self, crops):
+        if self.nan_late:  # a broken model: NaN outputs for late crops, through the real prediction path
+            probs = np.array([[np.nan] * 3 if c.mean() > LATE_CROP_MEAN else [0.9, 0.1, 0.0] for c in crops])
+            return to_predictions(self.name, True, probs, None, None, None)
         out = []
         for crop in crops:
             late = crop.mean() > LATE_CROP_MEAN
@@ -76,10 +80,10 @@ class FakeClassifier:
 
 
 def run(tmp_path, times, dropped=None, live=False, refuse_late=False, earlier=None, resume_s=0.0,
-        smoothing="causal"):
+        smoothing="causal", nan_late=False):
     source = FakeSource(times, dropped, live)
     writer = RunWriter(prepare_run_dir(tmp_path, overwrite=True) if not earlier else tmp_path, resume=bool(earlier))
-    pipe = Pipeline(source, FakeDetector(), FakeClassifier(refuse_late), writer, Settings(smoothing=smoothing),
+    pipe = Pipeline(source, FakeDetector(), FakeClassifier(refuse_late, nan_late), writer, Settings(smoothing=smoothing),
                     earlier=earlier, resume_s=resume_s)
     result = pipe.run()
     writer.close(pipe.run_info({"complete": True}))
@@ -128,6 +132,16 @@ def test_refused_crops_are_written_but_never_scored(tmp_path):
     assert result.totals.refused_frames == 18 and result.totals.scored_frames == 18
     frames = read_rows(tmp_path / "frames.csv")
     assert sum(f["refused"] == "1" and f["pain_prob"] == "" for f in frames) == 18
+
+
+def test_a_model_giving_nan_never_gives_a_score(tmp_path):
+    """A broken model's NaN outputs are refused: the minutes they fall in are unknown, never 'pain' or an alert."""
+    result = run(tmp_path, list(np.arange(0, 190, 0.5)), nan_late=True)
+    assert result.rows[0].pain_level == "none"
+    assert all(r.pain_level == "unknown" and r.pain_prob is None and not r.alert for r in result.rows[1:])
+    frames = read_rows(tmp_path / "frames.csv")
+    late = [f for f in frames if float(f["t_s"]) >= 60]
+    assert late and all(f["refused"] == "1" and f["pain_prob"] == "" for f in late)
 
 
 def test_resume_continues_after_the_complete_minutes(tmp_path):

@@ -94,15 +94,13 @@ def test_truth_box_lies_on_the_rendered_face():
 
 
 def _measure(level: float, part: str) -> np.ndarray:
-    """Pixels of one face part, painted in a unique colour, for a frontal albino face at a pain level."""
-    marker = (0, 255, 0)
-    look = replace(look_for(1), **{"eye": marker} if part == "eye" else {"ear": marker, "inner_ear": marker}
-                   if part == "ear" else {"whisker": marker})
+    """Pixels of one face part (the renderer's own part masks) for a frontal albino face at a pain level."""
     img = np.full((400, 400, 3), 128, np.uint8)
     aus = {"orbital": 0.0, "nose": 0.0, "ears": 0.0, "whiskers": 0.0}
     aus[{"eye": "orbital", "ear": "ears", "whisker": "whiskers"}[part]] = level
-    draw_rat(img, Pose(200, 200, 150, 0.0, 0.0, **aus), look)
-    return np.argwhere(np.all(img == marker, axis=2))  # (row, col)
+    parts = {}
+    draw_rat(img, Pose(200, 200, 150, 0.0, 0.0, **aus), look_for(1), parts=parts)
+    return np.argwhere(parts[part])  # (row, col)
 
 
 def test_pain_shows_measurably_in_eyes_ears_and_whiskers():
@@ -165,3 +163,48 @@ def test_coats_differ_and_subjects_are_consistent():
     means = [scene.render([(pose, look_for(1, c))], Effects(), 0)[0][100:160, 130:190].mean()
              for c in ("albino", "dark")]
     assert means[0] - means[1] > 60
+
+
+def test_faces_look_like_a_camera_sees_them():
+    """Fur is texture and shading, not a flat fill; eyes are glossy and red only in albinos; ears are thin
+    enough for the background to show through."""
+    def render(coat, background):
+        img = np.full((400, 400, 3), background, np.uint8)
+        parts = {}
+        draw_rat(img, Pose(200, 200, 150, 0.0, 0.0, 0, 0, 0, 0), look_for(2, coat), parts=parts)
+        return img, parts
+
+    img, parts = render("albino", 128)
+    forehead = img[150:170, 185:215].astype(float)  # between the eyes: fur only
+    assert forehead.std() > 2.0  # single hairs show
+    upper, lower = img[125:140, 170:230].mean(), img[225:240, 170:230].mean()
+    assert abs(upper - lower) > 5  # lit from one side: the dome is shaded
+    eye = img[parts["eye"]]
+    assert eye.max() > 200  # the specular highlight
+    b, g, r = np.median(eye, axis=0)
+    assert r > b + 60 and r > g + 60  # albino eyes are red
+    dark_img, dark_parts = render("dark", 128)
+    assert np.median(dark_img[dark_parts["eye"]]).max() < 60  # pigmented eyes are black
+    on_black, p1 = render("hooded", 0)
+    on_white, p2 = render("hooded", 255)
+    ear = p1["ear"] & p2["ear"] & ~p1["eye"]
+    assert (on_white[ear].astype(float) - on_black[ear]).mean() > 15  # translucent ears
+
+
+def test_lab_frames_are_varied_and_boxed():
+    from rat_monitor.synth.lab import SETTINGS, lab_frame
+
+    frames = [lab_frame(7, i) for i in range(40)]
+    img, boxes = lab_frame(7, 3)
+    assert np.array_equal(img, frames[3][0]) and np.array_equal(boxes, frames[3][1])  # deterministic
+    assert len({f[0].shape for f in frames}) >= 4  # frame sizes and aspect ratios vary
+    counts = [len(b) for _, b in frames]
+    assert 0 in counts and max(counts) >= 2  # empty scenes and several rats
+    heights = np.concatenate([(b[:, 3] - b[:, 1]) / f.shape[0] for f, b in frames if len(b)])
+    assert heights.min() < 0.12 and heights.max() > 0.35  # small faces and faces filling much of the frame
+    for f, b in frames:
+        h, w = f.shape[:2]
+        assert np.all(b[:, 0] < b[:, 2]) and np.all(b[:, 1] < b[:, 3])
+        assert np.all(b >= 0) and np.all(b[:, [0, 2]] <= w) and np.all(b[:, [1, 3]] <= h)
+    for setting in SETTINGS:
+        assert lab_frame(1, 0, setting)[0].ndim == 3

@@ -96,3 +96,12 @@ def test_centred_smoothing_looks_both_ways_causal_only_back():
     assert centred[1] > 0.3  # an archive sees it
     # minute 2 pools minutes 0-4 with weights 1/3, 2/3, 1, 2/3 (minute 4 does not exist)
     assert centred[2] == pytest.approx((0.1 / 3 + 0.1 * 2 / 3 + 0.9 + 0.9 * 2 / 3) / (1 / 3 + 2 / 3 + 1 + 2 / 3))
+
+
+def test_a_source_given_up_leaves_source_lost_minutes_until_then():
+    tl = Timeline(live=True)
+    for t in np.arange(0, 30, 1.0):
+        tl.add_frame(float(t), True)
+    rows = tl.finish(end_s=150.0)  # lost at 30 s, given up at 150 s
+    assert [(r.minute, r.status) for r in rows] == [(0, "ok"), (1, "source_lost"), (2, "source_lost")]
+    assert rows[0].end_s == 60.0 and rows[-1].end_s == 150.0

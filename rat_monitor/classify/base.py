@@ -97,10 +97,16 @@ def save_familiarity(familiarity: tuple[Familiarity | None, str] | None, out_dir
 
 def to_predictions(name: str, binary: bool, probs: np.ndarray, aus, familiarity: Familiarity | None,
                    feats: np.ndarray | None) -> list[Prediction]:
-    """Predictions with each crop's familiarity (from the features the model saw) and refusal."""
+    """Predictions with each crop's familiarity (from the features the model saw) and refusal. A crop whose
+    outputs are not all finite numbers (a broken or tampered model) is refused: never a score."""
+    probs = np.asarray(probs, np.float64)
+    finite = np.isfinite(probs).all(axis=1)
+    if aus is not None:
+        finite &= np.isfinite(np.asarray(aus, np.float64)).all(axis=1)
     aus = [None] * len(probs) if aus is None else aus
     if familiarity is None or feats is None:
-        return [Prediction(p, name, binary, a) for p, a in zip(probs, aus)]
+        return [Prediction(p, name, binary, a, None if ok else 0.0, not ok) for p, a, ok in zip(probs, aus, finite)]
     fam = familiarity.score(feats)
-    refused = familiarity.refused(fam)
+    refused = familiarity.refused(fam) | ~finite
+    fam = np.where(finite, fam, 0.0)
     return [Prediction(p, name, binary, a, float(f), bool(r)) for p, a, f, r in zip(probs, aus, fam, refused)]

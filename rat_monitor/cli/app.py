@@ -4,13 +4,16 @@ one line and an exit code, and the small pieces every command shares."""
 from __future__ import annotations
 
 import functools
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .. import __version__
 from ..classify import KINDS
 from ..classify.familiarity import unfamiliar_advice
 from ..errors import ConfigError, RatMonitorError
@@ -18,6 +21,27 @@ from ..errors import ConfigError, RatMonitorError
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Watch laboratory rats on video and report pain from facial expressions (Rat Grimace "
                        "Scale), minute by minute. Bundled models are trained on synthetic faces only.")
+
+
+def _terminated(signum, frame):
+    """SIGTERM (a service stop, `kill`, a scheduler's time limit) ends a run as Ctrl-C does: the partial minute
+    is flushed, the run marked interrupted, the command exits 130."""
+    raise KeyboardInterrupt
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"rat-monitor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+
+
 detector_app = typer.Typer(no_args_is_help=True, help="Train and evaluate the rat face detector.")
 app.add_typer(detector_app, name="detector")
 

@@ -108,6 +108,12 @@ def synth(
     subjects: int = typer.Option(6, help="With --dataset: number of animals."),
     per_subject: int = typer.Option(200, help="With --dataset: crops per animal."),
     contact_sheet: Optional[Path] = typer.Option(None, help="Also write a PNG grid of faces by pain level and pose."),
+    beside_real: Optional[Path] = typer.Option(
+        None, help="With --contact-sheet: draw synthetic lab faces and frames next to the real ones of this YOLO "
+                   "folder (e.g. ../shared/real/reachbox). Write it to a local folder such as local/ (ignored by "
+                   "git): real footage never goes into the repository."),
+    lab_frames: Optional[Path] = typer.Option(None, help="Also write a PNG grid of randomised lab frames (the "
+                                                         "detector's training material) with their face boxes."),
 ):
     """Synthetic rat-face videos with ground truth (NAME.mp4, NAME.truth.csv, NAME.minutes.csv), face-crop
     datasets for training, and contact sheets. Everything it makes is synthetic.
@@ -125,9 +131,21 @@ def synth(
             manifest = sy.write_dataset(dataset, subjects, per_subject, seed=seed, coat=coat,
                                         progress=lambda i, n: progress.update(task, completed=i))
         out.print(f"dataset: {subjects} subjects × {per_subject} crops → {manifest}", highlight=False)
-    if contact_sheet is not None:
+    if contact_sheet is not None and beside_real is not None:
+        from ..detect.train import yolo_samples
+        from ..synth.compare import side_by_side
+
+        real = [(smp.image, smp.boxes) for smp in yolo_samples(beside_real)]
+        out.print(f"synthetic beside real → {side_by_side(contact_sheet, real, seed=seed)}", highlight=False)
+    elif contact_sheet is not None:
         out.print(f"contact sheet → {sy.contact_sheet(contact_sheet, subject=subject, coat=coat)}", highlight=False)
-    if dataset is not None or (contact_sheet is not None and out_path is None):
+    elif beside_real is not None:
+        raise ConfigError("--beside-real draws into --contact-sheet FILE.png: give both")
+    if lab_frames is not None:
+        from ..synth.compare import lab_sheet
+
+        out.print(f"lab frames → {lab_sheet(lab_frames, seed=seed)}", highlight=False)
+    if dataset is not None or ((contact_sheet or lab_frames) is not None and out_path is None):
         return
     if out_path is None:
         raise ConfigError("give --out NAME.mp4 (or --dataset DIR / --contact-sheet FILE.png)")

@@ -163,32 +163,37 @@ def detector_train(
     epochs: int = typer.Option(16, help="Training epochs."),
     seed: int = typer.Option(1, help="Seed of the synthetic frames."),
     repeat_yolo: int = typer.Option(1, help="Show each annotated frame this many times per epoch."),
+    workers: int = typer.Option(1, help="Processes rendering the synthetic frames (the frames are the same "
+                                        "for any number)."),
 ):
     """Train the face detector on synthetic frames and/or your annotated frames; or fine-tune the bundled one.
 
     [bold]Example:[/] rat-monitor detector train --yolo my_boxes/ --init rat-face-detector --synthetic 0 --epochs 30 --out models/my-detector
     """
-    from ..detect.train import synthetic_samples, train_detector, yolo_samples
+    from ..detect.train import prepare, render_prepared, train_detector, yolo_samples
     from ..models import read_card, resolve
 
-    samples = []
+    if synthetic <= 0 and yolo is None:
+        raise ConfigError("nothing to train on: give --synthetic N and/or --yolo DIR")
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
     parts = []
     with progress_bars() as progress:
+        data = None
         if synthetic > 0:
             task = progress.add_task("rendering", total=synthetic, rate="")
-            samples += synthetic_samples(synthetic, seed, progress=lambda i, n: progress.update(task, completed=i))
-            parts.append(f"{synthetic} randomised synthetic frames (seed {seed})")
+            data = render_prepared(synthetic, seed, workers, progress=lambda i, n: progress.update(task, completed=i))
+            parts.append(f"{synthetic} randomised synthetic lab frames (synth.lab, seed {seed})")
         if yolo is not None:
             ys = yolo_samples(yolo)
-            samples += ys * max(1, repeat_yolo)
+            annotated = prepare(ys * max(1, repeat_yolo))
+            data = annotated if data is None else data + annotated
             parts.append(f"{len(ys)} annotated frames from {yolo}")
-        if not samples:
-            raise ConfigError("nothing to train on: give --synthetic N and/or --yolo DIR")
         init_dir = resolve(init, "face-detector") if init else None
         # Synthetic only when every frame it learns from, its starting detector's included, was synthetic.
         synthetic_only = yolo is None and (init_dir is None or bool(read_card(init_dir).get("synthetic")))
         task = progress.add_task("epochs", total=epochs, rate="")
-        card = train_detector(samples, out_dir, epochs=epochs, init=init_dir, seed=seed, description="; ".join(parts),
+        card = train_detector(data, out_dir, epochs=epochs, init=init_dir, seed=seed, description="; ".join(parts),
                               synthetic=synthetic_only,
                               progress=lambda e, n, loss: progress.update(task, completed=e,
                                                                            description=f"epochs (loss {loss:.3f})"))

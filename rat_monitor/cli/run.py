@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +20,7 @@ from .app import (DETECTOR_HELP, MODEL_HELP, SAMPLES, app, caveat, err, fire_ale
 from .views import LiveView, batch_table, timeline_table
 
 DEMO_SAMPLE = "albino_onset.mp4"
-INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (SIGTERM is handled the same way)
 
 
 def _load_models(model: str, detector: str):
@@ -56,6 +57,10 @@ def watch(
 
     run_settings = settings(window, per_window, duration, "causal")
     run_settings.check()
+    if not (math.isfinite(give_up) and give_up >= 0):
+        raise ConfigError("--give-up must be a number of seconds, 0 or more")
+    if video is None and camera is None and url is None:
+        raise ConfigError("give a source: --camera N, --url URL or --video FILE")
     det, clf = _load_models(model, detector)
     view = LiveView(caveat(clf), lambda row: fire_alert(on_alert, alert_record(row, "raised")), clf.action_units)
     with CaptureSource(video=video, camera=camera, url=url, realtime=realtime, give_up_s=give_up) as source:
@@ -66,9 +71,12 @@ def watch(
             live.update(view.render())  # its last lines say when most faces were refused
     out.line()
     t = result.totals
-    stopped = "stopped by Ctrl-C; " if t.interrupted else ""
+    stopped = "stopped (Ctrl-C or SIGTERM); " if t.interrupted else ""
     out.print(f"{stopped}{t.frames} frames, {t.minutes} minute(s), {t.scored_frames} scored, {t.dropped_frames} "
               f"dropped → {out_dir}/timeline.csv", highlight=False)
+    if source.given_up_at_s is not None:
+        raise SourceError(f"the source was lost and given up after {give_up:g} s of retrying; the minutes until then "
+                          f"are source_lost rows in {out_dir}/timeline.csv")
 
 
 class FrameBars:
@@ -117,7 +125,7 @@ def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool
         record = json.loads(line)
         if record["event"] == "raised":
             fire_alert(on_alert, record, where=f"{video.name} ")
-    stopped = "stopped by Ctrl-C after " if status == "interrupted" else ""
+    stopped = "stopped (Ctrl-C or SIGTERM) after " if status == "interrupted" else ""
     say.print(f"{video.name}: {stopped}{totals['frames']} frames at {totals['fps']:.0f} fps, "
               f"{totals['scored_frames']} scored → {run_dir}", highlight=False)
     print_refusal(totals["refused_frames"], totals["scored_frames"], say)

@@ -15,9 +15,7 @@ import numpy as np
 from ..errors import DatasetError
 from ..imaging import IMAGE_EXTS
 from ..models import DETECTOR_CAVEAT, verified_file, write_card
-from ..synth.face import COATS, Pose, look_for
-from ..synth.scene import Effects, Scene
-from ..synth.script import clip_box, face_visible
+from ..synth.lab import lab_frame
 from .centernet import INPUT_H, INPUT_W, STRIDE, preprocess
 
 
@@ -30,46 +28,70 @@ class Sample:
 
 # ---------------------------------------------------------------------------------------------- data
 def synthetic_samples(n: int, seed: int, progress: Callable[[int, int], None] | None = None) -> list[Sample]:
-    """Heavily randomised frames: coat, animal, cage, lighting, blur, scale, pose (turned-away heads are
-    negatives), cage bars, aspect ratio, JPEG artefacts, empty cages and two rats at once."""
-    rng = np.random.default_rng([seed, 77])
-    sizes = [(640, 360), (640, 480), (480, 360), (720, 405), (512, 384)]
-    scenes = {}
+    """n randomised lab frames at full size (synth.lab): settings, coats, scales, clutter and camera effects
+    varied; turned-away heads and empty scenes are negatives."""
     out = []
     for i in range(n):
-        w, h = sizes[int(rng.integers(len(sizes)))]
-        key = (int(rng.integers(24)), w, h, bool(rng.random() < 0.25))
-        if key not in scenes:
-            scenes[key] = Scene(w, h, seed * 100000 + key[0] * 7 + w, noise_sigma=float(rng.choice([2, 4, 6, 9])),
-                                bars=key[3])
-        scene = scenes[key]
-        n_rats = int(rng.choice([0, 1, 2], p=[0.08, 0.8, 0.12]))
-        effects = Effects(gain=float(rng.uniform(0.4, 1.3)),
-                          motion_px=tuple(rng.normal(0, 2.5, 2)) if rng.random() < 0.3 else (0.0, 0.0),
-                          defocus_sigma=float(rng.uniform(0, 2.5)) if rng.random() < 0.2 else 0.0)
-        poses = []
-        for r in range(n_rats):
-            look = look_for(int(rng.integers(1, 10000)), COATS[int(rng.choice(4, p=[0.55, 0.15, 0.15, 0.15]))])
-            yaw = float(rng.uniform(-180, 180)) if rng.random() < 0.25 else float(rng.uniform(-90, 90))
-            scale = h * float(rng.uniform(0.1, 0.34))
-            cx = w * (rng.uniform(0.25, 0.75) if n_rats == 1 else (0.25 + 0.5 * r + rng.uniform(-0.1, 0.1)))
-            if rng.random() < 0.08:  # partly out of frame
-                cx = float(rng.choice([-0.05, 1.05])) * w
-            au = rng.uniform(0, 2, 4)
-            poses.append((Pose(float(cx), float(h * rng.uniform(0.3, 0.7)), scale, yaw, float(rng.uniform(-20, 20)),
-                               *au), look))
-        img, raw_boxes = scene.render(poses, effects, i)
-        boxes = [clip_box(box, w, h) for box, (pose, _) in zip(raw_boxes, poses)
-                 if face_visible(box, pose.yaw_deg, w, h)]
-        if rng.random() < 0.6:
-            q = int(rng.integers(35, 92))
-            img = cv2.imdecode(cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, q])[1], cv2.IMREAD_COLOR)
-        if rng.random() < 0.1:
-            img = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
-        out.append(Sample(img, np.array(boxes, np.float32).reshape(-1, 4)))
+        out.append(Sample(*lab_frame(seed, i)))
         if progress:
             progress(i + 1, n)
     return out
+
+
+@dataclass
+class Prepared:
+    """Training frames at the network input: what the trainer keeps in memory (a 720p frame is 2.7 MB,
+    its input 110 kB)."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8 RGB
+    boxes: list[np.ndarray]  # per image (K, 4), input pixels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __add__(self, other: "Prepared") -> "Prepared":
+        return Prepared(np.concatenate([self.images, other.images]), self.boxes + other.boxes)
+
+
+def prepare(samples: list[Sample], width: int = INPUT_W, height: int = INPUT_H) -> Prepared:
+    images = np.empty((len(samples), height, width, 3), np.uint8)
+    boxes = []
+    for k, s in enumerate(samples):
+        images[k] = (preprocess([s.image], width, height)[0].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
+        h, w = s.image.shape[:2]
+        boxes.append(s.boxes * np.array([width / w, height / h, width / w, height / h], np.float32))
+    return Prepared(images, boxes)
+
+
+def _render_prepared(job: tuple[int, int, int]) -> Prepared:
+    seed, start, stop = job
+    return prepare([Sample(*lab_frame(seed, i)) for i in range(start, stop)])
+
+
+def render_prepared(n: int, seed: int, workers: int = 1,
+                    progress: Callable[[int, int], None] | None = None) -> Prepared:
+    """synthetic_samples(n, seed), rendered by `workers` processes and kept at the network input only.
+    The frames do not depend on the number of workers."""
+    chunk = 50
+    jobs = [(seed, a, min(n, a + chunk)) for a in range(0, n, chunk)]
+    parts: list[Prepared] = []
+    done = 0
+    if workers > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers) as pool:
+            for part in pool.map(_render_prepared, jobs):
+                parts.append(part)
+                done += len(part)
+                if progress:
+                    progress(done, n)
+    else:
+        for job in jobs:
+            parts.append(_render_prepared(job))
+            done += len(parts[-1])
+            if progress:
+                progress(done, n)
+    return Prepared(np.concatenate([p.images for p in parts]), [b for p in parts for b in p.boxes])
 
 
 def yolo_samples(root: Path) -> list[Sample]:
@@ -154,49 +176,73 @@ def build_net():
     return DetectorNet()
 
 
-def _augment(sample: Sample, rng: np.random.Generator) -> Sample:
-    img, boxes = sample.image, sample.boxes.copy()
-    if rng.random() < 0.5:
-        img = img[:, ::-1]
-        w = img.shape[1]
-        boxes[:, [0, 2]] = w - boxes[:, [2, 0]]
-    if rng.random() < 0.5:
-        img = cv2.convertScaleAbs(img, alpha=float(rng.uniform(0.6, 1.4)), beta=float(rng.uniform(-25, 25)))
-    return Sample(np.ascontiguousarray(img), boxes)
+def _targets(data: Prepared, flipped: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Heatmap (N, 1, gh, gw), regression (N, 4, gh, gw) and mask (N, 1, gh, gw) of every frame, as drawn
+    or mirrored left-right (flip augmentation without recomputing per batch)."""
+    gw, gh = INPUT_W // STRIDE, INPUT_H // STRIDE
+    n = len(data)
+    heat = np.zeros((n, 1, gh, gw), np.float32)
+    reg = np.zeros((n, 4, gh, gw), np.float32)
+    mask = np.zeros((n, 1, gh, gw), np.float32)
+    for k, boxes in enumerate(data.boxes):
+        if flipped:
+            boxes = boxes.copy()
+            boxes[:, [0, 2]] = INPUT_W - boxes[:, [2, 0]]
+        heat[k, 0], reg[k], mask[k, 0] = make_targets(boxes, INPUT_W, INPUT_H, gw, gh)
+    return heat, reg, mask
 
 
-def train_detector(samples: list[Sample], out_dir: Path, epochs: int = 20, init: Path | None = None,
+def _photometric(x, gen):
+    """Per-frame exposure, contrast, colour cast and (sometimes) greyscale, on the batch's device."""
+    import torch
+
+    n = x.shape[0]
+
+    def uniform(lo, hi, *shape):
+        return (torch.rand(n, *shape, generator=gen) * (hi - lo) + lo).to(x.device)
+
+    x = x * uniform(0.6, 1.4, 1, 1, 1) * uniform(0.85, 1.15, 3, 1, 1) + uniform(-0.1, 0.1, 1, 1, 1)
+    grey = (torch.rand(n, generator=gen) < 0.1).to(x.device)[:, None, None, None]
+    x = torch.where(grey, x.mean(dim=1, keepdim=True).expand_as(x), x)
+    return x.clamp(0, 1)
+
+
+def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int = 20, init: Path | None = None,
                    lr: float = 2e-3, batch_size: int = 32, seed: int = 0, description: str = "",
                    synthetic: bool = False, progress: Callable[[int, int, float], None] | None = None) -> dict:
     """Trains (or fine-tunes from INIT/weights.safetensors) and writes OUT/model.onnx, weights.safetensors,
-    card.json. synthetic: every frame it learnt from (its initial detector's too) was synthetic, and the card
-    says so. Returns the card."""
+    card.json. Runs on a GPU when torch sees one. synthetic: every frame it learnt from (its initial
+    detector's too) was synthetic, and the card says so. Returns the card."""
     import torch
     from safetensors.torch import load_file, save_file
 
+    data = samples if isinstance(samples, Prepared) else prepare(samples)
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     net = build_net()
     if init is not None:
         net.load_state_dict(load_file(str(verified_file(init, "weights.safetensors"))))
-    gw, gh = INPUT_W // STRIDE, INPUT_H // STRIDE
+    net.to(device)
+    images = torch.from_numpy(data.images).to(device)
+    targets = {flip: [torch.from_numpy(t).to(device) for t in _targets(data, flip)] for flip in (False, True)}
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = max(1, int(np.ceil(len(samples) / batch_size)))
+    steps_per_epoch = max(1, int(np.ceil(len(data) / batch_size)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
                                                 pct_start=0.15 if init is None else 0.05)
     t0 = time.time()
     loss_value = float("nan")
     for epoch in range(epochs):
         net.train()
-        order = rng.permutation(len(samples))
+        order = torch.randperm(len(data), generator=gen)
         total = 0.0
         for b in range(steps_per_epoch):
-            batch = [_augment(samples[j], rng) for j in order[b * batch_size:(b + 1) * batch_size]]
-            x = torch.from_numpy(preprocess([s.image for s in batch]))
-            tg = [make_targets(s.boxes, s.image.shape[1], s.image.shape[0], gw, gh) for s in batch]
-            heat_t = torch.from_numpy(np.stack([t[0] for t in tg]))[:, None]
-            reg_t = torch.from_numpy(np.stack([t[1] for t in tg]))
-            mask = torch.from_numpy(np.stack([t[2] for t in tg]))[:, None]
+            idx = order[b * batch_size:(b + 1) * batch_size].to(device)
+            flip = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
+            f4 = flip[:, None, None, None]
+            x = images[idx].permute(0, 3, 1, 2).float() * (1.0 / 255)
+            x = _photometric(torch.where(f4, x.flip(3), x), gen)
+            heat_t, reg_t, mask = (torch.where(f4, a[idx], p[idx]) for p, a in zip(targets[False], targets[True]))
             heat, size, offset = net(x)
             loss = _focal(heat, heat_t) + _masked_l1(torch.cat([size, offset], 1), reg_t, mask)
             opt.zero_grad()
@@ -207,6 +253,7 @@ def train_detector(samples: list[Sample], out_dir: Path, epochs: int = 20, init:
         loss_value = total / steps_per_epoch
         if progress:
             progress(epoch + 1, epochs, loss_value)
+    net.cpu()
     net.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -220,7 +267,8 @@ def train_detector(samples: list[Sample], out_dir: Path, epochs: int = 20, init:
     card = {
         "name": out_dir.name,
         "kind": "face-detector",
-        "architecture": "CenterNet-style CNN, stride 8, ~0.4M parameters",
+        "architecture": f"CenterNet-style CNN, stride 8, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M "
+                        "parameters",
         "input_size": [INPUT_W, INPUT_H],
         "threshold": 0.4,
         "training": {
@@ -230,6 +278,7 @@ def train_detector(samples: list[Sample], out_dir: Path, epochs: int = 20, init:
             "fine_tuned_from": str(init) if init else None,
             "final_loss": round(loss_value, 4),
             "seconds": round(time.time() - t0, 1),
+            "device": device.type,
             "seed": seed,
         },
         "versions": {"torch": torch.__version__},

@@ -107,6 +107,7 @@ class CaptureSource:
         self.frames_read = 0
         self.decode_errors = 0  # files: unreadable frames skipped mid-stream
         self.outages: list[tuple[float, float]] = []  # live: (lost at, back at) in seconds since start
+        self.given_up_at_s: float | None = None  # live: when retrying stopped (seconds since start)
         self.error: str | None = None
         self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
         self._started = False
@@ -157,6 +158,8 @@ class CaptureSource:
                 return True
             cap.release()
         self.outages.append((lost_at - self.info.start_time, time.time() - self.info.start_time))
+        if not self._stop.is_set():
+            self.given_up_at_s = time.time() - self.info.start_time
         return False
 
     def _next_file_frame(self, index: int) -> tuple[bool, np.ndarray | None, int]:
