@@ -42,10 +42,10 @@ models: $(STAMP)
 	rm -rf $(SYNTH_DATA)
 	$(BIN)/rat-monitor synth --dataset $(SYNTH_DATA) --subjects 6 --per-subject 600 --seed 0
 	$(BIN)/rat-monitor train --data $(SYNTH_DATA) --model lbp-svm --task binary --synthetic --loso \
-		--out models/lbp-svm-synthetic --description "3600 synthetic face crops of 6 animals, with action-unit \
+		--overwrite --out models/lbp-svm-synthetic --description "3600 synthetic face crops of 6 animals, with action-unit \
 		labels: rat-monitor synth --dataset DIR --subjects 6 --per-subject 600 --seed 0"
 	$(BIN)/rat-monitor detector train --synthetic 12000 --epochs 40 --seed 1 --workers $$(nproc) \
-		--out models/rat-face-detector
+		--overwrite --out models/rat-face-detector
 	for s in albino_onset albino_control hooded_hard; do \
 		$(BIN)/rat-monitor detector evaluate --video sample_videos/$$s.mp4 --record || exit 1; done
 	if [ -d ../shared/real/reachbox ]; then \

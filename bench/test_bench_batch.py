@@ -28,7 +28,7 @@ def test_videos_per_hour(tmp_path, record):
     figures = {"videos": len(videos), "video_minutes_each": 1, "resolution": "720p30"}
     for workers in (1, 2):
         t = time.perf_counter()
-        job = Job(DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, Settings(smoothing="centred"), overwrite=True)
+        job = Job(DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, Settings(), overwrite=True)
         rows = run_batch(videos, tmp_path / f"w{workers}", job, workers=workers)
         seconds = time.perf_counter() - t
         assert all(r["status"] == "ok" for r in rows)

@@ -44,9 +44,9 @@ def _decode_only(path: Path) -> float:
     return n / (time.perf_counter() - t)
 
 
-def _pipeline(path: Path, out: Path, smoothing: str = "centred") -> dict:
+def _pipeline(path: Path, out: Path) -> dict:
     det, clf = load_detector(DEFAULT_DETECTOR), load_classifier(DEFAULT_CLASSIFIER)
-    result = analyze_video(path, out, det, clf, Settings(smoothing=smoothing), overwrite=True)
+    result = analyze_video(path, out, det, clf, Settings(), overwrite=True)
     return json.loads((out / "run.json").read_text())["totals"] | {"fps": result.totals.fps}
 
 

@@ -23,7 +23,7 @@ from .imaging import as_stored
 from .select import QualityScorer, SelectionSettings, WindowSelector
 from .sinks.files import RunWriter
 from .sources import FrameSource
-from .timeline import SMOOTHING, AlertRule, Timeline, smooth
+from .timeline import AlertRule, Timeline
 from .track import DetectionSchedule, Tracker
 from .types import Candidate, MinuteSummary, ScoredFrame
 
@@ -34,7 +34,6 @@ class Settings:
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     alert: AlertRule = field(default_factory=AlertRule)
     duration_s: float | None = None  # stop after this much media (or wall-clock) time
-    smoothing: str = "causal"  # causal while live; centred for archives (rewritten once the run ends)
 
     def check(self) -> None:
         w = self.selection.window_s
@@ -44,8 +43,6 @@ class Settings:
             raise ConfigError("--per-window must be at least 1")
         if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
             raise ConfigError(f"--duration must be a positive number of seconds, not {self.duration_s:g}")
-        if self.smoothing not in SMOOTHING:
-            raise ConfigError(f"smoothing must be one of {', '.join(SMOOTHING)}")
 
 
 class Observer:
@@ -247,9 +244,6 @@ class Pipeline:
                 # A live source given up: the minutes until then were lost, and the timeline says so.
                 given_up = getattr(self.source, "given_up_at_s", None)
                 self._minutes(self.timeline.finish(end_s=max(last_t + 1.0 / fps, given_up or 0.0)))
-            if self.settings.smoothing == "centred":
-                smooth(self.timeline.rows, "centred", self.settings.alert)
-                self.writer.rewrite_timeline(self.timeline.rows)
             tot.alerts = sum(r.alert_event == "raised" for r in self.timeline.rows)
             tot.wall_s = time.perf_counter() - t0
             clock.lap("finish")

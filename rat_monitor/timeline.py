@@ -4,8 +4,9 @@ humane-endpoint alert.
 A minute without scored frames is 'unknown' (status 'unfamiliar' when its selected faces were all refused as
 unlike the model's training faces): nothing is imputed; its smoothed value stays empty, and the
 minutes around it get wider intervals because fewer observations support them. Smoothing is a weighted pool
-of the scored frames of nearby known minutes: causal (this and earlier minutes, halving weights) while live,
-centred (two minutes either side, triangular weights) for archives. The interval is the 95% interval of a
+of the scored frames of this and earlier known minutes (halving weights), live and for archives alike: a
+smoother that looked ahead would show a pain-free minute as painful before the pain began, and an archive's
+report would disagree with what the live view said at the time. The interval is the 95% interval of a
 Jeffreys Beta interval over the pooled, weighted frame probabilities.
 """
 
@@ -20,8 +21,6 @@ from scipy.stats import beta
 from .types import MinuteSummary, ScoredFrame, au_values
 
 CAUSAL_WEIGHTS = (1.0, 0.5, 0.25, 0.125)  # this minute, one before, two before, ...
-CENTRED_WEIGHTS = {0: 1.0, 1: 2 / 3, 2: 1 / 3}  # by distance in minutes, either side
-SMOOTHING = ("causal", "centred")
 
 
 @dataclass
@@ -50,13 +49,11 @@ class AlertState:
     on: bool = False
 
 
-def smooth(rows: list[MinuteSummary], mode: str, rule: AlertRule, start: int = 0,
-           state: AlertState | None = None) -> AlertState:
-    """Fills pain_prob_smoothed, its interval, alert and alert events, in place, for rows[start:] (the alert
-    state before rows[start] given); returns the alert state after the last row."""
-    if mode not in SMOOTHING:
-        raise ValueError(f"smoothing must be one of {SMOOTHING}")
-    reach = max(len(CAUSAL_WEIGHTS), max(CENTRED_WEIGHTS) + 1)
+def smooth(rows: list[MinuteSummary], rule: AlertRule, start: int = 0, state: AlertState | None = None) -> AlertState:
+    """Fills pain_prob_smoothed (from this and earlier minutes only), its interval, alert and alert events, in
+    place, for rows[start:] (the alert state before rows[start] given); returns the alert state after the last
+    row."""
+    reach = len(CAUSAL_WEIGHTS)
     by_minute = {r.minute: r for r in rows[max(0, start - reach):]}
     state = state or AlertState()
     run, alert_on = state.run, state.on
@@ -64,11 +61,7 @@ def smooth(rows: list[MinuteSummary], mode: str, rule: AlertRule, start: int = 0
         r.alert_event = ""
         r.pain_prob_smoothed = r.smoothed_low = r.smoothed_high = None
         if r.scored_frames:
-            if mode == "causal":
-                near = [(by_minute.get(r.minute - d), w) for d, w in enumerate(CAUSAL_WEIGHTS)]
-            else:
-                near = [(by_minute.get(r.minute + s * d), w) for d, w in CENTRED_WEIGHTS.items()
-                        for s in ((1,) if d == 0 else (-1, 1))]
+            near = [(by_minute.get(r.minute - d), w) for d, w in enumerate(CAUSAL_WEIGHTS)]
             near = [(m, w) for m, w in near if m is not None and m.scored_frames]
             pain = sum(w * m.pain_sum for m, w in near)
             total = sum(w * m.scored_frames for m, w in near)
@@ -100,7 +93,7 @@ class Timeline:
         self._refused: dict[int, int] = {}  # minute -> selected crops refused as unfamiliar
         self._binary = False  # the model tells pain from no pain only: its level is "pain", never a severity
         self.rows: list[MinuteSummary] = list(earlier or [])  # a resumed run continues after these minutes
-        self._alert = smooth(self.rows, "causal", self.rule)
+        self._alert = smooth(self.rows, self.rule)
         if self.rows:
             self._current = self._open(self.rows[-1].minute + 1)
 
@@ -182,5 +175,5 @@ class Timeline:
             m.action_units = au_values(aus.mean(axis=0))
         self.rows.append(m)
         # Causal: only this row is new, earlier ones are final.
-        self._alert = smooth(self.rows, "causal", self.rule, start=len(self.rows) - 1, state=self._alert)
+        self._alert = smooth(self.rows, self.rule, start=len(self.rows) - 1, state=self._alert)
         return m

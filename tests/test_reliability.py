@@ -214,3 +214,23 @@ def test_full_disk_keeps_what_was_written(short_video, tmp_path, monkeypatch):
     result = runner.invoke(app, ["analyze", str(long), "--out", str(tmp_path / "runs"), "--quiet"])
     assert result.exit_code == 2 and "disk is full" in result.output
     assert len(read_rows(tmp_path / "runs" / "long" / "timeline.csv")) == 1  # the minute written before is kept
+
+
+@pytest.mark.parametrize("command", [["train", "--data", "nowhere"], ["detector", "train", "--synthetic", "10"]])
+def test_training_never_replaces_a_model_silently(tmp_path, command):
+    model = tmp_path / "my-model"
+    model.mkdir()
+    (model / "card.json").write_text("{}")
+    result = runner.invoke(app, [*command, "--out", str(model)])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert (model / "card.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("args", [["analyze", "VIDEO", "--window", "nan"], ["analyze", "VIDEO", "--window", "-10"],
+                                  ["watch", "--video", "VIDEO", "--duration", "nan"],
+                                  ["watch", "--video", "VIDEO", "--give-up", "inf"], ["watch"]])
+def test_settings_that_make_no_sense_exit_2_before_anything_is_written(short_video, tmp_path, args):
+    out = tmp_path / "run"
+    result = runner.invoke(app, [a.replace("VIDEO", str(short_video)) for a in args] + ["--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and not out.exists()

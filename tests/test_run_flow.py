@@ -80,10 +80,10 @@ class FakeClassifier:
 
 
 def run(tmp_path, times, dropped=None, live=False, refuse_late=False, earlier=None, resume_s=0.0,
-        smoothing="causal", nan_late=False):
+        nan_late=False):
     source = FakeSource(times, dropped, live)
     writer = RunWriter(prepare_run_dir(tmp_path, overwrite=True) if not earlier else tmp_path, resume=bool(earlier))
-    pipe = Pipeline(source, FakeDetector(), FakeClassifier(refuse_late, nan_late), writer, Settings(smoothing=smoothing),
+    pipe = Pipeline(source, FakeDetector(), FakeClassifier(refuse_late, nan_late), writer, Settings(),
                     earlier=earlier, resume_s=resume_s)
     result = pipe.run()
     writer.close(pipe.run_info({"complete": True}))
@@ -146,15 +146,14 @@ def test_a_model_giving_nan_never_gives_a_score(tmp_path):
 
 def test_resume_continues_after_the_complete_minutes(tmp_path):
     times = list(np.arange(0, 180, 0.5))
-    full = run(tmp_path / "full", times, smoothing="centred")
+    full = run(tmp_path / "full", times)
     resumed_dir = tmp_path / "resumed"
     run(resumed_dir, [t for t in times if t < 130])  # interrupted in minute 2: minutes 0 and 1 are complete
     from rat_monitor.sinks.files import prepare_resume
 
     earlier, resume_s = prepare_resume(resumed_dir, action_units=False)
     assert [r.minute for r in earlier] == [0, 1] and resume_s == 120.0
-    again = run(resumed_dir, [t for t in times if t >= 118], earlier=earlier, resume_s=resume_s,
-                smoothing="centred")
+    again = run(resumed_dir, [t for t in times if t >= 118], earlier=earlier, resume_s=resume_s)
     assert [r.minute for r in again.rows] == [0, 1, 2]
     for a, b in zip(full.rows, again.rows):
         assert (a.frames, a.scored_frames, a.pain_level) == (b.frames, b.scored_frames, b.pain_level)
@@ -199,7 +198,7 @@ def test_run_and_model_files_follow_the_umask(tmp_path):
 
     old = os.umask(0o022)
     try:
-        run(tmp_path / "run", list(np.arange(0, 70, 0.5)), smoothing="centred")  # run.json, rewritten timeline
+        run(tmp_path / "run", list(np.arange(0, 70, 0.5)))  # run.json and the timeline
         fam, _ = fit_grouped(np.random.default_rng(0).normal(size=(40, 6)), np.repeat(["a", "b"], 20))
         from safetensors.numpy import save_file
 

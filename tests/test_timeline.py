@@ -76,26 +76,24 @@ def test_unknown_minutes_widen_the_interval_and_get_no_value():
     steady = _run([0.8] * 5)
     gappy = _run([0.8, 0.8, None, 0.8, 0.8])
     for rows in (steady, gappy):
-        smooth(rows, "centred", AlertRule())
+        smooth(rows, AlertRule())
     assert gappy[2].pain_prob_smoothed is None and gappy[2].smoothed_low is None
     width = lambda r: r.smoothed_high - r.smoothed_low  # noqa: E731
-    assert width(gappy[1]) > width(steady[1]) and width(gappy[3]) > width(steady[3])
+    assert width(gappy[3]) > width(steady[3]) and width(gappy[4]) > width(steady[4])
     assert steady[2].pain_prob_smoothed == pytest.approx(0.8)
     # raw per-minute interval: 6 frames give a wide one
     assert steady[0].pain_prob_low < 0.8 < steady[0].pain_prob_high
 
 
-def test_centred_smoothing_looks_both_ways_causal_only_back():
-    from rat_monitor.timeline import smooth
-
+def test_smoothing_never_leads_the_data():
+    """A pain-free minute before the pain stays pain-free once smoothed (the demo once showed 0.61 from a raw
+    0.25 because an archive's smoother looked ahead); the rise shows from its own minute on, pooled with the
+    minutes before it (halving weights)."""
     rows = _run([0.1, 0.1, 0.9, 0.9])
-    causal = [r.pain_prob_smoothed for r in rows]
-    smooth(rows, "centred", AlertRule())
-    centred = [r.pain_prob_smoothed for r in rows]
-    assert causal[1] == pytest.approx(0.1)  # the coming rise is unknown to a live run
-    assert centred[1] > 0.3  # an archive sees it
-    # minute 2 pools minutes 0-4 with weights 1/3, 2/3, 1, 2/3 (minute 4 does not exist)
-    assert centred[2] == pytest.approx((0.1 / 3 + 0.1 * 2 / 3 + 0.9 + 0.9 * 2 / 3) / (1 / 3 + 2 / 3 + 1 + 2 / 3))
+    smoothed = [r.pain_prob_smoothed for r in rows]
+    assert smoothed[:2] == [pytest.approx(0.1), pytest.approx(0.1)]
+    assert smoothed[2] == pytest.approx((0.9 + 0.1 * 0.5 + 0.1 * 0.25) / (1 + 0.5 + 0.25))
+    assert smoothed[3] > smoothed[2]
 
 
 def test_a_source_given_up_leaves_source_lost_minutes_until_then():

@@ -80,6 +80,12 @@ def friendly_errors(fn):
     return wrapper
 
 
+def refuse_to_replace_model(out_dir: Path, overwrite: bool) -> None:
+    """Training never replaces a model folder silently (checked before any data is read)."""
+    if not overwrite and out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"{out_dir} already holds files (a model?); give --overwrite to replace it or another --out")
+
+
 def progress_bars() -> Progress:
     """Progress on stderr, so stdout carries only results."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -109,9 +115,8 @@ def fire_alert(command: str | None, record: dict, where: str = "") -> None:
             err.print(f"[yellow]warning:[/] {problem}", highlight=False)
 
 
-def settings(window: float, per_window: int, duration: float | None, smoothing: str):
+def settings(window: float, per_window: int, duration: float | None):
     from ..pipeline import Settings
     from ..select import SelectionSettings
 
-    return Settings(selection=SelectionSettings(window_s=window, per_window=per_window), duration_s=duration,
-                    smoothing=smoothing)
+    return Settings(selection=SelectionSettings(window_s=window, per_window=per_window), duration_s=duration)

@@ -12,7 +12,7 @@ import typer
 from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from .app import (DEFAULT_KIND, DETECTOR_HELP, KIND_HELP, MODEL_HELP, app, caveat, detector_app, err,
-                  friendly_errors, out, print_refusal, progress_bars)
+                  friendly_errors, out, print_refusal, progress_bars, refuse_to_replace_model)
 from .views import au_table, loso_table, models_table
 
 
@@ -42,6 +42,7 @@ def train(
     synthetic: bool = typer.Option(False, help="Mark the model as trained on synthetic data."),
     loso: bool = typer.Option(False, help="First run leave-one-subject-out evaluation and record it in the card."),
     description: str = typer.Option("", help="How the training data was made, for the model card."),
+    overwrite: bool = typer.Option(False, help="Replace the model folder --out if it exists."),
 ):
     """Train a pain classifier on all of a dataset and save it (no pickle: safetensors + card.json). When the
     dataset has action-unit columns (orbital, nose, ears, whiskers) the model also learns the four AU scores.
@@ -52,6 +53,7 @@ def train(
     from ..data import load_dataset
 
     trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights, log=lambda m: err.print(m))
+    refuse_to_replace_model(out_dir, overwrite)
     ds = load_dataset(data)  # after the settings are checked
     aus = " (with action units)" if ds.has_aus else ""
     out.print(f"training {model} ({task}){aus} on {ds.summary()}", highlight=False)
@@ -165,6 +167,7 @@ def detector_train(
     repeat_yolo: int = typer.Option(1, help="Show each annotated frame this many times per epoch."),
     workers: int = typer.Option(1, help="Processes rendering the synthetic frames (the frames are the same "
                                         "for any number)."),
+    overwrite: bool = typer.Option(False, help="Replace the detector folder --out if it exists."),
 ):
     """Train the face detector on synthetic frames and/or your annotated frames; or fine-tune the bundled one.
 
@@ -177,6 +180,7 @@ def detector_train(
         raise ConfigError("nothing to train on: give --synthetic N and/or --yolo DIR")
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
+    refuse_to_replace_model(out_dir, overwrite)
     parts = []
     with progress_bars() as progress:
         data = None

@@ -55,7 +55,7 @@ def watch(
     from ..runs import watch_source
     from ..sources import CaptureSource
 
-    run_settings = settings(window, per_window, duration, "causal")
+    run_settings = settings(window, per_window, duration)
     run_settings.check()
     if not (math.isfinite(give_up) and give_up >= 0):
         raise ConfigError("--give-up must be a number of seconds, 0 or more")
@@ -156,7 +156,7 @@ def analyze(
     """
     from ..batch import Job, expand_inputs, run_batch
 
-    job = Job(model, detector, settings(window, per_window, None, "centred"), overwrite, resume)
+    job = Job(model, detector, settings(window, per_window, None), overwrite, resume)
     job.settings.check()
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
@@ -206,7 +206,7 @@ def demo(
     det, clf = _load_models(DEFAULT_CLASSIFIER, DEFAULT_DETECTOR)
     with progress_bars() as progress:
         bars = FrameBars(progress)
-        result = analyze_video(video, out_dir, det, clf, settings(10.0, 3, None, "centred"), overwrite=True,
+        result = analyze_video(video, out_dir, det, clf, settings(10.0, 3, None), overwrite=True,
                                observer=bars(video))
         bars.finish(video, result.totals.frames)
     out.print(timeline_table(result.rows, title=f"Demo: {video.name} (synthetic video)", caveat=caveat(clf),

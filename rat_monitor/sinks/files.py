@@ -116,18 +116,6 @@ class RunWriter:
             self._alerts.write(json.dumps(alert_record(m, event)) + "\n")
             self._sync(self._alerts)
 
-    def rewrite_timeline(self, rows: list[MinuteSummary]) -> None:
-        """Replaces timeline.csv and alerts.jsonl as a whole (atomically), e.g. after centred smoothing of an
-        archive: until then the rows written minute by minute stand."""
-        lines = [timeline_columns(self.action_units)] + [timeline_row(m, self.action_units) for m in rows]
-        atomic_write_text(self.dir / "timeline.csv", _csv_text(lines))
-        events = [json.dumps(alert_record(m, m.alert_event)) for m in rows if m.alert_event]
-        if events or (self.dir / "alerts.jsonl").exists():
-            if self._alerts is not None:
-                self._alerts.close()
-                self._alerts = None
-            atomic_write_text(self.dir / "alerts.jsonl", "".join(e + "\n" for e in events))
-
     def scored(self, frames: list[ScoredFrame]) -> None:
         for s in frames:
             c, p, q = s.candidate, s.prediction, s.candidate.quality
