@@ -8,6 +8,7 @@ key file, so annotators score without knowing time or treatment (as RGS scoring 
 from __future__ import annotations
 
 import csv
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
@@ -55,10 +56,34 @@ def select_from_video(video: Path, detector, settings: Settings,
     return chosen
 
 
+def subject_of(video: Path, subject: str | None = None, pattern: str | None = None) -> str:
+    """The animal a video shows: SUBJECT for all videos, or the first group (else the whole match) of the regular
+    expression PATTERN searched in the video's path (so day1.mp4 and day2.mp4 of rat 7 stay one animal), else
+    the file name without its extension."""
+    if subject is not None:
+        if not subject.strip():
+            raise ConfigError("--subject must not be empty")
+        return subject.strip()
+    if pattern is not None:
+        try:
+            match = re.search(pattern, str(video))
+        except re.error as exc:
+            raise ConfigError(f"--subject-from {pattern!r} is not a regular expression: {exc}") from None
+        if match is None:
+            raise ConfigError(f"--subject-from {pattern!r} does not match {video}")
+        found = match.group(1) if match.groups() else match.group(0)
+        if not found:
+            raise ConfigError(f"--subject-from {pattern!r} matches an empty subject in {video}")
+        return found
+    return Path(video).stem
+
+
 def export(videos: list[Path], out_dir: Path, detector, settings: Settings, blind: bool = False,
-           full_frames: bool = False, seed: int | None = None,
-           progress: Callable[[str, int], None] | None = None) -> dict:
-    """Writes OUT/images/*.jpg and OUT/manifest.csv (plus OUT/key.csv when blind). Returns counts."""
+           full_frames: bool = False, seed: int | None = None, subject: str | None = None,
+           subject_from: str | None = None, progress: Callable[[str, int], None] | None = None) -> dict:
+    """Writes OUT/images/*.jpg and OUT/manifest.csv (plus OUT/key.csv when blind). Returns counts. The subject of
+    each video: see subject_of (checked for every video before any work)."""
+    subjects = {v: subject_of(v, subject, subject_from) for v in videos}
     out_dir = Path(out_dir)
     if (out_dir / "manifest.csv").exists():
         raise ConfigError(f"{out_dir} already holds a curation (manifest.csv); choose another --out")
@@ -68,7 +93,7 @@ def export(videos: list[Path], out_dir: Path, detector, settings: Settings, blin
         for cand, full in _selected_with_frames(video, detector, settings, full_frames, progress):
             q = cand.quality
             rows.append({
-                "image": full if full_frames else cand.crop, "subject": Path(video).stem, "source": str(video),
+                "image": full if full_frames else cand.crop, "subject": subjects[video], "source": str(video),
                 "frame": cand.frame, "t_s": f"{cand.t_s:.3f}", **dict(zip(("x0", "y0", "x1", "y1"),
                                                                              (f"{v:.1f}" for v in cand.box))),
                 "sharpness": f"{q.sharpness:.4f}", "motion": f"{q.motion:.4f}", "confidence": f"{q.confidence:.4f}",
@@ -91,7 +116,7 @@ def export(videos: list[Path], out_dir: Path, detector, settings: Settings, blin
         _write(out_dir / "key.csv", KEY_COLUMNS + ["subject"], rows)
     else:
         _write(out_dir / "manifest.csv", MANIFEST_COLUMNS, rows)
-    return {"images": len(rows), "videos": len(videos), "blind": blind}
+    return {"images": len(rows), "videos": len(videos), "blind": blind, "subjects": sorted(set(subjects.values()))}
 
 
 def _selected_with_frames(video, detector, settings, full_frames, progress):

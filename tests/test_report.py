@@ -62,3 +62,19 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert decoded and decoded.group(1) == decoded.group(2) and int(decoded.group(2)) > 10
     assert re.search(r"<tr><td>two_min</td><td>2</td><td>2</td>", dom)  # the summary numbers are on the page
     assert np.count_nonzero(img.min(axis=2) < 100) > 1000  # plot lines and text are visible
+
+
+def test_report_takes_the_folder_analyze_wrote_and_never_overwrites_silently(report, tmp_path):
+    runs = report.parent  # analyze's --out: one run folder per video (and report.html beside them)
+    out = tmp_path / "all.html"
+    result = runner.invoke(app, ["report", str(runs), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "short" in page and "two_min" in page
+    again = runner.invoke(app, ["report", str(runs), "--out", str(out)])
+    assert again.exit_code == 2 and "--overwrite" in again.output
+    assert runner.invoke(app, ["report", str(runs), "--out", str(out), "--overwrite"]).exit_code == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = runner.invoke(app, ["report", str(empty), "--out", str(tmp_path / "x.html")])
+    assert bad.exit_code == 2 and "run folder" in bad.output

@@ -115,3 +115,38 @@ def test_real_footage_frames_around_the_stimulus_rank_lowest(real_mouse_video):
     lowest = int(np.argmin(scores))
     assert 58 <= lowest <= 66, lowest
     assert scores[58:70].mean() < scores[np.r_[1:55]].mean()
+
+
+def test_curation_round_trip_runs_the_commands_it_prints(short_video, tmp_path):
+    """curate --blind -> label -> the printed unblind and train commands, as written; the animal comes from the
+    path, so two days of one rat stay one animal."""
+    import shlex
+    import shutil
+
+    videos = []
+    for name in ("rat1/day1.mp4", "rat1/day2.mp4", "rat2/day1.mp4"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        videos.append(shutil.copy(short_video, tmp_path / name))
+    out = tmp_path / "to_label"
+    result = runner.invoke(app, ["curate", *map(str, videos), "--out", str(out), "--every", "10s", "--blind",
+                                 "--subject-from", r"(rat\d+)"])
+    assert result.exit_code == 0, result.output
+    assert "of 2 animal(s) (rat1, rat2)" in result.output
+    manifest = read_rows(out / "manifest.csv")
+    for i, r in enumerate(manifest):  # the annotators' labels
+        r["label"] = str(i % 2)
+    with open(out / "manifest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(manifest[0]))
+        w.writeheader()
+        w.writerows(manifest)
+    printed = " ".join(result.output.split()).split("then: ", 1)[1]
+    for command in printed.split("&&"):
+        args = shlex.split(command.replace("MODEL_FOLDER", str(tmp_path / "model")))
+        assert args[0] == "rat-monitor"
+        step = runner.invoke(app, args[1:])
+        assert step.exit_code == 0, (command, step.output)
+    restored = read_rows(out / "manifest_unblinded.csv")
+    assert {r["subject"] for r in restored} == {"rat1", "rat2"}
+    assert (tmp_path / "model" / "card.json").exists()
+    bad = runner.invoke(app, ["curate", str(videos[0]), "--out", str(tmp_path / "x"), "--subject-from", "(mouse)"])
+    assert bad.exit_code == 2 and "does not match" in bad.output

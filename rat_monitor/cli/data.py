@@ -27,18 +27,22 @@ def _parse_size(text: str) -> tuple[int, int]:
 @app.command()
 @friendly_errors
 def report(
-    runs: list[Path] = typer.Argument(..., help="Run folders (from analyze or watch), shown side by side."),
+    runs: list[Path] = typer.Argument(..., help="Run folders (from analyze or watch), or folders of them (what "
+                                                "analyze writes for several videos), shown side by side."),
     out_path: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write; the plot goes beside it "
                                                                       "as .png."),
     title: str = typer.Option("Rat welfare report", help="Title of the report."),
+    overwrite: bool = typer.Option(False, help="Replace an existing report file."),
 ):
     """A self-contained HTML welfare report (works offline) with the pain timeline, unknown minutes, alerts,
     face coverage, a summary, the scored face crops for audit and the run metadata; plus the plot as PNG.
 
-    [bold]Example:[/] rat-monitor report runs/rat3_before runs/rat3_after --out rat3.html
+    [bold]Example:[/] rat-monitor report runs/ --out welfare.html
     """
     from ..sinks.report import write_report
 
+    if out_path.exists() and not overwrite:
+        raise ConfigError(f"{out_path} exists; give --overwrite to replace it or another --out")
     written = write_report(runs, out_path, title)
     out.print(f"report → {written['html']} (plot: {written['png']})", highlight=False)
 
@@ -54,6 +58,10 @@ def curate(
     full_frames: bool = typer.Option(False, help="Export whole frames instead of face crops."),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     unblind: bool = typer.Option(False, help="Join a labelled blind manifest in --out back to its key.csv."),
+    subject: Optional[str] = typer.Option(None, help="The animal all the videos show (its id in the manifest)."),
+    subject_from: Optional[str] = typer.Option(
+        None, help="Regular expression finding the animal in each video's path; its first group is the id, "
+                   "e.g. '(rat\\d+)' for rat7/day1.mp4 and rat7/day2.mp4. Default: the file name."),
 ):
     """Export the sharpest, stillest face frames per time window for annotation, with a manifest whose label
     columns are left empty. Filled in, the folder is a training dataset for `rat-monitor train`.
@@ -66,7 +74,9 @@ def curate(
     from ..select import SelectionSettings
 
     if unblind:
-        out.print(f"unblinded → {cu.unblind(out_dir)}", highlight=False)
+        unblinded = cu.unblind(out_dir)
+        out.print(f"unblinded → {unblinded}; then: rat-monitor train --data {unblinded} --out MODEL_FOLDER",
+                  highlight=False, soft_wrap=True)
         return
     if not videos:
         raise ConfigError("give one or more videos (or --unblind with --out)")
@@ -80,12 +90,23 @@ def curate(
             raise SourceError(f"no such video file: {v}")
     with progress_bars() as progress:
         task = progress.add_task("selecting", total=None, rate="")
-        counts = cu.export(videos, out_dir, det, settings, blind=blind, full_frames=full_frames,
+        counts = cu.export(videos, out_dir, det, settings, blind=blind, full_frames=full_frames, subject=subject,
+                           subject_from=subject_from,
                            progress=lambda name, i: progress.update(task, completed=i,
                                                                     description=Path(name).name))
-    extra = " and key.csv (keep it away from the annotators)" if blind else ""
-    out.print(f"{counts['images']} face frames from {counts['videos']} video(s) → {out_dir}/manifest.csv{extra}; "
-              f"fill in the label columns, then: rat-monitor train --data {out_dir}", highlight=False)
+    animals = ", ".join(counts["subjects"])
+    out.print(f"{counts['images']} face frames of {len(counts['subjects'])} animal(s) ({animals}) from "
+              f"{counts['videos']} video(s) → {out_dir}/manifest.csv", highlight=False)
+    if subject is None and subject_from is None:
+        out.print("[yellow]note:[/] each video's file name is its animal; give --subject or --subject-from when "
+                  "several videos show one animal", highlight=False)
+    if blind:
+        out.print(f"keep {out_dir}/key.csv away from the annotators; fill in the label columns of manifest.csv, "
+                  f"then: rat-monitor curate --unblind --out {out_dir} && rat-monitor train --data "
+                  f"{out_dir}/manifest_unblinded.csv --out MODEL_FOLDER", highlight=False, soft_wrap=True)
+    else:
+        out.print(f"fill in the label columns, then: rat-monitor train --data {out_dir} --out MODEL_FOLDER",
+                  highlight=False, soft_wrap=True)
 
 
 @app.command()

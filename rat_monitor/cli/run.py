@@ -204,6 +204,8 @@ def demo(
     if not video.exists():
         raise ConfigError(f"the bundled sample {video} is missing (see sample_videos/README.md to remake it)")
     det, clf = _load_models(DEFAULT_CLASSIFIER, DEFAULT_DETECTOR)
+    if (out_dir / "timeline.csv").exists():  # the demo's own folder: replaced, and said so
+        err.print(f"replacing the earlier demo run in {out_dir}", highlight=False)
     with progress_bars() as progress:
         bars = FrameBars(progress)
         result = analyze_video(video, out_dir, det, clf, settings(10.0, 3, None), overwrite=True,

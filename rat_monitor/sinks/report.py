@@ -53,6 +53,21 @@ def load_run(folder: Path) -> RunData:
     return run
 
 
+def run_folders(paths: list[Path]) -> list[Path]:
+    """Run folders from what the user gave: run folders themselves, or folders holding runs (what `analyze`
+    writes for several videos: one run per video, summary.csv beside them), in name order."""
+    found = []
+    for path in map(Path, paths):
+        if (path / "timeline.csv").is_file():
+            found.append(path)
+            continue
+        inside = sorted(p for p in path.iterdir() if (p / "timeline.csv").is_file()) if path.is_dir() else []
+        if not inside:
+            raise ConfigError(f"{path} is neither a run folder (no timeline.csv) nor a folder of run folders")
+        found += inside
+    return found
+
+
 def _f(v: str) -> float | None:
     return float(v) if v not in ("", None) else None
 
@@ -218,7 +233,7 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
 
     if not run_dirs:
         raise ConfigError("give at least one run folder")
-    runs = [load_run(d) for d in run_dirs]
+    runs = [load_run(d) for d in run_folders(run_dirs)]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     png_path = out.with_suffix(".png")
