@@ -41,7 +41,7 @@ SYNTH_DATA := build/synth6x600
 models: $(STAMP)
 	rm -rf $(SYNTH_DATA)
 	$(BIN)/rat-monitor synth --dataset $(SYNTH_DATA) --subjects 6 --per-subject 600 --seed 0
-	$(BIN)/rat-monitor train --data $(SYNTH_DATA) --model lbp-svm --task binary --synthetic --loso \
+	$(BIN)/rat-monitor train --data $(SYNTH_DATA) --kind lbp-svm --task binary --synthetic --loso \
 		--overwrite --out models/lbp-svm-synthetic --description "3600 synthetic face crops of 6 animals, with action-unit \
 		labels: rat-monitor synth --dataset DIR --subjects 6 --per-subject 600 --seed 0"
 	$(BIN)/rat-monitor detector train --synthetic 12000 --epochs 40 --seed 1 --workers $$(nproc) \

@@ -110,5 +110,5 @@ def test_an_unknown_model_kind_is_a_settings_error(tmp_path):
 
     from rat_monitor.cli import app
 
-    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--model", "svm-lbp", "--out", str(tmp_path / "m")])
+    result = CliRunner().invoke(app, ["train", "--data", str(tmp_path), "--kind", "svm-lbp", "--out", str(tmp_path / "m")])
     assert result.exit_code == 2 and "unknown model kind 'svm-lbp'" in result.output

@@ -29,7 +29,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 def report(
     runs: list[Path] = typer.Argument(..., help="Run folders (from analyze or watch), or folders of them (what "
                                                 "analyze writes for several videos), shown side by side."),
-    out_path: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write; the plot goes beside it "
+    out_path: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write; the plot goes beside it "
                                                                       "as .png."),
     title: str = typer.Option("Rat welfare report", help="Title of the report."),
     overwrite: bool = typer.Option(False, help="Replace an existing report file."),
@@ -51,7 +51,7 @@ def report(
 @friendly_errors
 def curate(
     videos: list[Path] = typer.Argument(None, help="Video files to pick face frames from."),
-    out_dir: Path = typer.Option(..., "--out", help="Folder for images/, manifest.csv (and key.csv)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for images/, manifest.csv (and key.csv)."),
     every: str = typer.Option("30s", help="Window length: one selection per window (e.g. 10s, 30s, 1m)."),
     per_window: int = typer.Option(3, help="Best face frames kept per window."),
     blind: bool = typer.Option(False, help="Random file names, shuffled rows, time and source in a separate key.csv."),
@@ -112,7 +112,7 @@ def curate(
 @app.command()
 @friendly_errors
 def synth(
-    out_path: Optional[Path] = typer.Option(None, "--out", help="Video file to write (NAME.mp4), or a folder."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Video file to write (NAME.mp4), or a folder."),
     minutes: float = typer.Option(1.0, help="Length in minutes."),
     fps: float = typer.Option(30.0, help="Frames per second."),
     size: str = typer.Option("1280x720", help="WIDTHxHEIGHT."),

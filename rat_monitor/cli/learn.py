@@ -34,9 +34,9 @@ def models():
 @friendly_errors
 def train(
     data: Path = typer.Option(..., help="Dataset: a manifest CSV, a folder with manifest.csv, or ROOT/<subject>/<label>/."),
-    model: str = typer.Option(DEFAULT_KIND, help=KIND_HELP),
+    kind: str = typer.Option(DEFAULT_KIND, "--kind", "-k", help=KIND_HELP),
     task: str = typer.Option("binary", help="binary (no pain vs pain) | 3class."),
-    out_dir: Path = typer.Option(..., "--out", help="Model folder to write (card.json + weights)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Model folder to write (card.json + weights)."),
     epochs: Optional[int] = typer.Option(None, help="ResNet-18 only: maximum epochs."),
     weights: Optional[Path] = typer.Option(None, help="ResNet-18 only: ImageNet weights file (.pth/.safetensors)."),
     synthetic: bool = typer.Option(False, help="Mark the model as trained on synthetic data."),
@@ -47,16 +47,16 @@ def train(
     """Train a pain classifier on all of a dataset and save it (no pickle: safetensors + card.json). When the
     dataset has action-unit columns (orbital, nose, ears, whiskers) the model also learns the four AU scores.
 
-    [bold]Example:[/] rat-monitor train --data ratspain/manifest.csv --model lbp-svm --task binary --out models/my-lab
+    [bold]Example:[/] rat-monitor train --data ratspain/manifest.csv --kind lbp-svm --task binary --out models/my-lab
     """
     from ..classify.evaluate import Trainer, train_and_save
     from ..data import load_dataset
 
-    trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights, log=lambda m: err.print(m))
+    trainer = Trainer(kind, task, n_jobs=2, epochs=epochs, weights=weights, log=lambda m: err.print(m))
     refuse_to_replace_model(out_dir, overwrite)
     ds = load_dataset(data)  # after the settings are checked
     aus = " (with action units)" if ds.has_aus else ""
-    out.print(f"training {model} ({task}){aus} on {ds.summary()}", highlight=False)
+    out.print(f"training {kind} ({task}){aus} on {ds.summary()}", highlight=False)
     card = train_and_save(ds, trainer, out_dir, loso=loso, synthetic=synthetic, description=description)
     if card["metrics"]:
         out.print(f"LOSO: {card['metrics']}", highlight=False)
@@ -71,7 +71,7 @@ def train(
 @friendly_errors
 def evaluate(
     data: Path = typer.Option(..., help="Dataset (manifest CSV, folder with manifest.csv, or ROOT/<subject>/<label>/)."),
-    model: str = typer.Option(DEFAULT_KIND, help=KIND_HELP),
+    kind: str = typer.Option(DEFAULT_KIND, "--kind", "-k", help=KIND_HELP),
     task: str = typer.Option("binary", help="binary | 3class."),
     protocol: str = typer.Option("loso", help="loso: leave one subject (animal) out. The only honest protocol here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
@@ -82,21 +82,21 @@ def evaluate(
     the share of crops refused as unfamiliar and macro-F1 over the accepted ones; with action-unit labels also
     per AU accuracy, quadratic-weighted kappa, MAE and the RGS score's ICC(2,1).
 
-    [bold]Example:[/] rat-monitor evaluate --data ratspain/ --model lbp-svm --protocol loso --json loso.json
+    [bold]Example:[/] rat-monitor evaluate --data ratspain/ --kind lbp-svm --protocol loso --json loso.json
     """
     from ..classify.evaluate import Trainer, evaluate_loso
     from ..data import load_dataset
 
     if protocol != "loso":
         raise ConfigError("only --protocol loso is offered: evaluation is by animal, never by image")
-    trainer = Trainer(model, task, n_jobs=2, epochs=epochs, weights=weights)
+    trainer = Trainer(kind, task, n_jobs=2, epochs=epochs, weights=weights)
     ds = load_dataset(data)
     trainer.prepare(ds)
-    out.print(f"LOSO {model} ({task}) on {ds.summary()}", highlight=False)
-    result = evaluate_loso(ds, model, task, trainer=trainer,
+    out.print(f"LOSO {kind} ({task}) on {ds.summary()}", highlight=False)
+    result = evaluate_loso(ds, kind, task, trainer=trainer,
                            progress=lambda s, f: err.print(f"  fold {s}: macro-F1 {f['macro_f1']:.3f}",
                                                            highlight=False))
-    out.print(loso_table(result, model, task))
+    out.print(loso_table(result, kind, task))
     if "action_units" in result:
         out.print(au_table(result))
     if json_path:
@@ -109,8 +109,8 @@ def evaluate(
 @friendly_errors
 def predict(
     paths: list[Path] = typer.Argument(..., help="Face-crop images, or folders of them (searched recursively)."),
-    out_path: Path = typer.Option(..., "--out", help="CSV to write: one row per image."),
-    model: str = typer.Option(DEFAULT_CLASSIFIER, help=MODEL_HELP),
+    out_path: Path = typer.Option(..., "--out", "-o", help="CSV to write: one row per image."),
+    model: str = typer.Option(DEFAULT_CLASSIFIER, "--model", "-m", help=MODEL_HELP),
 ):
     """Score face images directly (e.g. the RatsPain crops a lab received): one row per image with path, refused,
     familiarity, pain_prob, p_none, p_moderate, p_severe (and the four AU scores and rgs when the model scores
@@ -158,7 +158,7 @@ def predict(
 @detector_app.command("train")
 @friendly_errors
 def detector_train(
-    out_dir: Path = typer.Option(..., "--out", help="Detector folder to write."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Detector folder to write."),
     synthetic: int = typer.Option(4000, help="Randomised synthetic frames to train on (0 for none)."),
     yolo: Optional[Path] = typer.Option(None, help="Annotated frames in YOLO layout (images/ + labels/)."),
     init: Optional[str] = typer.Option(None, help="Fine-tune from this detector (name or folder)."),

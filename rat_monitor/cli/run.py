@@ -37,8 +37,8 @@ def watch(
     camera: Optional[int] = typer.Option(None, help="Camera index (0 = first camera)."),
     video: Optional[Path] = typer.Option(None, help="A video file, processed like a live feed."),
     url: Optional[str] = typer.Option(None, help="A stream URL (rtsp://, http://)."),
-    out_dir: Path = typer.Option(Path("runs/watch"), "--out", help="Run folder (written into directly)."),
-    model: str = typer.Option(DEFAULT_CLASSIFIER, help=MODEL_HELP),
+    out_dir: Path = typer.Option(Path("runs/watch"), "--out", "-o", help="Run folder (written into directly)."),
+    model: str = typer.Option(DEFAULT_CLASSIFIER, "--model", "-m", help=MODEL_HELP),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     duration: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
     realtime: bool = typer.Option(False, help="With --video: pace the file at its frame rate, like a camera."),
@@ -135,8 +135,8 @@ def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool
 @friendly_errors
 def analyze(
     videos: list[str] = typer.Argument(..., help="Video files, folders of videos, or glob patterns ('cage*/*.mp4')."),
-    out_dir: Path = typer.Option(Path("runs"), "--out", help="Each video gets its run folder OUT/<video stem>/."),
-    model: str = typer.Option(DEFAULT_CLASSIFIER, help=MODEL_HELP),
+    out_dir: Path = typer.Option(Path("runs"), "--out", "-o", help="Each video gets its run folder OUT/<video stem>/."),
+    model: str = typer.Option(DEFAULT_CLASSIFIER, "--model", "-m", help=MODEL_HELP),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     window: float = typer.Option(10.0, help="Selection window in seconds (must divide a minute)."),
     per_window: int = typer.Option(3, help="Face frames scored per window at most."),
@@ -145,7 +145,7 @@ def analyze(
     workers: int = typer.Option(1, help="Videos analysed in parallel processes (one video per worker)."),
     scheduler: Optional[str] = typer.Option(None, help="Run the videos on an existing Dask cluster "
                                                        "(tcp://HOST:PORT); results go to --out."),
-    quiet: bool = typer.Option(False, help="No timeline table after each video."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No timeline table after each video."),
     on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
 ):
     """Analyse archived videos as fast as the machine allows: a run folder per video with the per-minute
@@ -191,7 +191,7 @@ def analyze(
 @app.command()
 @friendly_errors
 def demo(
-    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the demo run folder goes."),
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Where the demo run folder goes."),
 ):
     """The bundled synthetic sample through the bundled models: shows the per-minute timeline and writes
     its CSV. What `make demo` runs.
