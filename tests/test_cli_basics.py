@@ -26,3 +26,20 @@ def test_short_options_and_one_meaning_for_model():
         help_text = runner.invoke(app, [*command, "--help"], terminal_width=200).output
         assert "--kind" in help_text and "--model" not in help_text
     assert "-q" in runner.invoke(app, ["analyze", "--help"], terminal_width=200).output
+
+
+def test_messages_name_the_real_problem(tmp_path):
+    missing = runner.invoke(app, ["detector", "evaluate", "--video", str(tmp_path / "missing.mp4")])
+    assert missing.exit_code == 3 and "no such video file" in missing.output
+    short = runner.invoke(app, ["synth", "--minutes", "0.05", "--size", "160x96", "--fps", "10", "--schedule", "onset",
+                                "--out", str(tmp_path / "v.mp4")])
+    assert short.exit_code == 0 and "will not be in it" in short.output
+
+
+def test_train_prints_words_not_dicts(tmp_path):
+    from rat_monitor.synth import write_dataset
+
+    data = write_dataset(tmp_path / "ds", subjects=2, per_subject=20, seed=3)
+    result = runner.invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "m")], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "{" not in result.output and "40 crops of 2 animal(s)" in result.output

@@ -145,7 +145,11 @@ def synth(
 
     if coat not in sy.COATS:
         raise ConfigError(f"unknown --coat {coat!r}; choose one of {', '.join(sy.COATS)}")
-    sy.parse_schedule(schedule)
+    steps = sy.parse_schedule(schedule)
+    if out_path is not None and dataset is None and steps[-1][0] >= minutes:
+        late = ", ".join(f"level {lv} from minute {start:g}" for start, lv in steps if start >= minutes)
+        out.print(f"[yellow]note:[/] the video is {minutes:g} min long: the schedule's {late} will not be in it",
+                  highlight=False, soft_wrap=True)
     if dataset is not None:
         with progress_bars() as progress:
             task = progress.add_task("crops", total=subjects * per_subject, rate="")

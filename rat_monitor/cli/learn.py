@@ -56,10 +56,14 @@ def train(
     refuse_to_replace_model(out_dir, overwrite)
     ds = load_dataset(data)  # after the settings are checked
     aus = " (with action units)" if ds.has_aus else ""
-    out.print(f"training {kind} ({task}){aus} on {ds.summary()}", highlight=False)
+    out.print(f"training {kind} ({task}){aus} on {ds.describe()}", highlight=False, soft_wrap=True)
     card = train_and_save(ds, trainer, out_dir, loso=loso, synthetic=synthetic, description=description)
     if card["metrics"]:
-        out.print(f"LOSO: {card['metrics']}", highlight=False)
+        names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "pain_f1": "pain-F1",
+                 "refused_share": "refused as unfamiliar"}
+        figures = ", ".join(f"{label} {card['metrics'][k]:.3f}" for k, label in names.items() if k in card["metrics"])
+        out.print(f"leave-one-subject-out (before the final fit): {figures} (all figures in {out_dir}/card.json)",
+                  highlight=False)
     out.print(f"saved {card['name']} → {out_dir} in {card['training']['seconds']} s", highlight=False)
     fam = card["familiarity"]
     out.print(f"familiarity check: calibrated {fam['calibration']}; crops below {fam['refuse_below']} are refused"
@@ -92,7 +96,7 @@ def evaluate(
     trainer = Trainer(kind, task, n_jobs=2, epochs=epochs, weights=weights)
     ds = load_dataset(data)
     trainer.prepare(ds)
-    out.print(f"LOSO {kind} ({task}) on {ds.summary()}", highlight=False)
+    out.print(f"LOSO {kind} ({task}) on {ds.describe()}", highlight=False, soft_wrap=True)
     result = evaluate_loso(ds, kind, task, trainer=trainer,
                            progress=lambda s, f: err.print(f"  fold {s}: macro-F1 {f['macro_f1']:.3f}",
                                                            highlight=False))
@@ -224,6 +228,10 @@ def detector_evaluate(
 
     if (video is None) == (yolo is None):
         raise ConfigError("give exactly one of --video or --yolo")
+    if video is not None and not video.is_file():
+        raise SourceError(f"no such video file: {video}")
+    if yolo is not None and not yolo.is_dir():
+        raise ConfigError(f"no such folder: {yolo}")
     det = load_detector(detector)
     result = evaluate_video(det, video, every=every) if video else evaluate_yolo(det, yolo)
     out.print(f"{detector} on {video or yolo}: precision {result['precision']:.3f}, recall {result['recall']:.3f}, "

@@ -53,6 +53,12 @@ class Dataset:
         return {"source": self.source, "images": len(self), "subjects": sorted(set(self.subjects.tolist())),
                 "none": int(counts[0]), "moderate": int(counts[1]), "severe": int(counts[2])}
 
+    def describe(self) -> str:
+        """One line for people: how many crops, of how many animals, per label."""
+        s = self.summary()
+        return (f"{s['images']} crops of {len(s['subjects'])} animal(s) from {s['source']}: {s['none']} no pain, "
+                f"{s['moderate']} moderate, {s['severe']} severe")
+
 
 def _label(value: str, where: str) -> int:
     key = value.strip().lower()
