@@ -33,9 +33,9 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
-    """4 synthetic animals x 40 crops, with action-unit labels."""
+    """4 synthetic animals x 60 crops, with action-unit labels."""
     root = tmp_path_factory.mktemp("ds")
-    write_dataset(root, subjects=4, per_subject=40, seed=9)
+    write_dataset(root, subjects=4, per_subject=60, seed=9)
     return load_dataset(root)
 
 
