@@ -234,3 +234,81 @@ def test_settings_that_make_no_sense_exit_2_before_anything_is_written(short_vid
     result = runner.invoke(app, [a.replace("VIDEO", str(short_video)) for a in args] + ["--out", str(out)])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_one_writer_per_run_folder(tmp_path):
+    """A second process aimed at a run folder another one is writing gets one line, exit 2, and touches
+    nothing, not even with --overwrite."""
+    from conftest import ROOT
+
+    video = ROOT / "sample_videos" / "albino_onset.mp4"
+    first = subprocess.Popen(RM + ["analyze", str(video), "--out", str(tmp_path), "--quiet"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    run = tmp_path / video.stem
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run / "timeline.csv").exists():
+        time.sleep(0.05)
+    second = runner.invoke(app, ["analyze", str(video), "--out", str(tmp_path), "--quiet", "--overwrite"])
+    assert first.poll() is None  # still running: the clash was real
+    assert second.exit_code == 2 and "another rat-monitor process" in second.output, second.output
+    first.send_signal(signal.SIGTERM)
+    _, stderr = first.communicate(timeout=60)
+    assert first.returncode == 130, stderr
+    assert json.loads((run / "run.json").read_text())["totals"]["interrupted"] is True  # the first run's files
+
+
+def test_overwrite_leaves_no_crop_of_the_earlier_run(short_video, four_minutes, tmp_path):
+    out = tmp_path / "runs"
+    for video in (four_minutes, short_video):
+        target = out / "same"
+        target.parent.mkdir(exist_ok=True)
+        result = runner.invoke(app, ["watch", "--video", str(video), "--out", str(target), "--overwrite",
+                                     "--duration", "30"])
+        assert result.exit_code == 0, result.output
+    listed = {r["crop"] for r in read_rows(out / "same" / "frames.csv")}
+    on_disk = {f"crops/{p.name}" for p in (out / "same" / "crops").iterdir()}
+    assert on_disk == listed
+
+
+def _damaged_copy(tmp_path, name, damage):
+    """A copy of a bundled model with one thing broken, its card's checksums made to match (as a careless or
+    malicious edit would), so that only the damage itself can be caught."""
+    import hashlib
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from conftest import ROOT
+
+    folder = tmp_path / name
+    shutil.copytree(ROOT / "models" / name, folder)
+    card = json.loads((folder / "card.json").read_text())
+    kind, target = damage
+    if kind == "card":
+        key, value = target
+        card[key] = value
+    else:
+        tensors = load_file(str(folder / "svm.safetensors"))
+        tensors[target] = tensors[target][..., :7] if tensors[target].ndim > 1 else tensors[target] * np.nan
+        save_file(tensors, str(folder / "svm.safetensors"))
+    for f in card["files"]:
+        card["files"][f] = hashlib.sha256((folder / f).read_bytes()).hexdigest()
+    (folder / "card.json").write_text(json.dumps(card))
+    return folder
+
+
+@pytest.mark.parametrize("which, damage", [
+    ("rat-face-detector", ("card", ("input_size", "wide"))),
+    ("rat-face-detector", ("card", ("threshold", "high"))),
+    ("lbp-svm-synthetic", ("card", ("features", {"size": "big"}))),
+    ("lbp-svm-synthetic", ("tensor", "support_vectors")),
+    ("lbp-svm-synthetic", ("tensor", "intercept")),
+], ids=["detector-input-size", "detector-threshold", "features-size", "tensor-shape", "nan-weights"])
+def test_a_damaged_model_is_refused_before_any_run_folder(short_video, tmp_path, which, damage):
+    folder = _damaged_copy(tmp_path, which, damage)
+    option = "--detector" if which == "rat-face-detector" else "--model"
+    out = tmp_path / "runs"
+    result = runner.invoke(app, ["analyze", str(short_video), option, str(folder), "--out", str(out)])
+    assert result.exit_code == 4, result.output
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
+    assert not (out / short_video.stem).exists()

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from ..errors import ConfigError, ModelError
+import numpy as np
+
+from ..errors import ConfigError, ModelError, RatMonitorError
 from ..models import read_card, resolve
 from .base import PainClassifier, TrainOptions
 
@@ -39,7 +41,22 @@ def load_classifier(name_or_path: str | Path) -> PainClassifier:
     kind = read_card(folder).get("model")
     if kind not in KINDS:
         raise ModelError(f"{folder}: unknown classifier type {kind!r} in card.json")
-    return kind_module(kind).Model(folder)
+    try:  # a card field of the wrong type or a tensor of the wrong shape fails here or in the probe, not mid-run
+        model = kind_module(kind).Model(folder)
+        probe = model.predict([probe_image()])
+    except RatMonitorError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a damaged folder makes the model code raise
+        raise ModelError(f"{folder} does not load or run ({type(exc).__name__}: {exc})") from None
+    if len(probe) != 1 or np.shape(probe[0].probs) != (3,) or not np.isfinite(probe[0].probs).all():
+        raise ModelError(f"{folder} gives no finite probabilities on a test image: a damaged or tampered model")
+    return model
+
+
+def probe_image(size: int = 112) -> np.ndarray:
+    """A fixed textured grey image: what a model is tried on at load, before any run folder is made."""
+    rng = np.random.default_rng(0)
+    return (np.clip(rng.normal(128, 30, (size, size, 3)), 0, 255)).astype(np.uint8)
 
 
 def _importable(package: str) -> bool:

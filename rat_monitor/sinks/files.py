@@ -4,9 +4,11 @@ frame), crops/ (the scored face crops, for audit), alerts.jsonl, and run.json (w
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -66,17 +68,46 @@ def make_dir(path: Path) -> Path:
     return path
 
 
+_LOCKS: dict[Path, object] = {}  # run folder -> its open lock file, held while this process writes it
+
+
+def lock_run_dir(path: Path) -> None:
+    """One writer per run folder: an exclusive lock on RUN/.lock, held until the writer closes (or the process
+    ends: the system drops it even after kill -9). A second process gets a one-line error, and touches nothing."""
+    key = Path(path).resolve()
+    if key in _LOCKS:
+        return
+    handle = open(key / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigError(f"{path} is being written by another rat-monitor process; wait for it or choose another "
+                          "--out") from None
+    _LOCKS[key] = handle
+
+
+def unlock_run_dir(path: Path) -> None:
+    handle = _LOCKS.pop(Path(path).resolve(), None)
+    if handle is not None:
+        handle.close()
+
+
 def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
-    """Creates the run folder; refuses to mix with an earlier run unless overwrite is set."""
+    """Creates the run folder and locks it; refuses to mix with an earlier run unless overwrite is set, which
+    removes the earlier run's files and crops."""
     path = make_dir(path)
     if not os.access(path, os.W_OK):
         raise ConfigError(f"output folder {path} is not writable")
+    lock_run_dir(path)
     existing = [f for f in RUN_FILES if (path / f).exists()]
     if existing and not overwrite:
+        unlock_run_dir(path)
         raise ConfigError(f"{path} already holds a run ({', '.join(existing)}); choose another --out, add --overwrite, "
                           "or --resume (analyze) to finish an interrupted one")
     for f in existing:
         (path / f).unlink()
+    shutil.rmtree(path / "crops", ignore_errors=True)  # the earlier run's crops are not this run's audit images
     return path
 
 
@@ -88,6 +119,7 @@ class RunWriter:
     def __init__(self, run_dir: Path, resume: bool = False, action_units: bool = False):
         self.dir = Path(run_dir)
         self.action_units = action_units
+        lock_run_dir(self.dir)
         (self.dir / "crops").mkdir(exist_ok=True)
         mode = "a" if resume else "w"
         self._timeline = open(self.dir / "timeline.csv", mode, newline="")
@@ -144,6 +176,7 @@ class RunWriter:
         """The end of a run: files flushed and closed, then run.json written (atomically)."""
         self._close_files()
         atomic_write_text(self.dir / "run.json", json.dumps(run_info, indent=2, default=str) + "\n")
+        unlock_run_dir(self.dir)
 
     def __enter__(self) -> RunWriter:
         return self
@@ -152,6 +185,7 @@ class RunWriter:
         """Whatever ended the run, the rows written so far are flushed and the files closed; without close()
         there is no run.json, so the run reads as interrupted and can be resumed."""
         self._close_files()
+        unlock_run_dir(self.dir)
 
 
 def prediction_cells(p: Prediction) -> tuple[list[str], str]:
@@ -218,6 +252,7 @@ def prepare_resume(run_dir: Path, action_units: bool) -> tuple[list[MinuteSummar
     the frames of those minutes (the unfinished minute is redone); crops of the unfinished minute go.
     The run must go on with the same kind of classifier (with or without AU scores): its columns stay."""
     run_dir = Path(run_dir)
+    lock_run_dir(run_dir)
     header = read_table(run_dir / "timeline.csv", ConfigError)[0]
     if header != timeline_columns(action_units):
         if ("rgs" in header) != action_units:
