@@ -37,7 +37,7 @@ class Settings:
 
     def check(self) -> None:
         w = self.selection.window_s
-        if not math.isfinite(w) or w <= 0 or abs(60.0 / w - round(60.0 / w)) > 1e-9:
+        if not math.isfinite(w) or not 0.1 <= w <= 60 or abs(60.0 / w - round(60.0 / w)) > 1e-9:
             raise ConfigError(f"the selection window ({w:g} s) must divide a minute (e.g. 5, 10, 15, 20, 30, 60)")
         if self.selection.per_window < 1:
             raise ConfigError("--per-window must be at least 1")
