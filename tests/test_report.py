@@ -78,3 +78,16 @@ def test_report_takes_the_folder_analyze_wrote_and_never_overwrites_silently(rep
     empty.mkdir()
     bad = runner.invoke(app, ["report", str(empty), "--out", str(tmp_path / "x.html")])
     assert bad.exit_code == 2 and "run folder" in bad.output
+
+
+def test_report_concludes_first(report):
+    """The top of the report says which runs need attention, when (alert episodes, worst minutes), how much was
+    unknown, and the rules in words; runs most concerning first."""
+    page = report.read_text()
+    top = page[page.index('id="attention"'):page.index("<h2>Summary</h2>")]
+    assert "pain minute(s); worst: minute" in top and "P(pain) " in top and "% of its minutes unknown" in top
+    assert "0.50 or more" in top and "0.70 or more for 3 known minutes" in top and "below 0.50" in top
+    order = re.findall(r'id="attention-\d+"><strong>(\w+)</strong>', top)
+    assert sorted(order) == ["short", "two_min"]
+    sections = re.findall(r'<section id="run-\d+">\s*<h2>(\w+)</h2>', page)
+    assert sections == order  # the sections follow the same order

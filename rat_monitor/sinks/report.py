@@ -31,6 +31,7 @@ class RunData:
     frames: list[dict]
     info: dict
     summary: dict = field(default_factory=dict)
+    attention: dict = field(default_factory=dict)
 
     @property
     def action_units(self) -> bool:
@@ -94,6 +95,52 @@ def summarise(run: RunData) -> dict:
         "mean_pain": _mean([_f(r["pain_prob"]) for r in rows]),
         "mean_rgs": _mean([_f(r.get("rgs")) for r in rows]),
     }
+
+
+def _minute_label(row: dict) -> str:
+    """'minute 3' or, when the run has clock time, 'minute 3 (14:05)'."""
+    clock = row.get("start_time", "")
+    return f"minute {row['minute']}" + (f" ({clock[11:16]})" if len(clock) >= 16 else "")
+
+
+def attention(run: RunData) -> dict:
+    """What a reader must see first about one run: its alert episodes (raised -> cleared, or still on at the
+    end), its worst minutes (highest P(pain), worst first), how much of it was unknown, and whether its last
+    minute was partial. `concern` orders runs: alerts, then pain minutes, then the worst P(pain)."""
+    rows = run.timeline
+    episodes, open_at = [], None
+    for r in rows:
+        if r["alert"] == "1" and open_at is None:
+            open_at = r
+        elif r["alert"] != "1" and open_at is not None:
+            episodes.append(f"{_minute_label(open_at)} to {_minute_label(r)}")
+            open_at = None
+    if open_at is not None:
+        episodes.append(f"from {_minute_label(open_at)}, still on at the end")
+    known = [r for r in rows if _f(r["pain_prob"]) is not None]
+    pain = [r for r in known if r["pain_level"] in ("pain", "moderate", "severe")]
+    worst = sorted(pain, key=lambda r: -_f(r["pain_prob"]))[:3]
+    last = rows[-1] if rows else None
+    partial = bool(last) and float(last["end_s"]) - float(last["start_s"]) < 59.5
+    unknown = 100.0 * (len(rows) - len(known)) / len(rows) if rows else 100.0
+    top = max((_f(r["pain_prob"]) for r in known), default=0.0)
+    return {"episodes": episodes, "pain_minutes": len(pain), "unknown_pct": unknown,
+            "worst": [f"{_minute_label(r)}: P(pain) {_f(r['pain_prob']):.2f}" for r in worst],
+            "partial_last": f"the last minute ({last['minute']}) covers only "
+                            f"{float(last['end_s']) - float(last['start_s']):.0f} s" if partial else "",
+            "needs_attention": bool(episodes or pain),
+            "concern": (len(episodes), len(pain), top)}
+
+
+def thresholds(runs: list[RunData]) -> str:
+    """The rules behind levels and alerts, in words (from the runs' settings; the defaults when not recorded)."""
+    rule = next((r.info.get("settings", {}).get("alert") for r in runs if r.info.get("settings", {}).get("alert")),
+                {"threshold": 0.7, "minutes": 3, "clear_below": 0.5})
+    return (f"A minute is \"pain\" when the mean P(pain) of its scored face frames is 0.50 or more, \"none\" below. "
+            f"An alert is raised when the smoothed P(pain) (this minute pooled with the three before it) is "
+            f"{rule['threshold']:.2f} or more for {rule['minutes']} known minutes in a row, and clears when it drops "
+            f"below {rule['clear_below']:.2f}. A minute without a scored face is unknown: it neither raises nor clears "
+            f"an alert.")
 
 
 def _column(rows: list[dict], key: str) -> np.ndarray:
@@ -234,6 +281,9 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
     if not run_dirs:
         raise ConfigError("give at least one run folder")
     runs = [load_run(d) for d in run_folders(run_dirs)]
+    for run in runs:
+        run.attention = attention(run)
+    runs.sort(key=lambda r: r.attention["concern"], reverse=True)  # most concerning first
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     png_path = out.with_suffix(".png")
@@ -252,6 +302,7 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
     env = Environment(loader=PackageLoader("rat_monitor", "sinks/templates"), autoescape=select_autoescape())
     page = env.get_template("report.html.j2").render(
         title=title, generated=time.strftime("%Y-%m-%d %H:%M"), sections=sections, runs=runs,
+        thresholds=thresholds(runs),
         synthetic=any(r.summary["synthetic"] for r in runs), caveat=SYNTHETIC_CAVEAT)
     out.write_text(page, encoding="utf-8")
     return {"html": out, "png": png_path, "runs": len(runs)}
