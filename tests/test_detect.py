@@ -74,7 +74,7 @@ def _write_yolo(root: Path, samples) -> Path:
 def test_fine_tune_from_fifty_annotated_frames(tmp_path):
     """A new camera the bundled detector never saw (colour-inverted, a thermal-like look): 50 annotated frames
     and a short fine-tune recover the faces; the held-out frames show it."""
-    frames = synthetic_samples(90, seed=4242)
+    frames = synthetic_samples(90, seed=4242, setting="cage_side")
     for s in frames:
         s.image = 255 - s.image
     train_dir = _write_yolo(tmp_path / "train", frames[:50])

@@ -27,12 +27,13 @@ class Sample:
 
 
 # ---------------------------------------------------------------------------------------------- data
-def synthetic_samples(n: int, seed: int, progress: Callable[[int, int], None] | None = None) -> list[Sample]:
-    """n randomised lab frames at full size (synth.lab): settings, coats, scales, clutter and camera effects
-    varied; turned-away heads and empty scenes are negatives."""
+def synthetic_samples(n: int, seed: int, progress: Callable[[int, int], None] | None = None,
+                      setting: str | None = None) -> list[Sample]:
+    """n randomised lab frames at full size (synth.lab): settings (or the one given), coats, scales, clutter and
+    camera effects varied; turned-away heads and empty scenes are negatives."""
     out = []
     for i in range(n):
-        out.append(Sample(*lab_frame(seed, i)))
+        out.append(Sample(*lab_frame(seed, i, setting)))
         if progress:
             progress(i + 1, n)
     return out
