@@ -109,7 +109,8 @@ def verified_file(folder: Path, name: str) -> Path:
     """The path of weight file NAME after checking it against the sha256 in the card."""
     folder = Path(folder)
     card = read_card(folder)
-    expected = card.get("files", {}).get(name)
+    files = card.get("files")
+    expected = files.get(name) if isinstance(files, dict) else None
     path = folder / name
     if expected is None:
         raise ModelError(f"{folder}/card.json does not list {name} with its sha256; refusing to load it")

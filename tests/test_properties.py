@@ -82,9 +82,9 @@ def model_copy(tmp_path_factory):
     return folder
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(["task", "model", "classes", "features", "familiarity", "action_units", "files",
-                              "hyperparameters"]), value=json_values)
+                              "hyperparameters", "kind"]), value=json_values)
 def test_any_card_field_value_loads_or_is_a_model_error(model_copy, field, value):
     card_path = model_copy / "card.json"
     original = card_path.read_text()

@@ -39,7 +39,7 @@ def load_classifier(name_or_path: str | Path) -> PainClassifier:
     """A bundled model name or a model folder -> the loaded classifier (checked against its card)."""
     folder = resolve(name_or_path, "pain-classifier")
     kind = read_card(folder).get("model")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ModelError(f"{folder}: unknown classifier type {kind!r} in card.json")
     try:  # a card field of the wrong type or a tensor of the wrong shape fails here or in the probe, not mid-run
         model = kind_module(kind).Model(folder)
