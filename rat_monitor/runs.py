@@ -35,6 +35,7 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
             truncated = source.truncated and not result.totals.interrupted
             writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
                                         "decode_errors": source.decode_errors, "resumed_from_s": resume_s or None,
+                                        "time_discontinuities": source.clock.discontinuities,
                                         "complete": not (truncated or result.totals.interrupted)}))
         if truncated:
             raise SourceError(f"{video} ends after {source.frames_read} of the {source.info.frame_count} frames its "

@@ -312,3 +312,32 @@ def test_a_damaged_model_is_refused_before_any_run_folder(short_video, tmp_path,
     assert result.exit_code == 4, result.output
     assert "Traceback" not in result.output and result.output.count("\n") == 1
     assert not (out / short_video.stem).exists()
+
+
+def test_media_clock_bridges_restarts_and_jumps():
+    from rat_monitor.sources.capture import MediaClock
+
+    clock = MediaClock(10.0)
+    stamps = [0, 100, 200, 300, 1, 101, 201, 999_000, 501, 601]  # ms: a restart, then one corrupt timestamp
+    times = [clock.time(i, ms) for i, ms in enumerate(stamps)]
+    assert all(b > a for a, b in zip(times, times[1:]))
+    assert times[-1] == pytest.approx(0.9)  # ten frames at 10 fps, the bridged ones on the frame clock
+    assert [d["frame"] for d in clock.discontinuities] == [4, 7, 8]  # the restart; into and out of the bad one
+
+
+def test_two_recordings_joined_with_cat_give_one_sane_timeline(short_video, tmp_path):
+    """Two MPEG-TS segments joined with `cat` (timestamps restart): every frame counted once, minutes
+    consecutive with start < end, and the restart reported in run.json."""
+    for name in ("a.ts", "b.ts"):
+        _ffmpeg("-i", short_video, "-c:v", "mpeg2video", "-q:v", "4", "-f", "mpegts", tmp_path / name)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    result = _analyze(joined, tmp_path / "runs")
+    assert result.returncode in (0, 3), result.stderr
+    run = tmp_path / "runs" / "joined"
+    rows = read_rows(run / "timeline.csv")
+    assert [int(r["minute"]) for r in rows] == list(range(len(rows)))
+    assert all(float(r["start_s"]) < float(r["end_s"]) for r in rows)
+    assert float(rows[-1]["end_s"]) == pytest.approx(80, abs=3)  # 2 x 40 s, not 40 s twice over
+    info = json.loads((run / "run.json").read_text())
+    assert len(info["time_discontinuities"]) >= 1

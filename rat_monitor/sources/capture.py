@@ -63,6 +63,36 @@ def _creation_time(path: Path) -> float | None:
         return None
 
 
+class MediaClock:
+    """Frame times of a file: its timestamps while they behave, the frame clock across a discontinuity. A
+    timestamp that goes back (two recordings joined, timestamps restarting) or jumps ahead by more than a second
+    beyond the frames read (a corrupt timestamp) would make a wrong timeline: time then goes on one frame
+    interval per frame from the last good one, and the jump is recorded for run.json."""
+
+    JUMP_S = 1.0  # more than this beyond the frame clock is a discontinuity, not variable frame timing
+
+    def __init__(self, fps: float):
+        self.fps = fps
+        self.offset = 0.0
+        self.last: tuple[int, float] | None = None  # (frame index, time) of the previous frame
+        self.discontinuities: list[dict] = []
+
+    def time(self, index: int, pos_ms: float) -> float:
+        raw = pos_ms / 1000.0 if index > 0 and np.isfinite(pos_ms) and pos_ms > 0 else index / self.fps
+        t = raw + self.offset
+        if self.last is not None:
+            last_index, last_t = self.last
+            expected = (index - last_index) / self.fps
+            if not t > last_t or t - last_t > expected + self.JUMP_S:
+                bridged = last_t + expected
+                self.discontinuities.append({"frame": index, "after_s": round(last_t, 3),
+                                             "timestamp_s": round(raw, 3), "bridged_to_s": round(bridged, 3)})
+                self.offset += bridged - t
+                t = bridged
+        self.last = (index, t)
+        return t
+
+
 class CaptureSource:
     """A file, a camera index or a stream URL read through OpenCV's FFmpeg backend."""
 
@@ -108,6 +138,7 @@ class CaptureSource:
         self.decode_errors = 0  # files: unreadable frames skipped mid-stream
         self.outages: list[tuple[float, float]] = []  # live: (lost at, back at) in seconds since start
         self.given_up_at_s: float | None = None  # live: when retrying stopped (seconds since start)
+        self.clock = MediaClock(self.info.fps or 30.0)  # files: timestamps made monotonic and sane
         self.error: str | None = None
         self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
         self._started = False
@@ -195,8 +226,7 @@ class CaptureSource:
                 if info.live:
                     t_s = now - info.start_time
                 else:
-                    pos = self._cap.get(cv2.CAP_PROP_POS_MSEC)
-                    t_s = index / info.fps if index == 0 or pos <= 0 else pos / 1000.0
+                    t_s = self.clock.time(index, self._cap.get(cv2.CAP_PROP_POS_MSEC))
                     if self.realtime:  # pace a file like a live camera
                         delay = t0 + t_s - time.monotonic()
                         if delay > 0:
