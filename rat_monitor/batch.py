@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import multiprocessing
 import os
@@ -17,15 +18,17 @@ from pathlib import Path
 
 from .classify import load_classifier
 from .detect import load_detector
-from .errors import ConfigError, RatMonitorError, SourceError
+from .errors import ConfigError, RatMonitorError, RunExists, SourceError
 from .pipeline import Observer, Settings
 from .runs import analyze_video
+from .models import atomic_write_text
 from .sinks.files import make_dir
 from .tables import read_rows
 from .select import SelectionSettings
 from .timeline import AlertRule
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".ts", ".mts", ".flv")
+KEPT = "kept (earlier run)"  # refused to replace an existing run without --overwrite or --resume
 SUMMARY_COLUMNS = ["video", "run_dir", "status", "error", "duration_s", "frames", "minutes", "minutes_observed",
                    "minutes_none", "minutes_moderate", "minutes_severe", "minutes_unknown", "alerts", "fps",
                    "minutes_unfamiliar", "refused_crops", "minutes_pain"]
@@ -106,6 +109,8 @@ def analyze_one(video: Path, out_dir: Path, job: Job, detector, classifier, obse
     try:
         result = analyze_video(video, run_dir, detector, classifier, job.settings, overwrite=job.overwrite,
                                resume=job.resume, observer=observer)
+    except RunExists as exc:  # the earlier run stands, and so does its summary row
+        return {**summary_row(video, run_dir, KEPT, str(exc)), "exit_code": exc.exit_code}
     except RatMonitorError as exc:
         return {**summary_row(video, run_dir, "failed", str(exc)), "exit_code": exc.exit_code}
     if result is None:
@@ -189,10 +194,21 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
 
 
 def write_summary(rows: list[dict], out_dir: Path) -> Path:
-    """OUT/summary.csv: one row per video of a batch."""
+    """OUT/summary.csv: one row per video ever analysed into OUT, the latest outcome of each. A video whose earlier
+    run was kept (not replaced) keeps its earlier row; rows of videos not in this batch stay."""
     path = Path(out_dir) / "summary.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
+    merged: dict[str, dict] = {}
+    if path.exists():
+        try:
+            merged = {r["video"]: r for r in read_rows(path) if r.get("video")}
+        except (OSError, UnicodeDecodeError, csv.Error, KeyError):
+            merged = {}  # unreadable: rewritten from this batch
+    for r in rows:
+        if r["status"] != KEPT or r["video"] not in merged:
+            merged[r["video"]] = r
+    lines = io.StringIO()
+    w = csv.DictWriter(lines, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(merged.values())
+    atomic_write_text(path, lines.getvalue())
     return path

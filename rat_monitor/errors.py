@@ -29,3 +29,7 @@ class ConfigError(RatMonitorError):
     """An option or setting is invalid (bad schedule, bad size, unwritable output folder)."""
 
     exit_code = 2
+
+
+class RunExists(ConfigError):
+    """The run folder already holds a run that this command may not replace; it is kept as it is."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import SourceError
+from .errors import RunExists, SourceError
 from .pipeline import Observer, Pipeline, RunResult, Settings
 from .sinks import RunWriter, prepare_run_dir
-from .sinks.files import prepare_resume, run_state
+from .sinks.files import prepare_resume, recorded_source, run_state
 from .sources import CaptureSource
 
 WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished minute, to warm up the tracker
@@ -20,6 +20,10 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
     and a complete one is skipped (returns None). A file that ends early keeps its minutes and raises."""
     state = run_state(run_dir) if resume else "new"
     if state == "complete":
+        done = recorded_source(run_dir)
+        if done is not None and Path(done).resolve() != Path(video).resolve():
+            raise RunExists(f"{run_dir} holds a finished run of {done}, not of {video}; give another --out (or "
+                            "--overwrite to replace it)")
         return None
     earlier, resume_s = [], 0.0
     if state == "partial":

@@ -43,16 +43,25 @@ def test_local_pool_summary_failure_and_resume(archive, tmp_path):
         assert (out / Path(name).stem / "timeline.csv").exists()
     # Without a flag an earlier run is never taken for this one (it may come from another video of that name).
     before = (out / "rec0" / "timeline.csv").read_bytes()
+    summary_before = (out / "summary.csv").read_bytes()
     again = runner.invoke(app, ["analyze", str(archive / "cage0"), "--out", str(out), "--workers", "2"])
     assert again.exit_code == 1 and "already holds a run" in again.output
-    assert {r["status"] for r in read_rows(out / "summary.csv")} == {"failed"}
+    assert (out / "summary.csv").read_bytes() == summary_before  # the refused batch changes no row
     assert (out / "rec0" / "timeline.csv").read_bytes() == before
+    # a finished run of another video with the same name is never taken for this one's
+    other = tmp_path / "elsewhere" / "rec0.mp4"
+    other.parent.mkdir()
+    other.write_bytes((archive / "cage0" / "rec0.mp4").read_bytes())
+    clash = runner.invoke(app, ["analyze", str(other), "--out", str(out), "--resume"])
+    assert clash.exit_code == 2 and "not of" in clash.output
     # --resume skips the finished ones, in the pool as in one process
     for workers in ("2", "1"):
         again = runner.invoke(app, ["analyze", str(archive / "cage0"), str(archive / "cage1" / "rec1.mp4"), "--out",
                                     str(out), "--workers", workers, "--resume"])
         assert again.exit_code == 0, again.output
-        assert {r["status"] for r in read_rows(out / "summary.csv")} == {"skipped (complete)"}
+        statuses = {Path(r["video"]).name: r["status"] for r in read_rows(out / "summary.csv")}
+        assert statuses == {"rec0.mp4": "skipped (complete)", "rec1.mp4": "skipped (complete)",
+                            "rec2.mp4": "skipped (complete)", "broken.mp4": "failed"}  # other videos' rows stay
 
 
 def test_dask_cluster_on_localhost(archive, tmp_path):

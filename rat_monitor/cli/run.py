@@ -105,9 +105,10 @@ class FrameBars:
 def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool, note: str, action_units: bool,
                 bars: FrameBars | None) -> None:
     """What a finished video says: its table, its alerts (each with --on-alert), its line and refusals."""
+    from ..batch import KEPT
     video, run_dir, status = Path(row["video"]), Path(row["run_dir"]), row["status"]
     say = progress.console
-    if status == "failed":
+    if status in ("failed", KEPT):
         err.print(f"[bold red]error:[/] {row['error']}", highlight=False, soft_wrap=True)
         return
     if status == "skipped (complete)":
@@ -154,7 +155,7 @@ def analyze(
 
     [bold]Example:[/] rat-monitor analyze recordings/ --out runs/ --workers 2 --resume
     """
-    from ..batch import Job, expand_inputs, run_batch
+    from ..batch import KEPT, Job, expand_inputs, run_batch
 
     job = Job(model, detector, settings(window, per_window, None), overwrite, resume)
     job.settings.check()
@@ -172,19 +173,19 @@ def analyze(
         def done(row: dict) -> None:
             if overall is not None:
                 progress.update(overall, advance=1, rate=f"{Path(row['video']).name}: {row['status']}")
-            if len(paths) > 1 or row["status"] != "failed":  # a single video's error is the command's error
+            if len(paths) > 1 or row["status"] not in ("failed", KEPT):  # one video's error is the command's
                 _video_done(row, progress, on_alert, quiet, caveat(clf), clf.action_units, bars)
 
         rows = run_batch(paths, out_dir, job, workers=workers, scheduler=scheduler, done=done, observer_for=bars,
                          models=(det, clf))
     if len(paths) > 1:
         out.print(batch_table(rows, out_dir))
-    if len(paths) == 1 and rows[0]["status"] == "failed":
+    if len(paths) == 1 and rows[0]["status"] in ("failed", KEPT):
         err.print(f"[bold red]error:[/] {rows[0]['error']}", highlight=False, soft_wrap=True)
         raise typer.Exit(rows[0].get("exit_code", 1))
     if any(r["status"] == "interrupted" for r in rows):
         raise typer.Exit(INTERRUPTED)
-    if any(r["status"] == "failed" for r in rows):
+    if any(r["status"] in ("failed", KEPT) for r in rows):
         raise typer.Exit(1)
 
 

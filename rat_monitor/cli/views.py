@@ -103,7 +103,7 @@ def batch_table(rows: list[dict], out_dir: Path) -> Table:
                 "alerts"):
         table.add_column(col, justify="left" if col in ("video", "status") else "right")
     for r in rows:
-        status = r["status"] if r["status"] != "failed" else f"[red]failed[/]: {r['error'][:60]}"
+        status = r["status"] if not r.get("error") else f"[red]{r['status']}[/]: {r['error'][:60]}"
         table.add_row(Path(r["video"]).name, status, *(str(r.get(k, "")) for k in (
             "minutes", "minutes_observed", "minutes_none", "minutes_pain", "minutes_moderate", "minutes_severe",
             "minutes_unknown",

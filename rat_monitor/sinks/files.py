@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RunExists
 from ..imaging import CROP_JPEG_QUALITY
 from ..models import atomic_write_text
 from ..tables import read_rows, read_table
@@ -56,6 +56,15 @@ def run_state(path: Path) -> str:
     except (OSError, ValueError):
         pass
     return "partial"
+
+
+def recorded_source(path: Path) -> str | None:
+    """The source a run folder's run.json says it analysed, or None when it does not say."""
+    try:
+        source = json.loads((Path(path) / "run.json").read_text()).get("inputs", {}).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return source if isinstance(source, str) else None
 
 
 def make_dir(path: Path) -> Path:
@@ -103,7 +112,7 @@ def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
     existing = [f for f in RUN_FILES if (path / f).exists()]
     if existing and not overwrite:
         unlock_run_dir(path)
-        raise ConfigError(f"{path} already holds a run ({', '.join(existing)}); choose another --out, add --overwrite, "
+        raise RunExists(f"{path} already holds a run ({', '.join(existing)}); choose another --out, add --overwrite, "
                           "or --resume (analyze) to finish an interrupted one")
     for f in existing:
         (path / f).unlink()
