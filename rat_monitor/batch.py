@@ -50,8 +50,12 @@ def expand_inputs(items: list[str | Path]) -> list[Path]:
             out.append(p)
     seen, unique = set(), []
     for p in out:
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
+        try:
+            real = p.resolve()
+        except (OSError, RuntimeError):  # RuntimeError: Python's word for a symlink loop
+            raise SourceError(f"{p} is a symbolic link that leads back to itself") from None
+        if real not in seen:
+            seen.add(real)
             unique.append(p)
     stems = [p.stem for p in unique]
     clash = {s for s in stems if stems.count(s) > 1}

@@ -341,3 +341,31 @@ def test_two_recordings_joined_with_cat_give_one_sane_timeline(short_video, tmp_
     assert float(rows[-1]["end_s"]) == pytest.approx(80, abs=3)  # 2 x 40 s, not 40 s twice over
     info = json.loads((run / "run.json").read_text())
     assert len(info["time_discontinuities"]) >= 1
+
+
+def test_symlink_loops_and_all_failing_batches_are_one_line(tmp_path):
+    (tmp_path / "loop1").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop1")
+    loop = runner.invoke(app, ["analyze", str(tmp_path / "loop1"), "--out", str(tmp_path / "o")])
+    assert loop.exit_code == 3 and "leads back to itself" in loop.output and "Traceback" not in loop.output
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_text("not a video")
+    both = runner.invoke(app, ["analyze", str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4"), "--out",
+                               str(tmp_path / "o"), "--quiet"])
+    assert both.exit_code == 3, both.output  # none could be read: the source code, not "some failed"
+    assert [r["status"] for r in read_rows(tmp_path / "o" / "summary.csv")] == ["failed", "failed"]
+
+
+def test_a_dataset_with_one_class_is_a_dataset_error(tmp_path):
+    from rat_monitor.synth import write_dataset
+
+    manifest = write_dataset(tmp_path / "ds", subjects=2, per_subject=8, seed=1)
+    rows = read_rows(manifest)
+    for r in rows:
+        r["label"] = "0"
+    lines = [",".join(rows[0])] + [",".join(r.values()) for r in rows]
+    manifest.write_text("\n".join(lines) + "\n")
+    for command in (["train", "--data", str(manifest), "-o", str(tmp_path / "m")], ["evaluate", "--data", str(manifest)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 5 and "no crop labelled pain" in result.output, result.output
+        assert "Traceback" not in result.output

@@ -185,7 +185,10 @@ def analyze(
         raise typer.Exit(rows[0].get("exit_code", 1))
     if any(r["status"] == "interrupted" for r in rows):
         raise typer.Exit(INTERRUPTED)
-    if any(r["status"] in ("failed", KEPT) for r in rows):
+    failed = [r for r in rows if r["status"] in ("failed", KEPT)]
+    if failed and len(failed) == len(rows) and len({r.get("exit_code", 1) for r in failed}) == 1:
+        raise typer.Exit(failed[0].get("exit_code", 1))  # every video failed for one reason: its code
+    if failed:
         raise typer.Exit(1)
 
 

@@ -31,8 +31,15 @@ class Dataset:
         return len(self.paths)
 
     def targets(self, task: str) -> np.ndarray:
-        """Binary: 0 no pain, 1 pain (moderate + severe). 3class: the labels as they are."""
-        return (self.labels > 0).astype(np.int64) if task == "binary" else self.labels.copy()
+        """Binary: 0 no pain, 1 pain (moderate + severe). 3class: the labels as they are. A task whose classes are
+        not all present cannot be learnt or evaluated: a DatasetError that says which are missing."""
+        y = (self.labels > 0).astype(np.int64) if task == "binary" else self.labels.copy()
+        names = ("no pain", "pain") if task == "binary" else ("none", "moderate", "severe")
+        missing = [n for k, n in enumerate(names) if not (y == k).any()]
+        if missing:
+            raise DatasetError(f"{self.source}: no crop labelled {' or '.join(missing)} among {len(y)}; a {task} "
+                               "model needs every class labelled on some crops")
+        return y
 
     @property
     def has_aus(self) -> bool:
