@@ -87,7 +87,21 @@ def test_report_concludes_first(report):
     top = page[page.index('id="attention"'):page.index("<h2>Summary</h2>")]
     assert "pain minute(s); worst: minute" in top and "P(pain) " in top and "% of its minutes unknown" in top
     assert "0.50 or more" in top and "0.70 or more for 3 known minutes" in top and "below 0.50" in top
+    assert page.count("Model 'lbp-svm-synthetic':") == 1 and page.count("Model 'rat-face-detector':") == 1
     order = re.findall(r'id="attention-\d+"><strong>(\w+)</strong>', top)
     assert sorted(order) == ["short", "two_min"]
     sections = re.findall(r'<section id="run-\d+">\s*<h2>(\w+)</h2>', page)
     assert sections == order  # the sections follow the same order
+
+
+def test_thumbnails_of_a_long_run_cover_every_alert_minute(monkeypatch):
+    from rat_monitor.sinks import report as rep
+
+    monkeypatch.setattr(rep, "MAX_THUMBNAILS", 20)
+    timeline = [{"minute": str(m), "alert": "1" if m in (50, 51) else "0"} for m in range(60)]
+    frames = [{"t_s": f"{m * 60 + k * 10}", "crop": "x"} for m in range(60) for k in range(3)]
+    run = rep.RunData(Path("."), "long", timeline, frames, {})
+    chosen = rep._spread(run, frames)
+    minutes = [int(float(f["t_s"]) // 60) for f in chosen]
+    assert len(chosen) == 20 and minutes.count(50) == 3 and minutes.count(51) == 3
+    assert minutes == sorted(minutes) and min(minutes) == 0 and max(minutes) == 59  # spread, not the first ones

@@ -248,15 +248,33 @@ def _thumb(path: Path) -> str | None:
     return base64.b64encode(buf.tobytes()).decode() if ok else None
 
 
+def _spread(run: RunData, frames: list[dict]) -> list[dict]:
+    """At most MAX_THUMBNAILS frames for a long run: three of every alert minute first, then one frame each of
+    evenly spaced minutes across the whole run, round after round (not the first ones in time order), returned
+    in time order."""
+    if len(frames) <= MAX_THUMBNAILS:
+        return frames
+    by_minute: dict[int, list[dict]] = {}
+    for f in frames:
+        by_minute.setdefault(int(float(f["t_s"]) // 60), []).append(f)
+    alert_minutes = sorted(int(r["minute"]) for r in run.timeline if r.get("alert") == "1")
+    chosen = [f for m in alert_minutes for f in by_minute.get(m, [])[:3]][:MAX_THUMBNAILS]
+    taken = {id(f) for f in chosen}
+    rest = [[f for f in by_minute[m] if id(f) not in taken] for m in sorted(by_minute)]
+    while len(chosen) < MAX_THUMBNAILS and any(rest):
+        open_minutes = [i for i, queue in enumerate(rest) if queue]
+        k = min(MAX_THUMBNAILS - len(chosen), len(open_minutes))
+        for j in sorted({int(round(x)) for x in np.linspace(0, len(open_minutes) - 1, k)}):
+            chosen.append(rest[open_minutes[j]].pop(0))  # evenly spaced minutes, one frame each per round
+    return sorted(chosen, key=lambda f: float(f["t_s"]))
+
+
 def _thumbnails(run: RunData, refused: bool = False) -> tuple[list[dict], int]:
     """Scored frames (or, with refused, the crops refused as unfamiliar) grouped by minute, as embedded
     thumbnails with time and P(pain) (familiarity for refused crops)."""
     groups: dict[int, list] = {}
-    shown = 0
     frames = [f for f in run.frames if (f.get("refused") == "1") == refused]
-    for f in frames:
-        if shown >= MAX_THUMBNAILS or not f.get("crop"):
-            continue
+    for f in _spread(run, [f for f in frames if f.get("crop")]):
         data = _thumb(run.folder / f["crop"])
         if data is None:
             continue
@@ -270,7 +288,6 @@ def _thumbnails(run: RunData, refused: bool = False) -> tuple[list[dict], int]:
         caption = (f"{when} fam={float(f['familiarity']):.2f}" if refused else
                    f"{when} P={float(f['pain_prob']):.2f}" + (f" RGS={float(f['rgs']):.1f}" if f.get("rgs") else ""))
         groups.setdefault(int(t // 60), []).append({"data": data, "caption": caption, "title": title})
-        shown += 1
     return [{"minute": k, "faces": v} for k, v in sorted(groups.items())], len(frames)
 
 
@@ -296,13 +313,14 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
                          "thumb_total": total, "thumb_shown": sum(len(g["faces"]) for g in thumbs),
                          "refused": refused, "refused_total": refused_total,
                          "refused_shown": sum(len(g["faces"]) for g in refused),
-                         "info_json": json.dumps(run.info, indent=2, default=str),
-                         "caveats": sorted({m.get("caveat", "") for m in run.info.get("models", {}).values()
-                                            if m.get("synthetic") and m.get("caveat")})})
+                         "info_json": json.dumps(run.info, indent=2, default=str)})
+    # One caveat per model, said once for the whole report (not once per run).
+    model_caveats = sorted({(m.get("name", "?"), m["caveat"]) for run in runs
+                            for m in run.info.get("models", {}).values() if m.get("synthetic") and m.get("caveat")})
     env = Environment(loader=PackageLoader("rat_monitor", "sinks/templates"), autoescape=select_autoescape())
     page = env.get_template("report.html.j2").render(
         title=title, generated=time.strftime("%Y-%m-%d %H:%M"), sections=sections, runs=runs,
-        thresholds=thresholds(runs),
+        thresholds=thresholds(runs), model_caveats=model_caveats,
         synthetic=any(r.summary["synthetic"] for r in runs), caveat=SYNTHETIC_CAVEAT)
     out.write_text(page, encoding="utf-8")
     return {"html": out, "png": png_path, "runs": len(runs)}
