@@ -95,6 +95,7 @@ class Job:
     settings: Settings
     overwrite: bool = False
     resume: bool = False
+    annotate: bool = False  # also RUN/annotated.mp4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -112,7 +113,7 @@ def analyze_one(video: Path, out_dir: Path, job: Job, detector, classifier, obse
     run_dir = out_dir / video.stem
     try:
         result = analyze_video(video, run_dir, detector, classifier, job.settings, overwrite=job.overwrite,
-                               resume=job.resume, observer=observer)
+                               resume=job.resume, observer=observer, annotate=job.annotate)
     except RunExists as exc:  # the earlier run stands, and so does its summary row
         return {**summary_row(video, run_dir, KEPT, str(exc)), "exit_code": exc.exit_code}
     except RatMonitorError as exc:

@@ -99,6 +99,7 @@ class Totals:
     minutes: int = 0
     alerts: int = 0
     interrupted: bool = False
+    annotated_frames: int = 0  # frames written to annotated.mp4 (analyze --annotate)
     wall_s: float = 0.0
     first_frame_epoch: float | None = None  # when the first frame had been through the face stages
     stage_ms_per_frame: dict = field(default_factory=dict)
@@ -167,8 +168,9 @@ class FaceFinder:
 class Pipeline:
     def __init__(self, source: FrameSource, detector: FaceDetector, classifier: PainClassifier, writer: RunWriter,
                  settings: Settings | None = None, observer: Observer | None = None,
-                 earlier: list[MinuteSummary] | None = None, resume_s: float = 0.0):
+                 earlier: list[MinuteSummary] | None = None, resume_s: float = 0.0, annotator=None):
         self.settings = settings or Settings()
+        self.annotator = annotator  # sinks.annotate.Annotator (analyze --annotate) or None
         self.settings.check()
         self.source = source
         self.detector = detector
@@ -191,6 +193,8 @@ class Pipeline:
         scored = [ScoredFrame(c, p, jpeg) for c, p, (_, jpeg) in zip(candidates, preds, stored)]
         self.timeline.add_scored(scored)
         self.writer.scored(scored)
+        if self.annotator:
+            self.annotator.scored(scored)
         refused = sum(p.refused for p in preds)
         self.totals.scored_frames += len(scored) - refused
         self.totals.refused_frames += refused
@@ -199,6 +203,8 @@ class Pipeline:
     def _minutes(self, rows: list[MinuteSummary]) -> None:
         for m in rows:
             self.writer.minute(m)
+            if self.annotator:
+                self.annotator.minute(m)
             self.totals.minutes += 1
             self.totals.rss_mb_by_minute.append(round(rss_mb(), 1))
             self.observer.minute(m)
@@ -227,6 +233,9 @@ class Pipeline:
                 self._score(closed)
                 self._minutes(self.timeline.add_frame(frame.t_s, bool(tracks), frame.dropped_before))
                 clock.lap("timeline")
+                if self.annotator:
+                    self.annotator.frame(frame.index, frame.t_s, frame.image, tracks)
+                    clock.lap("annotate")
                 tot.frames += 1
                 tot.dropped_frames += frame.dropped_before
                 tot.face_frames += int(bool(tracks))

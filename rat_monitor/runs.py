@@ -8,6 +8,7 @@ from pathlib import Path
 from .errors import RunExists, SourceError
 from .pipeline import Observer, Pipeline, RunResult, Settings
 from .sinks import RunWriter, prepare_run_dir
+from .sinks.annotate import Annotator
 from .sinks.files import prepare_resume, recorded_source, run_state
 from .sources import CaptureSource
 
@@ -15,9 +16,10 @@ WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished m
 
 
 def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Settings, overwrite: bool = False,
-                  resume: bool = False, observer: Observer | None = None) -> RunResult | None:
+                  resume: bool = False, observer: Observer | None = None, annotate: bool = False) -> RunResult | None:
     """One archived video through the pipeline into its run folder. With resume, an interrupted run is finished
-    and a complete one is skipped (returns None). A file that ends early keeps its minutes and raises."""
+    and a complete one is skipped (returns None). A file that ends early keeps its minutes and raises. annotate:
+    also RUN/annotated.mp4 (the part analysed by this call)."""
     state = run_state(run_dir) if resume else "new"
     if state == "complete":
         done = recorded_source(run_dir)
@@ -31,11 +33,19 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
     else:
         prepare_run_dir(run_dir, overwrite)
     source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S))
+    annotator = None
     try:
         with RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units) as writer:
+            if annotate:
+                info = source.info
+                annotator = Annotator(run_dir / "annotated.mp4", info.width, info.height, info.fps or 30.0,
+                                      settings.selection.window_s)
             pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier,
-                            resume_s=resume_s)
+                            resume_s=resume_s, annotator=annotator)
             result = pipe.run()
+            if annotator:
+                annotated, annotator = annotator.close(), None
+                result.totals.annotated_frames = annotated
             truncated = source.truncated and not result.totals.interrupted
             writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
                                         "decode_errors": source.decode_errors, "resumed_from_s": resume_s or None,
@@ -46,6 +56,8 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
                               f"header promises (cut short or corrupt); the minutes read are kept in {run_dir}")
         return result
     finally:
+        if annotator:  # the run ended by an error: keep what was annotated
+            annotator.close()
         source.close()
 
 

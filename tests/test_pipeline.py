@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -188,3 +189,22 @@ def test_ctrl_c_or_sigterm_stops_a_batch_marks_the_video_interrupted_and_exits_1
     assert not (tmp_path / "albino_control").exists()  # the batch stopped: the next video never started
     info = json.loads((run / "run.json").read_text())
     assert info["complete"] is False and info["totals"]["interrupted"] is True
+
+
+def test_annotated_video_for_checking_by_eye(short_video, tmp_path):
+    result = runner.invoke(app, ["analyze", str(short_video), "--out", str(tmp_path), "--quiet", "--annotate"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / short_video.stem
+    info = json.loads((run / "run.json").read_text())
+    cap = cv2.VideoCapture(str(run / "annotated.mp4"))
+    decoded, width = 0, 0
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            break
+        decoded, width = decoded + 1, img.shape[1]
+    assert decoded == info["totals"]["annotated_frames"] > 0
+    frames = info["totals"]["frames"]
+    assert decoded == -(-frames // 2)  # 15 fps source: every 2nd frame (about 10 per second)
+    assert 0 < width <= 480
+    assert info["totals"]["stage_ms_per_frame"]["annotate"] < info["totals"]["stage_ms_per_frame"]["detect"]

@@ -147,6 +147,9 @@ def analyze(
     scheduler: Optional[str] = typer.Option(None, help="Run the videos on an existing Dask cluster "
                                                        "(tcp://HOST:PORT); results go to --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No timeline table after each video."),
+    annotate: bool = typer.Option(False, help="Also write annotated.mp4 in each run folder: boxes, confidence, "
+                                              "the scored frames with P(pain), the last minute's level (H.264 "
+                                              "with the 'video' extra, MPEG-4 otherwise; at most 640 px wide)."),
     on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
 ):
     """Analyse archived videos as fast as the machine allows: a run folder per video with the per-minute
@@ -157,7 +160,7 @@ def analyze(
     """
     from ..batch import KEPT, Job, expand_inputs, run_batch
 
-    job = Job(model, detector, settings(window, per_window, None), overwrite, resume)
+    job = Job(model, detector, settings(window, per_window, None), overwrite, resume, annotate)
     job.settings.check()
     if workers < 1:
         raise ConfigError("--workers must be at least 1")

@@ -28,7 +28,7 @@ TIMELINE_COLUMNS = ["minute", "start_s", "end_s", "start_time", "frames", "dropp
 FRAME_COLUMNS = ["frame", "t_s", "x0", "y0", "x1", "y1", "sharpness", "quality", "p_none", "p_moderate", "p_severe",
                  "model", "pain_prob", "track_id", "motion", "confidence", "size_px", "pose_weight", "exposure", "crop",
                  "refused", "familiarity"]
-RUN_FILES = ("timeline.csv", "frames.csv", "run.json", "alerts.jsonl")
+RUN_FILES = ("timeline.csv", "frames.csv", "run.json", "alerts.jsonl", "annotated.mp4")
 # Models with action-unit heads add AU_FIELDS (au_orbital, au_nose, au_ears, au_whiskers, rgs) at the end of
 # both files; pain-only models leave the columns out altogether (absent, never zero).
 
