@@ -43,3 +43,26 @@ def test_train_prints_words_not_dicts(tmp_path):
     result = runner.invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "m")], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "{" not in result.output and "40 crops of 2 animal(s)" in result.output
+
+
+def test_live_view_fits_80_columns_and_says_when_the_first_row_comes():
+    from rich.console import Console
+
+    from rat_monitor.cli.views import LiveView
+    from rat_monitor.types import AU_FIELDS, MinuteSummary
+
+    view = LiveView("Model 'x': trained on synthetic rat faces only", lambda row: None, action_units=True)
+    view.t_s = 18.0
+    console = Console(width=80, record=True, color_system=None)
+    console.print(view.render(80))
+    first = console.export_text()
+    assert "first row appears when minute 0 closes, in 42 s" in first
+    row = MinuteSummary(minute=0, start_s=0.0, end_s=60.0, frames=1800, face_frames=1700, scored_frames=18,
+                        pain_prob=0.82, pain_prob_smoothed=0.8, pain_level="pain", alert=1,
+                        action_units=dict(zip(AU_FIELDS, (1.2, 1.0, 1.4, 0.9, 1.12))))
+    view.rows.append(row)
+    console = Console(width=80, record=True, color_system=None)
+    console.print(view.render(80))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "P(pain)" in text and "0.82" in text and "ALERT" in text and "RGS" in text

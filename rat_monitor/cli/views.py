@@ -21,14 +21,21 @@ def fmt(v, digits=2) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
+COMPACT = ("min", "face%", "scored", "P(pain)", "smooth", "level", "alert", "RGS")  # what fits in 80 columns
+
+
 def timeline_table(rows: list[MinuteSummary], title: str = "Pain timeline", last: int | None = None,
-                   caveat: str = "", action_units: bool = False) -> Table:
+                   caveat: str = "", action_units: bool = False, compact: bool = False) -> Table:
     """The per-minute table; with an AU-capable model also the RGS score and the four action units
-    (orbital/nose/ears/whiskers, 0..2), blank for minutes without a scored face."""
+    (orbital/nose/ears/whiskers, 0..2), blank for minutes without a scored face. compact: only the columns of
+    COMPACT, for terminals under 100 columns."""
     table = Table(title=title, caption=caveat or None, caption_style="dim", box=box.SIMPLE_HEAD, pad_edge=False)
     cols = ["min", "start", "frames", "drop", "face%", "scored", "P(pain)", "smooth", "level", "alert"]
-    for col in cols + (["RGS", "orb/nose/ear/whisk"] if action_units else []):
-        table.add_column(col, justify="right" if col not in ("start", "level") else "left", no_wrap=True)
+    cols += ["RGS", "orb/nose/ear/whisk"] if action_units else []
+    keep = [c in COMPACT or not compact for c in cols]
+    for col, kept in zip(cols, keep):
+        if kept:
+            table.add_column(col, justify="right" if col not in ("start", "level") else "left", no_wrap=True)
     for m in rows[-last:] if last else rows:
         cov = 100.0 * m.face_frames / m.frames if m.frames else 0.0
         start = m.start_time[11:19] if m.start_time else f"{m.start_s / 60:.0f}:00"
@@ -38,7 +45,7 @@ def timeline_table(rows: list[MinuteSummary], title: str = "Pain timeline", last
         if action_units:
             au = m.action_units
             cells += [fmt(au["rgs"]) if au else "", " ".join(f"{au[k]:.1f}" for k in AU_FIELDS[:-1]) if au else ""]
-        table.add_row(*cells)
+        table.add_row(*(c for c, kept in zip(cells, keep) if kept))
     return table
 
 
@@ -76,14 +83,24 @@ class LiveView:
         self.accepted, self.refused = 0, 0
         self.live: Live | None = None
 
-    def render(self):
+    def render(self, width: int | None = None):
+        """The view for a terminal WIDTH columns wide (the live console's when shown): under 100 columns the
+        table keeps its essential columns and the status line is short."""
+        width = width or (self.live.console.width if self.live is not None else 120)
+        compact = width < 100
         into = (self.t_s % 60) / 60
-        bar = "█" * int(into * 30) + "·" * (30 - int(into * 30))
-        head = (f"minute {int(self.t_s // 60)}  [{bar}]  faces now: {self.faces}  scored this minute: "
-                f"{self.scored_now}  fps: {self.stats.get('fps', 0):.1f}  dropped: "
-                f"{sum(r.dropped_frames for r in self.rows)}")
-        parts = [head, timeline_table(self.rows, title="Last minutes", last=10, caveat=self.caveat,
-                                       action_units=self.action_units)]
+        cells = 16 if compact else 30
+        bar = "█" * int(into * cells) + "·" * (cells - int(into * cells))
+        dropped = sum(r.dropped_frames for r in self.rows)
+        head = (f"min {int(self.t_s // 60)} [{bar}] faces {self.faces} scored {self.scored_now} "
+                f"fps {self.stats.get('fps', 0):.0f} dropped {dropped}" if compact else
+                f"minute {int(self.t_s // 60)}  [{bar}]  faces now: {self.faces}  scored this minute: "
+                f"{self.scored_now}  fps: {self.stats.get('fps', 0):.1f}  dropped: {dropped}")
+        parts = [head]
+        if not self.rows:
+            parts.append(f"the first row appears when minute 0 closes, in {60 - self.t_s % 60:.0f} s")
+        parts.append(timeline_table(self.rows, title="Last minutes", last=10, caveat=self.caveat,
+                                    action_units=self.action_units, compact=compact))
         advice = unfamiliar_advice(self.refused, self.accepted)
         if advice:
             parts.append(f"[yellow]{advice}[/]")
