@@ -45,7 +45,7 @@ def test_local_pool_summary_failure_and_resume(archive, tmp_path):
     before = (out / "rec0" / "timeline.csv").read_bytes()
     summary_before = (out / "summary.csv").read_bytes()
     again = runner.invoke(app, ["analyze", str(archive / "cage0"), "--out", str(out), "--workers", "2"])
-    assert again.exit_code == 1 and "already holds a run" in again.output
+    assert again.exit_code == 2 and "already holds a run" in again.output  # every video refused: settings
     assert (out / "summary.csv").read_bytes() == summary_before  # the refused batch changes no row
     assert (out / "rec0" / "timeline.csv").read_bytes() == before
     # a finished run of another video with the same name is never taken for this one's
