@@ -15,6 +15,11 @@ from .app import (DEFAULT_KIND, DETECTOR_HELP, KIND_HELP, MODEL_HELP, app, cavea
                   friendly_errors, out, print_refusal, progress_bars, refuse_to_replace_model)
 from .views import au_table, loso_table, models_table
 
+# Options train and evaluate share (same names, same meaning).
+DATA_OPTION = typer.Option(..., help="Dataset: a manifest CSV, a folder with manifest.csv, or ROOT/<subject>/<label>/.")
+KIND_OPTION = typer.Option(DEFAULT_KIND, "--kind", "-k", help=KIND_HELP)
+TASK_OPTION = typer.Option("binary", help="binary (no pain vs pain) | 3class.")
+
 
 @app.command()
 @friendly_errors
@@ -33,9 +38,9 @@ def models():
 @app.command()
 @friendly_errors
 def train(
-    data: Path = typer.Option(..., help="Dataset: a manifest CSV, a folder with manifest.csv, or ROOT/<subject>/<label>/."),
-    kind: str = typer.Option(DEFAULT_KIND, "--kind", "-k", help=KIND_HELP),
-    task: str = typer.Option("binary", help="binary (no pain vs pain) | 3class."),
+    data: Path = DATA_OPTION,
+    kind: str = KIND_OPTION,
+    task: str = TASK_OPTION,
     out_dir: Path = typer.Option(..., "--out", "-o", help="Model folder to write (card.json + weights)."),
     epochs: Optional[int] = typer.Option(None, help="ResNet-18 only: maximum epochs."),
     weights: Optional[Path] = typer.Option(None, help="ResNet-18 only: ImageNet weights file (.pth/.safetensors)."),
@@ -74,9 +79,9 @@ def train(
 @app.command()
 @friendly_errors
 def evaluate(
-    data: Path = typer.Option(..., help="Dataset (manifest CSV, folder with manifest.csv, or ROOT/<subject>/<label>/)."),
-    kind: str = typer.Option(DEFAULT_KIND, "--kind", "-k", help=KIND_HELP),
-    task: str = typer.Option("binary", help="binary | 3class."),
+    data: Path = DATA_OPTION,
+    kind: str = KIND_OPTION,
+    task: str = TASK_OPTION,
     protocol: str = typer.Option("loso", help="loso: leave one subject (animal) out. The only honest protocol here."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON."),
     epochs: Optional[int] = typer.Option(None, help="ResNet-18 only: maximum epochs per fold."),

@@ -268,11 +268,11 @@ def lab_frame(seed: int, index: int, setting: str | None = None) -> tuple[np.nda
             cx = w * ((r + 0.5) / n_rats + rng.uniform(-0.1, 0.1))
         cy = h * rng.uniform(0.2, 0.7)
         aus = rng.uniform(0, 2, 4)
-        pose = Pose(float(cx), float(cy), float(scale), yaw, float(rng.normal(0, 25 if from_above else 10)),
-                    *(float(a) for a in aus), pitch_deg=pitch, body_up=body_up)
+        roll = float(rng.normal(0, 25 if from_above else 10))
         if from_above:  # seen from above, the rat lies in any direction
-            pose = Pose(pose.cx, pose.cy, pose.scale, pose.yaw_deg, float(rng.uniform(-180, 180)), *aus,
-                        pitch_deg=pitch, body_up=body_up)
+            roll = float(rng.uniform(-180, 180))
+        pose = Pose(float(cx), float(cy), float(scale), yaw, roll, *(float(a) for a in aus), pitch_deg=pitch,
+                    body_up=body_up)
         implant = _colour(rng, 100, 240) if rng.random() < 0.2 else None
         box = draw_rat(img, pose, look, light=light, implant=implant)
         if face_visible(box, yaw, w, h):
