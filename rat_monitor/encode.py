@@ -1,5 +1,5 @@
-"""Writing videos: H.264 through the ffmpeg binary that imageio-ffmpeg ships (the 'video' extra), OpenCV's
-MPEG-4 encoder where that is not installed. Used by the synthetic videos and by analyze --annotate."""
+"""Writing videos: H.264 through the ffmpeg binary that imageio-ffmpeg ships, OpenCV's MPEG-4 encoder where
+that binary is missing. Used by the synthetic videos and by analyze --annotate."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import ffmpeg
 from .errors import ConfigError
 
 
@@ -19,15 +20,15 @@ class VideoWriter:
         self.path = path
         self._proc = None
         self._cv = None
+        exe = ffmpeg.exe()
         try:
-            import imageio_ffmpeg
-
-            exe = imageio_ffmpeg.get_ffmpeg_exe()
+            if exe is None:
+                raise OSError("no ffmpeg binary")
             cmd = [exe, "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
                    "-r", f"{fps:g}", "-i", "-", "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
                    "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path)]
             self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-        except (ImportError, RuntimeError, OSError):
+        except OSError:
             self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
             if not self._cv.isOpened():
                 raise ConfigError(f"cannot write video {path}") from None

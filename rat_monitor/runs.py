@@ -48,7 +48,8 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
                 result.totals.annotated_frames = annotated
             truncated = source.truncated and not result.totals.interrupted
             writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
-                                        "decode_errors": source.decode_errors, "resumed_from_s": resume_s or None,
+                                        "decode_errors": source.decode_errors, "frames_lost_in_file": source.clock.lost,
+                                        "deinterlaced": source.deinterlaced, "resumed_from_s": resume_s or None,
                                         "time_discontinuities": source.clock.discontinuities,
                                         "complete": not (truncated or result.totals.interrupted)}))
         if truncated:
@@ -62,12 +63,24 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
 
 
 def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, settings: Settings,
-                 overwrite: bool = False, observer: Observer | None = None) -> RunResult:
+                 overwrite: bool = False, observer: Observer | None = None, resume: bool = False) -> RunResult:
     """A live source (camera, stream, or a file read as if live) into its run folder until it ends, is given up
-    or Ctrl-C stops it."""
-    with RunWriter(prepare_run_dir(run_dir, overwrite), action_units=classifier.action_units) as writer:
-        pipe = Pipeline(source, detector, classifier, writer, settings, observer)
+    or Ctrl-C stops it. resume: continue the run already in the folder (after a crash, or a stop): its complete
+    minutes stay, the time between becomes source_lost minutes, and time counts from its start (the source
+    must have been opened with live_start=recorded_start(run_dir))."""
+    earlier: list = []
+    state = run_state(run_dir) if resume else "new"
+    if state != "new":
+        done = recorded_source(run_dir)
+        if done is not None and done != source.info.name:
+            raise RunExists(f"{run_dir} holds a run of {done}, not of {source.info.name}; give another --out")
+        earlier, _ = prepare_resume(run_dir, classifier.action_units)
+    else:
+        prepare_run_dir(run_dir, overwrite)
+    with RunWriter(run_dir, resume=state != "new", action_units=classifier.action_units) as writer:
+        pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier)
         result = pipe.run()
         writer.close(pipe.run_info({"command": "watch", "complete": True, "outages_s": source.outages,
-                                    "source_given_up_at_s": source.given_up_at_s}))
+                                    "source_given_up_at_s": source.given_up_at_s,
+                                    "resumed_after_minute": earlier[-1].minute if earlier else None}))
     return result

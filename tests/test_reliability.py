@@ -115,6 +115,48 @@ def test_stream_lost_for_a_minute_then_back(short_video, tmp_path):
     assert info["outages_s"] and info["complete"]
 
 
+def test_watch_resumes_its_run_after_a_crash(short_video, tmp_path):
+    """A watch that crashed (no run.json) after its first minute, 3 minutes ago: --resume keeps that minute,
+    marks the minutes in between source_lost and goes on counting time from the run's start."""
+    from rat_monitor.sinks import RunWriter, prepare_run_dir
+    from rat_monitor.timeline import iso_time
+    from rat_monitor.types import MinuteSummary
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/live.ts"
+    began = time.time() - 190
+    writer = RunWriter(prepare_run_dir(tmp_path), action_units=True)
+    writer.minute(MinuteSummary(minute=0, start_s=0.0, end_s=60.0, start_time=iso_time(began), frames=900,
+                                face_frames=850, scored_frames=18, pain_prob=0.2, pain_level="none",
+                                pain_prob_smoothed=0.2))
+    writer.__exit__(None, None, None)  # the crash: rows flushed, no run.json
+    server = serve_stream(short_video, port, loop=True)
+    time.sleep(0.5)
+    proc = subprocess.Popen(RM + ["watch", "--url", url, "--out", str(tmp_path), "--resume"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        time.sleep(8)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        server.kill()
+        proc.kill()
+    assert proc.returncode == 0, stderr  # Ctrl-C is how a watch ends
+    rows = read_rows(tmp_path / "timeline.csv")
+    assert [r["minute"] for r in rows] == ["0", "1", "2", "3"]
+    assert rows[0]["frames"] == "900" and rows[0]["pain_prob"] == "0.2000"  # the earlier minute, kept as it was
+    assert [r["status"] for r in rows[1:3]] == ["source_lost", "source_lost"]
+    assert int(rows[3]["frames"]) > 0 and rows[3]["start_time"][:16] == iso_time(began + 180)[:16]
+    info = json.loads((tmp_path / "run.json").read_text())
+    assert info["resumed_after_minute"] == 0 and info["inputs"]["start_time"] == pytest.approx(began, abs=1)
+
+
+def test_watch_resume_of_a_file_points_to_analyze(short_video, tmp_path):
+    result = runner.invoke(app, ["watch", "--video", str(short_video), "--out", str(tmp_path), "--resume"])
+    assert result.exit_code == 2 and "analyze --resume" in result.output
+
+
 def test_lost_stream_is_given_up_with_exit_3_and_its_time_in_the_timeline(short_video, tmp_path):
     port = free_port()
     server = serve_stream(short_video, port, loop=True)
@@ -175,8 +217,48 @@ def test_corrupt_frames_mid_stream_are_skipped_and_counted(short_video, tmp_path
     skipped = json.loads((tmp_path / "runs" / "damaged" / "run.json").read_text())["decode_errors"]
     cap = cv2.VideoCapture(str(short_video))
     assert skipped > 0  # the damage cost frames ...
-    assert delivered + skipped == int(cap.get(cv2.CAP_PROP_FRAME_COUNT))  # ... and every frame is accounted for
-    assert sum(int(r["dropped_frames"]) for r in rows) == skipped  # in the minutes they were lost from
+    dropped = sum(int(r["dropped_frames"]) for r in rows)  # ... counted in the minutes they were lost from
+    assert delivered + dropped == int(cap.get(cv2.CAP_PROP_FRAME_COUNT))  # ... and every frame is accounted for
+
+
+@pytest.mark.parametrize("codec", [["-c:v", "mpeg2video", "-q:v", "4"], ["-c:v", "libx264", "-x264opts", "tff=1"]],
+                         ids=["mpeg2", "h264"])
+def test_interlaced_video_is_deinterlaced_not_read_black(short_video, tmp_path, codec):
+    """OpenCV's scaler turns interlaced frames black (a run of 0 faces, status ok): they must show the rat."""
+    interlaced = tmp_path / "interlaced.mkv"
+    _ffmpeg("-i", short_video, "-vf", "scale=640:360,tinterlace=interleave_top,fieldorder=tff,format=yuv420p",
+            "-flags", "+ilme+ildct", *codec, interlaced)
+    proc = _analyze(interlaced, tmp_path / "runs")
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "runs" / "interlaced"
+    assert json.loads((run / "run.json").read_text())["deinterlaced"] is True
+    rows = read_rows(run / "timeline.csv")
+    frames = sum(int(r["frames"]) for r in rows)
+    assert frames == int(cv2.VideoCapture(str(interlaced)).get(cv2.CAP_PROP_FRAME_COUNT)) == 300  # 2 fields a frame
+    assert sum(int(r["face_frames"]) for r in rows) > 0.9 * frames
+
+
+@pytest.mark.parametrize("container", ["mkv", "ts"])
+def test_frames_lost_to_damage_in_mkv_and_ts_are_counted_as_dropped(short_video, tmp_path, container):
+    """The demuxer skips a damaged stretch silently: the gap in the timestamps is counted, not hidden."""
+    clean = tmp_path / f"clean.{container}"
+    _ffmpeg("-i", short_video, "-c:v", "libx264", "-g", "15", clean)
+    data = bytearray(clean.read_bytes())
+    rng = np.random.default_rng(1)
+    for at in (0.4, 0.7):  # two stretches of noise, 3% of the file each
+        start, size = int(len(data) * at), int(len(data) * 0.03)
+        data[start:start + size] = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+    damaged = tmp_path / f"damaged.{container}"
+    damaged.write_bytes(bytes(data))
+    proc = _analyze(damaged, tmp_path / "runs")
+    assert proc.returncode == 0, proc.stderr
+    run = tmp_path / "runs" / "damaged"
+    rows = read_rows(run / "timeline.csv")
+    delivered = sum(int(r["frames"]) for r in rows)
+    dropped = sum(int(r["dropped_frames"]) for r in rows)
+    assert delivered < 600  # the damage cost frames ...
+    assert abs(delivered + dropped - 600) <= 3  # ... and they are accounted for, give or take a reordered one
+    assert json.loads((run / "run.json").read_text())["frames_lost_in_file"] > 0
 
 
 def test_video_cut_in_half_keeps_the_minutes_read(four_minutes, tmp_path):
@@ -319,7 +401,7 @@ def test_media_clock_bridges_restarts_and_jumps():
 
     clock = MediaClock(10.0)
     stamps = [0, 100, 200, 300, 1, 101, 201, 999_000, 501, 601]  # ms: a restart, then one corrupt timestamp
-    times = [clock.time(i, ms) for i, ms in enumerate(stamps)]
+    times = [clock.step(i, ms)[0] for i, ms in enumerate(stamps)]
     assert all(b > a for a, b in zip(times, times[1:]))
     assert times[-1] == pytest.approx(0.9)  # ten frames at 10 fps, the bridged ones on the frame clock
     assert [d["frame"] for d in clock.discontinuities] == [4, 7, 8]  # the restart; into and out of the bad one

@@ -14,7 +14,7 @@ from rich.progress import Progress
 from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from ..pipeline import Observer
-from ..sinks.files import alert_record, read_timeline
+from ..sinks.files import alert_record, read_timeline, recorded_start
 from .app import (DETECTOR_HELP, MODEL_HELP, SAMPLES, app, caveat, err, fire_alert, friendly_errors, out,
                   print_refusal, progress_bars, settings)
 from .views import LiveView, batch_table, timeline_table
@@ -45,12 +45,15 @@ def watch(
     window: float = typer.Option(10.0, help="Selection window in seconds (must divide a minute)."),
     per_window: int = typer.Option(3, help="Face frames scored per window at most."),
     overwrite: bool = typer.Option(False, help="Replace an earlier run in --out."),
+    resume: bool = typer.Option(False, help="Continue the run in --out after a crash or a stop: its minutes stay, "
+                                            "the time in between becomes source_lost minutes."),
     on_alert: Optional[str] = typer.Option(None, help="Command run when an alert is raised; the alert as JSON on stdin."),
     give_up: float = typer.Option(300.0, help="Seconds to keep retrying a lost camera or stream before ending the run."),
 ):
     """Live pain timeline from a camera, a stream or a file, with a terminal view; Ctrl-C stops cleanly.
 
     [bold]Example:[/] rat-monitor watch --camera 0 --out runs/cage3
+    (after a crash or a stop: the same with --resume)
     """
     from ..runs import watch_source
     from ..sources import CaptureSource
@@ -61,12 +64,17 @@ def watch(
         raise ConfigError("--give-up must be a number of seconds, 0 or more")
     if video is None and camera is None and url is None:
         raise ConfigError("give a source: --camera N, --url URL or --video FILE")
+    if resume and (video is not None or overwrite):
+        raise ConfigError("--resume continues a live run (--camera or --url), without --overwrite; "
+                          "for a file use analyze --resume")
     det, clf = _load_models(model, detector)
+    start = recorded_start(out_dir) if resume else None
     view = LiveView(caveat(clf), lambda row: fire_alert(on_alert, alert_record(row, "raised")), clf.action_units)
-    with CaptureSource(video=video, camera=camera, url=url, realtime=realtime, give_up_s=give_up) as source:
+    with CaptureSource(video=video, camera=camera, url=url, realtime=realtime, give_up_s=give_up,
+                       live_start=start) as source:
         with Live(view.render(), console=out, refresh_per_second=4, transient=False) as live:
             view.live = live
-            result = watch_source(source, out_dir, det, clf, run_settings, overwrite, view.observer)
+            result = watch_source(source, out_dir, det, clf, run_settings, overwrite, view.observer, resume)
             view.live = None
             live.update(view.render())  # its last lines say when most faces were refused
     out.line()
@@ -129,7 +137,23 @@ def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool
     stopped = "stopped (Ctrl-C or SIGTERM) after " if status == "interrupted" else ""
     say.print(f"{video.name}: {stopped}{totals['frames']} frames at {totals['fps']:.0f} fps, "
               f"{totals['scored_frames']} scored → {run_dir}", highlight=False)
+    for remark in _source_remarks(info):
+        say.print(f"note: {video.name}: {remark}", highlight=False)
     print_refusal(totals["refused_frames"], totals["scored_frames"], say)
+
+
+def _source_remarks(info: dict) -> list[str]:
+    """What the decoder had to mend in a file, in words (the numbers are in run.json)."""
+    remarks = []
+    if info.get("deinterlaced"):
+        remarks.append("interlaced video, decoded through ffmpeg's deinterlacer")
+    lost = info.get("frames_lost_in_file") or 0
+    if lost:
+        remarks.append(f"{lost} frames lost to damage in the file (counted as dropped in their minutes)")
+    jumps = len(info.get("time_discontinuities") or [])
+    if jumps:
+        remarks.append(f"{jumps} timestamp jump{'s' if jumps > 1 else ''} bridged on the frame clock (listed in run.json)")
+    return remarks
 
 
 @app.command()
@@ -148,8 +172,8 @@ def analyze(
                                                        "(tcp://HOST:PORT); results go to --out."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No timeline table after each video."),
     annotate: bool = typer.Option(False, help="Also write annotated.mp4 in each run folder: boxes, confidence, "
-                                              "the scored frames with P(pain), the last minute's level (H.264 "
-                                              "with the 'video' extra, MPEG-4 otherwise; at most 640 px wide)."),
+                                              "the scored frames with P(pain), the last minute's level (H.264, "
+                                              "at most 640 px wide)."),
     on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
 ):
     """Analyse archived videos as fast as the machine allows: a run folder per video with the per-minute

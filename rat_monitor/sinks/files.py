@@ -4,6 +4,7 @@ frame), crops/ (the scored face crops, for audit), alerts.jsonl, and run.json (w
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import fcntl
 import io
 import json
@@ -287,8 +288,30 @@ def prepare_resume(run_dir: Path, action_units: bool) -> tuple[list[MinuteSummar
         for crop in (run_dir / "crops").iterdir():
             if f"crops/{crop.name}" not in kept:
                 crop.unlink()
-    (run_dir / "alerts.jsonl").unlink(missing_ok=True)  # recomputed over the whole run at the end
+    alerts = run_dir / "alerts.jsonl"
+    if alerts.exists():  # the alerts of the kept minutes stay; the redone minutes raise theirs again
+        lines = [line for line in alerts.read_text().splitlines(keepends=True)
+                 if line.strip() and json.loads(line).get("minute", 0) < len(rows)]
+        atomic_write_text(alerts, "".join(lines))
     return rows, resume_s
+
+
+def recorded_start(run_dir: Path) -> float | None:
+    """When a run began (epoch seconds), from run.json or else from its first minute's clock time; None when
+    the folder holds no run or does not say."""
+    run_dir = Path(run_dir)
+    try:
+        start = json.loads((run_dir / "run.json").read_text()).get("inputs", {}).get("start_time")
+        if isinstance(start, (int, float)):
+            return float(start)
+    except (OSError, ValueError, AttributeError):
+        pass
+    if not (run_dir / "timeline.csv").exists():
+        return None
+    rows = read_timeline(run_dir / "timeline.csv")
+    if rows and rows[0].start_time:
+        return dt.datetime.fromisoformat(rows[0].start_time).timestamp()
+    return None
 
 
 def _au_cells(values: dict[str, float] | None) -> list[str]:

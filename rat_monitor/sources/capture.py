@@ -17,8 +17,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from .. import ffmpeg
 from ..errors import SourceError
 from ..types import Frame, SourceInfo
+from .deinterlace import DeinterlacingCapture
 
 OPEN_TIMEOUT_MS = 8000
 QUEUE_SIZE = 64  # decoded frames the reader thread may run ahead
@@ -65,39 +67,68 @@ def _creation_time(path: Path) -> float | None:
 
 class MediaClock:
     """Frame times of a file: its timestamps while they behave, the frame clock across a discontinuity. A
-    timestamp that goes back (two recordings joined, timestamps restarting) or jumps ahead by more than a second
-    beyond the frames read (a corrupt timestamp) would make a wrong timeline: time then goes on one frame
-    interval per frame from the last good one, and the jump is recorded for run.json."""
+    timestamp that goes back (two recordings joined, timestamps restarting) or jumps further ahead than the file
+    has frames left to fill (a corrupt timestamp; without a frame count in the header, more than a second
+    beyond the frames read) would make a wrong timeline: time then goes on one frame interval per frame from
+    the last good one, and the jump is recorded for run.json. A step forward within the file's frames is frames
+    the decoder lost (a damaged stretch of an mkv or MPEG-TS file): they are counted as dropped, so the minute
+    says it saw less than it spans."""
 
-    JUMP_S = 1.0  # more than this beyond the frame clock is a discontinuity, not variable frame timing
+    JUMP_S = 1.0  # without a frame count: more than this beyond the frame clock is a discontinuity
 
-    def __init__(self, fps: float):
+    def __init__(self, fps: float, count_lost: bool = True, frame_count: int | None = None):
         self.fps = fps
+        self.count_lost = count_lost  # False for variable-rate files, whose gaps are the recording's
+        self.frame_count = frame_count  # what the header promises, when it says
         self.offset = 0.0
         self.last: tuple[int, float] | None = None  # (frame index, time) of the previous frame
+        self.bridged = False  # whether the previous frame was put on the frame clock
         self.discontinuities: list[dict] = []
+        self.lost = 0  # frames missing before delivered ones, over the whole file
+        self.accounted = 0  # frames delivered or counted as lost (from the first one stepped)
 
-    def time(self, index: int, pos_ms: float) -> float:
+    def _fits(self, gap_s: float, expected_s: float) -> bool:
+        """Whether a step forward of GAP_S seconds can be frames lost rather than a broken timestamp."""
+        if self.count_lost and self.frame_count:
+            left = self.frame_count - self.accounted - 1  # frames the header still promises
+            return round(gap_s * self.fps) - 1 <= left + max(2, 0.01 * self.frame_count)
+        return gap_s <= expected_s + self.JUMP_S
+
+    def step(self, index: int, pos_ms: float) -> tuple[float, int]:
+        """The time of frame INDEX, and how many frames are missing before it: by the timestamps where they are
+        trusted (a frame the decoder failed on does not map to one timestamp), else by the frames skipped."""
         raw = pos_ms / 1000.0 if index > 0 and np.isfinite(pos_ms) and pos_ms > 0 else index / self.fps
         t = raw + self.offset
-        if self.last is not None:
+        missing = 0
+        if self.last is None:
+            self.accounted = index  # a resumed run starts after frames its earlier run accounted for
+        else:
             last_index, last_t = self.last
-            expected = (index - last_index) / self.fps
-            if not t > last_t or t - last_t > expected + self.JUMP_S:
-                bridged = last_t + expected
+            skipped = index - last_index - 1
+            expected = (skipped + 1) / self.fps
+            bridged = not (t > last_t and self._fits(t - last_t, expected))
+            if bridged:
                 self.discontinuities.append({"frame": index, "after_s": round(last_t, 3),
-                                             "timestamp_s": round(raw, 3), "bridged_to_s": round(bridged, 3)})
-                self.offset += bridged - t
-                t = bridged
+                                             "timestamp_s": round(raw, 3), "bridged_to_s": round(last_t + expected, 3)})
+                self.offset += last_t + expected - t
+                t = last_t + expected
+            # Half a frame interval or less is timing jitter, not a loss; right after a bridged frame the step
+            # measures the bridge, not the file.
+            by_time = self.count_lost and not bridged and not self.bridged
+            missing = max(0, round((t - last_t) * self.fps) - 1) if by_time else skipped
+            self.bridged = bridged
+        self.lost += missing
+        self.accounted += missing + 1
         self.last = (index, t)
-        return t
+        return t, missing
 
 
 class CaptureSource:
     """A file, a camera index or a stream URL read through OpenCV's FFmpeg backend."""
 
     def __init__(self, *, video: str | Path | None = None, camera: int | None = None, url: str | None = None,
-                 realtime: bool = False, start_s: float = 0.0, give_up_s: float = 300.0):
+                 realtime: bool = False, start_s: float = 0.0, give_up_s: float = 300.0,
+                 live_start: float | None = None):
         chosen = [x is not None for x in (video, camera, url)]
         if sum(chosen) != 1:
             raise SourceError("give exactly one source: --video PATH, --camera N or --url URL")
@@ -117,28 +148,36 @@ class CaptureSource:
         cap = self._open_capture()
         if not cap.isOpened():
             raise SourceError(problem)
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        fps = fps if fps and 1 <= fps <= 1000 else 30.0
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
+        count = count if count > 0 else None
+        facts = ffmpeg.stream_facts(Path(video)) if video is not None else ffmpeg.StreamFacts()
+        self.deinterlaced = facts.interlaced
+        if self.deinterlaced:  # OpenCV would hand back black frames; its header still gave rate and count
+            size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            cap.release()
+            cap = DeinterlacingCapture(Path(video), *size)
         self._cap = cap
         ok, first = cap.read()
         if not ok or first is None:
             cap.release()
             raise SourceError(f"{name} has no readable frames")
         self._first = first
-        fps = cap.get(cv2.CAP_PROP_FPS)
-        fps = fps if fps and 1 <= fps <= 1000 else 30.0
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
-        count = count if count > 0 else None
         h, w = first.shape[:2]
-        start = time.time() if live else _creation_time(Path(video))
+        # live: time counts from now, or from the start of the run this one resumes (live_start, epoch seconds)
+        start = (live_start or time.time()) if live else _creation_time(Path(video))
         self.info = SourceInfo(name=name, fps=fps, width=w, height=h, live=live,
                                duration_s=(count / fps if count else None), frame_count=count, start_time=start)
         self.start_frame = max(0, int(start_s * fps))  # files: frames before this are skipped undecoded (resume)
         self._queue: queue.Queue = queue.Queue(maxsize=QUEUE_SIZE)
         self._stop = threading.Event()
-        self.frames_read = 0
+        self.frames_read = 0  # the position reached in the source, frames skipped included
         self.decode_errors = 0  # files: unreadable frames skipped mid-stream
         self.outages: list[tuple[float, float]] = []  # live: (lost at, back at) in seconds since start
         self.given_up_at_s: float | None = None  # live: when retrying stopped (seconds since start)
-        self.clock = MediaClock(self.info.fps or 30.0)  # files: timestamps made monotonic and sane
+        # files: timestamps made monotonic and sane
+        self.clock = MediaClock(self.info.fps or 30.0, count_lost=not facts.variable_rate, frame_count=count)
         self.error: str | None = None
         self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
         self._started = False
@@ -223,15 +262,17 @@ class CaptureSource:
         try:
             while not self._stop.is_set():
                 now = time.time()
+                lost = 0
                 if info.live:
                     t_s = now - info.start_time
                 else:
-                    t_s = self.clock.time(index, self._cap.get(cv2.CAP_PROP_POS_MSEC))
+                    t_s, lost = self.clock.step(index, self._cap.get(cv2.CAP_PROP_POS_MSEC))
                     if self.realtime:  # pace a file like a live camera
                         delay = t0 + t_s - time.monotonic()
                         if delay > 0:
                             time.sleep(delay)
-                self._put(Frame(index=index, t_s=t_s, image=image, wall_time=now if info.live else None))
+                self._put(Frame(index=index, t_s=t_s, image=image, wall_time=now if info.live else None,
+                                dropped_before=lost))
                 self.frames_read = index + 1
                 if info.live:
                     ok, image = self._cap.read()
@@ -257,10 +298,11 @@ class CaptureSource:
             item = self._queue.get()
             if item is _END:
                 break
-            gap = item.index - last - 1
+            gap = item.index - last - 1  # live: frames the reader dropped (a file's are counted by its clock)
             last = item.index
-            if gap > 0:
-                item = Frame(item.index, item.t_s, item.image, item.wall_time, dropped_before=gap)
+            if gap > 0 and self.info.live:
+                item = Frame(item.index, item.t_s, item.image, item.wall_time,
+                             dropped_before=gap)
             yield item
         if self.error:
             raise SourceError(self.error)
@@ -270,7 +312,7 @@ class CaptureSource:
         """A file that ended well before the frame count its header promised (cut short or corrupt)."""
         count = self.info.frame_count
         return (not self.info.live and not self._stop.is_set() and count is not None
-                and self.frames_read < 0.98 * count - 1)
+                and self.clock.accounted < 0.98 * count - 1)
 
     def close(self) -> None:
         self._stop.set()
