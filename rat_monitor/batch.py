@@ -9,6 +9,7 @@ import io
 import json
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -123,14 +124,30 @@ def analyze_one(video: Path, out_dir: Path, job: Job, detector, classifier, obse
     return summary_row(video, run_dir, "interrupted" if result.totals.interrupted else "ok")
 
 
-def _worker_job(video: str, out_dir: str, job: dict, threads: int) -> dict:
-    """Runs in a worker process (local pool or Dask): loads the models itself, never raises."""
+class _ForwardFrames(Observer):
+    """In a worker process: hands the frame reports of its video to the parent, at most a few a second."""
+
+    def __init__(self, queue, video: str):
+        self.queue, self.video, self.last = queue, video, 0.0
+
+    def frame(self, index: int, t_s: float, n_faces: int, stats: dict) -> None:
+        now = time.monotonic()
+        if now - self.last >= 0.25:
+            self.last = now
+            self.queue.put((self.video, index, t_s, n_faces, stats))
+
+
+def _worker_job(video: str, out_dir: str, job: dict, threads: int, frames_queue=None) -> dict:
+    """Runs in a worker process (local pool or Dask): loads the models itself, never raises. frames_queue: where
+    its frame reports go (local pool), or None."""
     import cv2
 
     cv2.setNumThreads(threads)
     try:
         j = Job.from_dict(job)
-        return analyze_one(Path(video), Path(out_dir), j, load_detector(j.detector), load_classifier(j.model))
+        observer = _ForwardFrames(frames_queue, video) if frames_queue is not None else None
+        return analyze_one(Path(video), Path(out_dir), j, load_detector(j.detector), load_classifier(j.model),
+                           observer)
     except RatMonitorError as exc:
         return {**summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed", str(exc)),
                 "exit_code": exc.exit_code}
@@ -159,7 +176,7 @@ def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, sch
     if scheduler or workers > 1:
         threads = max(1, (os.cpu_count() or 1) // max(1, workers))  # do not oversubscribe the cores
         jobs = [(str(v.resolve()), str(out_dir.resolve()), job.to_dict(), threads) for v in videos]
-        _run_parallel(jobs, workers, scheduler, finished)
+        _run_parallel(jobs, workers, scheduler, finished, observer_for)
         order = {str(v.resolve()): i for i, v in enumerate(videos)}
         rows.sort(key=lambda r: order.get(str(Path(r["video"]).resolve()), 0))
     else:
@@ -176,7 +193,8 @@ def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, sch
     return rows
 
 
-def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finished: Callable[[dict], None]) -> None:
+def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finished: Callable[[dict], None],
+                  observer_for: Callable[[Path], Observer] | None = None) -> None:
     if scheduler:
         try:
             from dask.distributed import Client
@@ -193,9 +211,35 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
         return
     # spawn, not fork: forking a process that already runs decoder, ONNX Runtime and progress threads can
     # deadlock the child.
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for fut in as_completed([pool.submit(_worker_job, *job) for job in jobs]):
-            finished(fut.result())
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+        frames_queue = manager.Queue() if observer_for else None
+        relay = threading.Thread(target=_relay_frames, args=(frames_queue, observer_for), daemon=True)
+        if frames_queue is not None:
+            relay.start()
+        try:
+            for fut in as_completed([pool.submit(_worker_job, *job, frames_queue) for job in jobs]):
+                finished(fut.result())
+        finally:
+            if frames_queue is not None:
+                frames_queue.put(None)
+                relay.join(timeout=5)
+
+
+def _relay_frames(frames_queue, observer_for: Callable[[Path], Observer]) -> None:
+    """In the parent: the workers' frame reports to each video's observer (the CLI's progress bars)."""
+    observers: dict[str, Observer] = {}
+    while True:
+        try:
+            report = frames_queue.get()
+        except (EOFError, OSError):  # the manager went away: the batch is over
+            return
+        if report is None:
+            return
+        video, index, t_s, n_faces, stats = report
+        if video not in observers:
+            observers[video] = observer_for(Path(video))
+        observers[video].frame(index, t_s, n_faces, stats)
 
 
 def write_summary(rows: list[dict], out_dir: Path) -> Path:

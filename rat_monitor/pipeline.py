@@ -241,7 +241,8 @@ class Pipeline:
                 tot.face_frames += int(bool(tracks))
                 if tot.frames % 10 == 0:
                     tot.wall_s = time.perf_counter() - t0
-                    self.observer.frame(frame.index, frame.t_s, len(tracks), {"fps": tot.fps, "frames": tot.frames})
+                    self.observer.frame(frame.index, frame.t_s, len(tracks),
+                                        {"fps": tot.fps, "frames": tot.frames, "total": self.source.info.frame_count})
         except KeyboardInterrupt:
             tot.interrupted = True
         finally:

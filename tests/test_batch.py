@@ -94,3 +94,26 @@ def test_unreachable_scheduler_is_one_line(archive, tmp_path):
     result = runner.invoke(app, ["analyze", str(archive / "cage0"), "--out", str(tmp_path),
                                  "--scheduler", f"tcp://127.0.0.1:{free_port()}"])
     assert result.exit_code == 2 and "cannot reach the Dask scheduler" in result.output
+
+
+def test_workers_report_each_videos_frames_for_its_progress_bar(archive, tmp_path):
+    """With --workers the parent still sees every video's frames and their total (frames, fps, time left)."""
+    from rat_monitor.batch import Job, run_batch
+    from rat_monitor.pipeline import Observer, Settings
+
+    seen: dict[str, list] = {}
+
+    def observer_for(video: Path) -> Observer:
+        class Record(Observer):
+            def frame(self, index, t_s, n_faces, stats):
+                seen.setdefault(video.name, []).append((index, stats["total"], stats["fps"]))
+
+        return Record()
+
+    videos = sorted((archive / "cage0").glob("*.mp4"))
+    job = Job("lbp-svm-synthetic", "rat-face-detector", Settings(), False, False, False)
+    rows = run_batch(videos, tmp_path / "runs", job, workers=2, observer_for=observer_for)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert set(seen) == {v.name for v in videos}
+    for reports in seen.values():
+        assert all(total == 240 and 0 <= index < 240 and fps > 0 for index, total, fps in reports)

@@ -88,7 +88,8 @@ def watch(
 
 
 class FrameBars:
-    """One progress bar per video, shown from its first frame (a video that does not open leaves no empty bar)."""
+    """One progress bar per video (frames, fps, time left), shown from its first frame (a video that does not open
+    leaves no empty bar); with --workers the frames are reported from the worker processes."""
 
     def __init__(self, progress: Progress):
         self.progress = progress
@@ -100,8 +101,9 @@ class FrameBars:
         class _Obs(Observer):
             def frame(self, index, t_s, n_faces, stats):
                 if video not in bars.tasks:
-                    bars.tasks[video] = bars.progress.add_task(video.name, total=None, rate="")
-                bars.progress.update(bars.tasks[video], completed=stats["frames"], rate=f"{stats['fps']:.0f} fps")
+                    bars.tasks[video] = bars.progress.add_task(video.name, total=stats.get("total"), rate="")
+                # the position in the file (a resumed run starts part-way), against the frames its header promises
+                bars.progress.update(bars.tasks[video], completed=index + 1, rate=f"{stats['fps']:.0f} fps")
 
         return _Obs()
 
@@ -194,7 +196,7 @@ def analyze(
     det, clf = _load_models(model, detector)  # fail early and in one line on a bad model
     parallel = workers > 1 or scheduler is not None
     with progress_bars() as progress:
-        bars = None if parallel else FrameBars(progress)
+        bars = FrameBars(progress) if scheduler is None else None  # a Dask cluster's workers report no frames
         overall = progress.add_task("videos", total=len(paths), rate="") if parallel else None
 
         def done(row: dict) -> None:
