@@ -97,6 +97,7 @@ class Job:
     overwrite: bool = False
     resume: bool = False
     annotate: bool = False  # also RUN/annotated.mp4
+    start_epoch: float | None = None  # the clock time of the (single) video's first frame, when the user gave it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -114,7 +115,8 @@ def analyze_one(video: Path, out_dir: Path, job: Job, detector, classifier, obse
     run_dir = out_dir / video.stem
     try:
         result = analyze_video(video, run_dir, detector, classifier, job.settings, overwrite=job.overwrite,
-                               resume=job.resume, observer=observer, annotate=job.annotate)
+                               resume=job.resume, observer=observer, annotate=job.annotate,
+                               start_epoch=job.start_epoch)
     except RunExists as exc:  # the earlier run stands, and so does its summary row
         return {**summary_row(video, run_dir, KEPT, str(exc)), "exit_code": exc.exit_code}
     except RatMonitorError as exc:

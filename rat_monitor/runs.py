@@ -9,17 +9,19 @@ from .errors import RunExists, SourceError
 from .pipeline import Observer, Pipeline, RunResult, Settings
 from .sinks import RunWriter, prepare_run_dir
 from .sinks.annotate import Annotator
-from .sinks.files import prepare_resume, recorded_source, run_state
+from .sinks.files import prepare_resume, recorded_source, recorded_start, run_state
 from .sources import CaptureSource
 
 WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished minute, to warm up the tracker
 
 
 def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Settings, overwrite: bool = False,
-                  resume: bool = False, observer: Observer | None = None, annotate: bool = False) -> RunResult | None:
+                  resume: bool = False, observer: Observer | None = None, annotate: bool = False,
+                  start_epoch: float | None = None) -> RunResult | None:
     """One archived video through the pipeline into its run folder. With resume, an interrupted run is finished
     and a complete one is skipped (returns None). A file that ends early keeps its minutes and raises. annotate:
-    also RUN/annotated.mp4 (the part analysed by this call)."""
+    also RUN/annotated.mp4 (the part analysed by this call). start_epoch: the clock time of the first frame
+    (else the container's, or the resumed run's)."""
     state = run_state(run_dir) if resume else "new"
     if state == "complete":
         done = recorded_source(run_dir)
@@ -29,10 +31,11 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
         return None
     earlier, resume_s = [], 0.0
     if state == "partial":
+        start_epoch = start_epoch or recorded_start(run_dir)
         earlier, resume_s = prepare_resume(run_dir, classifier.action_units)
     else:
         prepare_run_dir(run_dir, overwrite)
-    source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S))
+    source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S), start_epoch=start_epoch)
     annotator = None
     try:
         with RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units) as writer:
@@ -67,7 +70,7 @@ def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, set
     """A live source (camera, stream, or a file read as if live) into its run folder until it ends, is given up
     or Ctrl-C stops it. resume: continue the run already in the folder (after a crash, or a stop): its complete
     minutes stay, the time between becomes source_lost minutes, and time counts from its start (the source
-    must have been opened with live_start=recorded_start(run_dir))."""
+    must have been opened with start_epoch=recorded_start(run_dir))."""
     earlier: list = []
     state = run_state(run_dir) if resume else "new"
     if state != "new":

@@ -105,3 +105,27 @@ def test_thumbnails_of_a_long_run_cover_every_alert_minute(monkeypatch):
     minutes = [int(float(f["t_s"]) // 60) for f in chosen]
     assert len(chosen) == 20 and minutes.count(50) == 3 and minutes.count(51) == 3
     assert minutes == sorted(minutes) and min(minutes) == 0 and max(minutes) == 59  # spread, not the first ones
+
+
+def test_clock_time_from_start_time_and_one_aligned_time_axis(report, short_video, two_minute_video, tmp_path):
+    """analyze --start-time gives a file without a recorded time its clock time; the report then puts runs on
+    one axis, and --align counts it from a given moment (e.g. the end of surgery)."""
+    runs = tmp_path / "runs"
+    for video, start in ((short_video, "2026-11-29T14:05:00"), (two_minute_video, "2026-11-29T14:07:00")):
+        result = runner.invoke(app, ["analyze", str(video), "--out", str(runs), "-q", "--start-time", start])
+        assert result.exit_code == 0, result.output
+    rows = (runs / "two_min" / "timeline.csv").read_text().splitlines()
+    assert rows[1].split(",")[3].startswith("2026-11-29T14:07:00") and rows[2].split(",")[3].startswith("2026-11-29T14:08")
+    out = tmp_path / "aligned.html"
+    result = runner.invoke(app, ["report", str(runs), "--out", str(out), "--align", "2026-11-29T14:00"])
+    assert result.exit_code == 0, result.output
+    assert "Time axis of the plots: minutes after 2026-11-29 14:00." in out.read_text()
+    shared = runner.invoke(app, ["report", str(runs), "--out", str(tmp_path / "shared.html")])
+    assert "minutes after 2026-11-29 14:05 (earliest start)" in (tmp_path / "shared.html").read_text()
+    # runs without clock time cannot be aligned to one: said in one line, nothing written
+    refused = runner.invoke(app, ["report", str(report.parent / "short"), "--out", str(tmp_path / "no.html"),
+                                  "--align", "2026-11-29T14:00"])
+    assert refused.exit_code == 2 and "--start-time" in refused.output and not (tmp_path / "no.html").exists()
+    assert shared.exit_code == 0
+    bad = runner.invoke(app, ["analyze", str(short_video), "--out", str(tmp_path / "x"), "--start-time", "noon"])
+    assert bad.exit_code == 2 and "ISO 8601" in bad.output

@@ -120,3 +120,14 @@ def settings(window: float, per_window: int, duration: float | None):
     from ..select import SelectionSettings
 
     return Settings(selection=SelectionSettings(window_s=window, per_window=per_window), duration_s=duration)
+
+
+def clock_time(text: str, option: str) -> float:
+    """An ISO 8601 date and time ('2026-11-29T14:05', local time unless it names a zone) as epoch seconds."""
+    import datetime as dt
+
+    try:
+        return dt.datetime.fromisoformat(text.strip()).astimezone().timestamp()
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not a date and time like 2026-11-29T14:05 (ISO 8601, local time "
+                          "unless a zone is given)") from None

@@ -11,7 +11,7 @@ import typer
 
 from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_DETECTOR
-from .app import DETECTOR_HELP, app, friendly_errors, out, progress_bars
+from .app import DETECTOR_HELP, app, clock_time, friendly_errors, out, progress_bars
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -33,6 +33,8 @@ def report(
                                                                       "as .png."),
     title: str = typer.Option("Rat welfare report", help="Title of the report."),
     overwrite: bool = typer.Option(False, help="Replace an existing report file."),
+    align: Optional[str] = typer.Option(None, help="Count the time axis from this clock time (ISO 8601, e.g. the "
+                                                   "end of surgery 2026-11-29T13:20); every run needs clock time."),
 ):
     """A self-contained HTML welfare report (works offline) with the pain timeline, unknown minutes, alerts,
     face coverage, a summary, the scored face crops for audit and the run metadata; plus the plot as PNG.
@@ -43,7 +45,7 @@ def report(
 
     if out_path.exists() and not overwrite:
         raise ConfigError(f"{out_path} exists; give --overwrite to replace it or another --out")
-    written = write_report(runs, out_path, title)
+    written = write_report(runs, out_path, title, clock_time(align, "--align") if align is not None else None)
     out.print(f"report → {written['html']} (plot: {written['png']})", highlight=False)
 
 

@@ -15,8 +15,8 @@ from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from ..pipeline import Observer
 from ..sinks.files import alert_record, read_timeline, recorded_start
-from .app import (DETECTOR_HELP, MODEL_HELP, SAMPLES, app, caveat, err, fire_alert, friendly_errors, out,
-                  print_refusal, progress_bars, settings)
+from .app import (DETECTOR_HELP, MODEL_HELP, SAMPLES, app, caveat, clock_time, err, fire_alert, friendly_errors,
+                  out, print_refusal, progress_bars, settings)
 from .views import LiveView, batch_table, timeline_table
 
 DEMO_SAMPLE = "albino_onset.mp4"
@@ -71,7 +71,7 @@ def watch(
     start = recorded_start(out_dir) if resume else None
     view = LiveView(caveat(clf), lambda row: fire_alert(on_alert, alert_record(row, "raised")), clf.action_units)
     with CaptureSource(video=video, camera=camera, url=url, realtime=realtime, give_up_s=give_up,
-                       live_start=start) as source:
+                       start_epoch=start) as source:
         with Live(view.render(), console=out, refresh_per_second=4, transient=False) as live:
             view.live = live
             result = watch_source(source, out_dir, det, clf, run_settings, overwrite, view.observer, resume)
@@ -177,6 +177,9 @@ def analyze(
                                               "the scored frames with P(pain), the last minute's level (H.264, "
                                               "at most 640 px wide)."),
     on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
+    start_time: Optional[str] = typer.Option(None, help="Clock time of the video's first frame (ISO 8601, e.g. "
+                                                        "2026-11-29T14:05; one video), for files that do not record "
+                                                        "it: the timeline and report then show clock time."),
 ):
     """Analyse archived videos as fast as the machine allows: a run folder per video with the per-minute
     timeline (timeline.csv), the scored frames (frames.csv) and run.json; with several videos, summary.csv.
@@ -186,13 +189,16 @@ def analyze(
     """
     from ..batch import KEPT, Job, expand_inputs, run_batch
 
-    job = Job(model, detector, settings(window, per_window, None), overwrite, resume, annotate)
+    start_epoch = clock_time(start_time, "--start-time") if start_time is not None else None
+    job = Job(model, detector, settings(window, per_window, None), overwrite, resume, annotate, start_epoch)
     job.settings.check()
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
     paths = expand_inputs(videos)
     if not paths:
         raise SourceError("no video files found in " + ", ".join(videos))
+    if start_epoch is not None and len(paths) > 1:
+        raise ConfigError("--start-time is the clock time of one video; give one video with it")
     det, clf = _load_models(model, detector)  # fail early and in one line on a bad model
     parallel = workers > 1 or scheduler is not None
     with progress_bars() as progress:

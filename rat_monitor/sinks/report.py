@@ -4,6 +4,7 @@ plus the timeline plot as PNG. It reads the run folders only; it never re-runs a
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import io
 import json
 import time
@@ -161,14 +162,47 @@ def _alerts(run: RunData) -> list[dict]:
             if e.get("event") == "raised"]
 
 
+def run_start(run: RunData) -> float | None:
+    """The clock time (epoch seconds) of a run's minute 0: run.json's, else its first minute's; None when the
+    source did not say (analyze --start-time gives it)."""
+    start = run.info.get("inputs", {}).get("start_time")
+    if isinstance(start, (int, float)):
+        return float(start)
+    first = run.timeline[0].get("start_time", "") if run.timeline else ""
+    return dt.datetime.fromisoformat(first).timestamp() if first else None
+
+
+def _clock(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
+
+
+def time_axis(runs: list[RunData], align: float | None = None) -> tuple[dict[str, float], str]:
+    """One time axis for all runs: per run folder, where its minute 0 lies (in minutes), and the axis label.
+    With ALIGN (a clock time, e.g. the end of surgery) minutes after it; else, when every run has clock time,
+    minutes after the earliest start, so that runs recorded side by side line up; else each run's own minutes."""
+    starts = {str(r.folder): run_start(r) for r in runs}
+    if align is not None:
+        missing = [r.name for r in runs if starts[str(r.folder)] is None]
+        if missing:
+            raise ConfigError(f"--align needs the clock time of every run; {', '.join(missing)} has none (analyze "
+                              "it with --start-time)")
+        return {k: (v - align) / 60.0 for k, v in starts.items()}, f"minutes after {_clock(align)}"
+    if len(runs) > 1 and all(v is not None for v in starts.values()):
+        first = min(starts.values())
+        return {k: (v - first) / 60.0 for k, v in starts.items()}, f"minutes after {_clock(first)} (earliest start)"
+    return {k: 0.0 for k in starts}, "minute of the run"
+
+
 AU_LABELS = {"orbital": "orbital tightening", "nose": "nose/cheek flattening", "ears": "ear changes",
              "whiskers": "whisker change"}
 
 
-def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
+def plot_runs(runs: list[RunData], path: Path | None = None,
+              axis: tuple[dict[str, float], str] | None = None) -> bytes:
     """Per run: P(pain) per minute (raw with interval, smoothed with band, unknown minutes shaded, alert minutes
     marked); for AU-capable models the four action-unit scores and the RGS score per minute under it; face
-    coverage at the bottom. Returns PNG bytes (and writes them when path is given)."""
+    coverage at the bottom. All panels share one time axis (time_axis, or AXIS when given: the whole report's).
+    Returns PNG bytes (and writes them when path is given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -180,10 +214,13 @@ def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
     fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(0.9 * ratios[k] for _, k in panels) + 0.4),
                              squeeze=False, gridspec_kw={"height_ratios": [ratios[k] for _, k in panels]})
     axes_of = {(id(run), kind): axes[i, 0] for i, (run, kind) in enumerate(panels)}
+    offsets, xlabel = axis or time_axis(runs)
+    shown = [offsets[str(r.folder)] for r in runs]
+    xlim = (min(shown, default=0.0), max((offsets[str(r.folder)] + len(r.timeline) for r in runs), default=1.0))
     for run in runs:
         ax, cov = axes_of[(id(run), "pain")], axes_of[(id(run), "coverage")]
         rows = run.timeline
-        m = np.array([int(r["minute"]) for r in rows])
+        m = np.array([int(r["minute"]) for r in rows]) + offsets[str(run.folder)]
         raw, lo, hi = (_column(rows, k) for k in ("pain_prob", "pain_prob_low", "pain_prob_high"))
         sm, slo, shi = (_column(rows, k) for k in ("pain_prob_smoothed", "smoothed_low", "smoothed_high"))
         x = m + 0.5
@@ -200,7 +237,7 @@ def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
                     label="per-minute P(pain), 95% interval")
         ax.axhline(0.7, color="crimson", ls="--", lw=1, label="alert threshold")
         ax.set_ylim(0, 1.05)
-        ax.set_xlim(m.min() if len(m) else 0, (m.max() + 1) if len(m) else 1)
+        ax.set_xlim(*xlim)
         ax.set_ylabel("P(pain)")
         ax.set_title(f"{run.name}", loc="left", fontsize=11)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.8)
@@ -209,7 +246,7 @@ def plot_runs(runs: list[RunData], path: Path | None = None) -> bytes:
         cov.set_ylim(0, 100)
         cov.set_xlim(ax.get_xlim())
         cov.set_ylabel("face %")
-        cov.set_xlabel("minute")
+        cov.set_xlabel(xlabel)
         if run.action_units:
             _plot_action_units(axes_of[(id(run), "aus")], rows, m, ax.get_xlim())
     fig.tight_layout()
@@ -291,8 +328,10 @@ def _thumbnails(run: RunData, refused: bool = False) -> tuple[list[dict], int]:
     return [{"minute": k, "faces": v} for k, v in sorted(groups.items())], len(frames)
 
 
-def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare report") -> dict:
-    """Writes OUT (HTML) and OUT with .png (the timeline plot). Returns what it wrote."""
+def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare report",
+                 align: float | None = None) -> dict:
+    """Writes OUT (HTML) and OUT with .png (the timeline plot). ALIGN: a clock time (epoch seconds) the time axis
+    counts from. Returns what it wrote."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     if not run_dirs:
@@ -304,12 +343,13 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     png_path = out.with_suffix(".png")
-    plot_runs(runs, png_path)
+    axis = time_axis(runs, align)
+    plot_runs(runs, png_path, axis)
     sections = []
     for run in runs:
         thumbs, total = _thumbnails(run)
         refused, refused_total = _thumbnails(run, refused=True)
-        sections.append({"run": run, "plot": base64.b64encode(plot_runs([run])).decode(), "thumbs": thumbs,
+        sections.append({"run": run, "plot": base64.b64encode(plot_runs([run], axis=axis)).decode(), "thumbs": thumbs,
                          "thumb_total": total, "thumb_shown": sum(len(g["faces"]) for g in thumbs),
                          "refused": refused, "refused_total": refused_total,
                          "refused_shown": sum(len(g["faces"]) for g in refused),
@@ -320,7 +360,7 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
     env = Environment(loader=PackageLoader("rat_monitor", "sinks/templates"), autoescape=select_autoescape())
     page = env.get_template("report.html.j2").render(
         title=title, generated=time.strftime("%Y-%m-%d %H:%M"), sections=sections, runs=runs,
-        thresholds=thresholds(runs), model_caveats=model_caveats,
+        thresholds=thresholds(runs), model_caveats=model_caveats, time_axis=axis[1],
         synthetic=any(r.summary["synthetic"] for r in runs), caveat=SYNTHETIC_CAVEAT)
     out.write_text(page, encoding="utf-8")
     return {"html": out, "png": png_path, "runs": len(runs)}

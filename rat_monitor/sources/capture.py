@@ -128,7 +128,7 @@ class CaptureSource:
 
     def __init__(self, *, video: str | Path | None = None, camera: int | None = None, url: str | None = None,
                  realtime: bool = False, start_s: float = 0.0, give_up_s: float = 300.0,
-                 live_start: float | None = None):
+                 start_epoch: float | None = None):
         chosen = [x is not None for x in (video, camera, url)]
         if sum(chosen) != 1:
             raise SourceError("give exactly one source: --video PATH, --camera N or --url URL")
@@ -165,8 +165,9 @@ class CaptureSource:
             raise SourceError(f"{name} has no readable frames")
         self._first = first
         h, w = first.shape[:2]
-        # live: time counts from now, or from the start of the run this one resumes (live_start, epoch seconds)
-        start = (live_start or time.time()) if live else _creation_time(Path(video))
+        # The clock time of t = 0 (epoch seconds), when known: START_EPOCH when given (a resumed live run's start,
+        # a file's recording time from the user); else now for a live source, the container's creation time.
+        start = start_epoch or (time.time() if live else _creation_time(Path(video)))
         self.info = SourceInfo(name=name, fps=fps, width=w, height=h, live=live,
                                duration_s=(count / fps if count else None), frame_count=count, start_time=start)
         self.start_frame = max(0, int(start_s * fps))  # files: frames before this are skipped undecoded (resume)
