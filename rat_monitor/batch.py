@@ -23,7 +23,7 @@ from .errors import ConfigError, RatMonitorError, RunExists, SourceError
 from .pipeline import Observer, Settings
 from .runs import analyze_video
 from .models import atomic_write_text
-from .sinks.files import make_dir
+from .sinks.files import make_dir, pain_levels
 from .tables import read_rows
 from .select import SelectionSettings
 from .timeline import AlertRule
@@ -69,21 +69,25 @@ def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dic
     """One line of summary.csv, read back from the run folder (so skipped, finished runs are summarised too)."""
     row = {"video": str(video), "run_dir": str(run_dir), "status": status, "error": error}
     timeline = run_dir / "timeline.csv"
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        info = {}
     if timeline.exists():
         rows = read_rows(timeline, ConfigError)
         levels = [r["pain_level"] for r in rows]
+        shown = ("none", *pain_levels(info, rows), "unknown")  # a level the model cannot give stays empty
         row.update({"duration_s": f"{float(rows[-1]['end_s']):.1f}" if rows else "0", "minutes": len(rows),
                     "frames": sum(int(r["frames"]) for r in rows),
                     "minutes_observed": sum(lv != "unknown" for lv in levels),
-                    **{f"minutes_{k}": levels.count(k) for k in ("none", "pain", "moderate", "severe", "unknown")},
+                    **{f"minutes_{k}": levels.count(k) if k in shown else ""
+                       for k in ("none", "pain", "moderate", "severe", "unknown")},
                     "alerts": sum(1 for r, prev in zip(rows, [{"alert": "0"}] + rows) if r["alert"] == "1"
                                   and prev["alert"] == "0"),
                     "minutes_unfamiliar": sum(r.get("status") == "unfamiliar" for r in rows),
                     "refused_crops": sum(int(r.get("refused_frames") or 0) for r in rows)})
-    try:
-        row["fps"] = json.loads((run_dir / "run.json").read_text())["totals"]["fps"]
-    except (OSError, ValueError, KeyError):
-        pass
+    if "fps" in info.get("totals", {}):
+        row["fps"] = info["totals"]["fps"]
     return row
 
 

@@ -117,6 +117,7 @@ def model_entry(model) -> dict:
     entry = {"name": getattr(model, "name", "?"), "kind": card.get("kind"), "files": card.get("files", {}),
              "synthetic": bool(card.get("synthetic")), "caveat": card.get("caveat", "")}
     if card.get("kind") == "pain-classifier":
+        entry["task"] = card.get("task")  # binary: levels none/pain; 3class: none/moderate/severe
         fam = getattr(model, "familiarity", None)
         entry["familiarity"] = ({"checked": True, "refuse_below": fam.refuse_below} if fam is not None else
                                 {"checked": False, "why": "the model folder has no familiarity statistics (made by "

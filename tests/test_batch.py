@@ -40,6 +40,8 @@ def test_local_pool_summary_failure_and_resume(archive, tmp_path):
     assert rows["broken.mp4"]["status"] == "failed" and "not a video" in rows["broken.mp4"]["error"]
     for name in ("rec0.mp4", "rec1.mp4", "rec2.mp4"):
         assert rows[name]["status"] == "ok" and rows[name]["minutes"] == "1"
+        # the bundled model is binary: it says pain or none, and claims nothing about severity
+        assert rows[name]["minutes_pain"] != "" and rows[name]["minutes_moderate"] == rows[name]["minutes_severe"] == ""
         assert (out / Path(name).stem / "timeline.csv").exists()
     # Without a flag an earlier run is never taken for this one (it may come from another video of that name).
     before = (out / "rec0" / "timeline.csv").read_bytes()

@@ -39,7 +39,7 @@ def report(
     """A self-contained HTML welfare report (works offline) with the pain timeline, unknown minutes, alerts,
     face coverage, a summary, the scored face crops for audit and the run metadata; plus the plot as PNG.
 
-    [bold]Example:[/] rat-monitor report runs/ --out welfare.html
+    [bold]Example:[/] rat-monitor report runs/ --out welfare.html   (after the analyze example)
     """
     from ..sinks.report import write_report
 
@@ -68,7 +68,7 @@ def curate(
     """Export the sharpest, stillest face frames per time window for annotation, with a manifest whose label
     columns are left empty. Filled in, the folder is a training dataset for `rat-monitor train`.
 
-    [bold]Example:[/] rat-monitor curate day1.mp4 day2.mp4 --out to_label/ --every 30s --per-window 2 --blind
+    [bold]Example:[/] rat-monitor curate sample_videos/albino_onset.mp4 --subject rat1 --out to_label/ --every 30s --blind
     """
     from .. import curate as cu
     from ..detect import load_detector
@@ -142,6 +142,7 @@ def synth(
     datasets for training, and contact sheets. Everything it makes is synthetic.
 
     [bold]Example:[/] rat-monitor synth --minutes 2 --seed 7 --schedule onset --out videos/onset.mp4
+    (a training set: rat-monitor synth --dataset faces/ --subjects 6 --per-subject 60)
     """
     from .. import synth as sy
 

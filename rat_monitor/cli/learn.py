@@ -52,7 +52,8 @@ def train(
     """Train a pain classifier on all of a dataset and save it (no pickle: safetensors + card.json). When the
     dataset has action-unit columns (orbital, nose, ears, whiskers) the model also learns the four AU scores.
 
-    [bold]Example:[/] rat-monitor train --data ratspain/manifest.csv --kind lbp-svm --task binary --out models/my-lab
+    [bold]Example:[/] rat-monitor train --data faces/ --kind lbp-svm --task binary --out models/my-lab
+    (faces/ from the synth example; your own: a curated and labelled folder, or RatsPain's manifest.csv)
     """
     from ..classify.evaluate import Trainer, train_and_save
     from ..data import load_dataset
@@ -91,7 +92,7 @@ def evaluate(
     the share of crops refused as unfamiliar and macro-F1 over the accepted ones; with action-unit labels also
     per AU accuracy, quadratic-weighted kappa, MAE and the RGS score's ICC(2,1).
 
-    [bold]Example:[/] rat-monitor evaluate --data ratspain/ --kind lbp-svm --protocol loso --json loso.json
+    [bold]Example:[/] rat-monitor evaluate --data faces/ --kind lbp-svm --protocol loso --json loso.json
     """
     from ..classify.evaluate import Trainer, evaluate_loso
     from ..data import load_dataset
@@ -126,7 +127,7 @@ def predict(
     them). A face unlike the model's training faces is refused: refused=1, no score. Unreadable files get a row
     with their error and do not stop the run; exit 3 when no image could be read at all.
 
-    [bold]Example:[/] rat-monitor predict ratspain/ --model models/my-lab --out scores.csv
+    [bold]Example:[/] rat-monitor predict runs/demo/crops/ --out scores.csv   (after rat-monitor demo)
     """
     from ..classify import load_classifier
     from ..predict import expand_images, predict_images

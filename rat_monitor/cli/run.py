@@ -53,6 +53,7 @@ def watch(
     """Live pain timeline from a camera, a stream or a file, with a terminal view; Ctrl-C stops cleanly.
 
     [bold]Example:[/] rat-monitor watch --camera 0 --out runs/cage3
+    (without a camera: rat-monitor watch --video sample_videos/albino_onset.mp4 --realtime --out runs/try)
     (after a crash or a stop: the same with --resume)
     """
     from ..runs import watch_source
@@ -185,7 +186,7 @@ def analyze(
     timeline (timeline.csv), the scored frames (frames.csv) and run.json; with several videos, summary.csv.
     Exit codes: as the README's table; 1 when some videos of a batch failed, 130 after Ctrl-C.
 
-    [bold]Example:[/] rat-monitor analyze recordings/ --out runs/ --workers 2 --resume
+    [bold]Example:[/] rat-monitor analyze sample_videos/ --out runs/ --workers 2 --resume
     """
     from ..batch import KEPT, Job, expand_inputs, run_batch
 

@@ -114,6 +114,9 @@ class LiveView:
             self.live.update(self.render())
 
 
+LEVEL_KEYS = ("minutes_pain", "minutes_moderate", "minutes_severe")
+
+
 def batch_table(rows: list[dict], out_dir: Path) -> Table:
     table = Table(title=f"Batch summary ({out_dir / 'summary.csv'})", box=box.SIMPLE_HEAD)
     for col in ("video", "status", "minutes", "observed", "none", "pain", "moderate", "severe", "unknown", "refused",
@@ -121,7 +124,9 @@ def batch_table(rows: list[dict], out_dir: Path) -> Table:
         table.add_column(col, justify="left" if col in ("video", "status") else "right")
     for r in rows:
         status = r["status"] if not r.get("error") else f"[red]{r['status']}[/]: {r['error'][:60]}"
-        table.add_row(Path(r["video"]).name, status, *(str(r.get(k, "")) for k in (
+        # "—": a level this run's model cannot give (a binary model has no moderate or severe)
+        table.add_row(Path(r["video"]).name, status, *(str(r.get(k, "")) if r.get(k, "") != "" or k not in LEVEL_KEYS
+                                                       else "—" for k in (
             "minutes", "minutes_observed", "minutes_none", "minutes_pain", "minutes_moderate", "minutes_severe",
             "minutes_unknown",
             "refused_crops", "alerts")))

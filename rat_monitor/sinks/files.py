@@ -68,6 +68,22 @@ def recorded_source(path: Path) -> str | None:
     return source if isinstance(source, str) else None
 
 
+PAIN_LEVELS = ("pain", "moderate", "severe")
+
+
+def pain_levels(info: dict, rows: list[dict]) -> tuple[str, ...]:
+    """The pain levels the run's classifier can give: ('pain',) for a binary model, ('moderate', 'severe') for a
+    3-class one; from run.json, else from the levels in the timeline; all three when neither tells. A summary
+    leaves the others' counts empty: a binary model's "0 severe minutes" would claim what it cannot know."""
+    task = info.get("models", {}).get("classifier", {}).get("task")
+    seen = {r.get("pain_level") for r in rows}
+    if task == "binary" or (task is None and "pain" in seen):
+        return ("pain",)
+    if task == "3class" or (task is None and seen & {"moderate", "severe"}):
+        return ("moderate", "severe")
+    return PAIN_LEVELS
+
+
 def make_dir(path: Path) -> Path:
     """Creates an output folder (and its parents); a path that cannot be one is a settings error."""
     path = Path(path)

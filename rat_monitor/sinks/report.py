@@ -17,6 +17,7 @@ import numpy as np
 from ..classify.familiarity import unfamiliar_advice
 from ..errors import ConfigError
 from ..tables import read_rows
+from .files import pain_levels
 from ..models import SYNTHETIC_CAVEAT
 from ..types import ACTION_UNITS, AU_FIELDS
 
@@ -76,7 +77,9 @@ def _f(v: str) -> float | None:
 
 def summarise(run: RunData) -> dict:
     rows = run.timeline
-    levels = {k: sum(r["pain_level"] == k for r in rows) for k in ("none", "pain", "moderate", "severe", "unknown")}
+    shown = ("none", *pain_levels(run.info, rows), "unknown")  # a level the model cannot give stays empty
+    levels = {k: sum(r["pain_level"] == k for r in rows) if k in shown else ""
+              for k in ("none", "pain", "moderate", "severe", "unknown")}
     frames = sum(int(r["frames"]) for r in rows)
     faces = sum(int(r["face_frames"]) for r in rows)
     models = run.info.get("models", {})
