@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -51,6 +52,21 @@ def test_train_prints_words_not_dicts(tmp_path):
     result = runner.invoke(app, ["train", "--data", str(data), "-o", str(tmp_path / "m")], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert "{" not in result.output and "40 crops of 2 animal(s)" in result.output
+    assert "warning: only 2 animal(s)" in result.output  # LOSO over 2 animals says little: said in words
+
+
+def test_a_subject_column_with_one_id_per_crop_is_called_out():
+    """Folds by a column of per-image ids would be folds by image: train and evaluate warn in words."""
+    import numpy as np
+
+    from rat_monitor.data.datasets import Dataset
+
+    n = 40
+    by_image = Dataset([Path(f"{i}.jpg") for i in range(n)], np.array([f"img{i}" for i in range(n)]),
+                       np.arange(n) % 2, None, "m.csv")
+    assert "folds are by image, not by animal" in by_image.grouping_problem()
+    by_animal = Dataset(by_image.paths, np.array([f"rat{i % 5}" for i in range(n)]), by_image.labels, None, "m.csv")
+    assert by_animal.grouping_problem() is None
 
 
 def test_live_view_fits_80_columns_and_says_when_the_first_row_comes():

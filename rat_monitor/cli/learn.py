@@ -21,6 +21,12 @@ KIND_OPTION = typer.Option(DEFAULT_KIND, "--kind", "-k", help=KIND_HELP)
 TASK_OPTION = typer.Option("binary", help="binary (no pain vs pain) | 3class.")
 
 
+def warn_grouping(ds) -> None:
+    problem = ds.grouping_problem()
+    if problem:
+        err.print(f"[yellow]warning:[/] {problem}", highlight=False, soft_wrap=True)
+
+
 @app.command()
 @friendly_errors
 def models():
@@ -63,6 +69,7 @@ def train(
     ds = load_dataset(data)  # after the settings are checked
     aus = " (with action units)" if ds.has_aus else ""
     out.print(f"training {kind} ({task}){aus} on {ds.describe()}", highlight=False, soft_wrap=True)
+    warn_grouping(ds)
     card = train_and_save(ds, trainer, out_dir, loso=loso, synthetic=synthetic, description=description)
     if card["metrics"]:
         names = {"accuracy": "accuracy", "macro_f1": "macro-F1", "pain_f1": "pain-F1",
@@ -103,6 +110,7 @@ def evaluate(
     ds = load_dataset(data)
     trainer.prepare(ds)
     out.print(f"LOSO {kind} ({task}) on {ds.describe()}", highlight=False, soft_wrap=True)
+    warn_grouping(ds)
     result = evaluate_loso(ds, kind, task, trainer=trainer,
                            progress=lambda s, f: err.print(f"  fold {s}: macro-F1 {f['macro_f1']:.3f}",
                                                            highlight=False))

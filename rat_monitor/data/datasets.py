@@ -60,6 +60,20 @@ class Dataset:
         return {"source": self.source, "images": len(self), "subjects": sorted(set(self.subjects.tolist())),
                 "none": int(counts[0]), "moderate": int(counts[1]), "severe": int(counts[2])}
 
+    def grouping_problem(self) -> str | None:
+        """In words, why folds by this dataset's subject column would not be folds by animal, or None. A column
+        holding one id per image (a file name, a frame number) makes leave-one-subject-out a split by image:
+        the same animal in training and test, and figures that overstate what the model does on a new animal."""
+        n_images, n_subjects = len(self), len(set(self.subjects.tolist()))
+        if n_subjects < 3:
+            return (f"only {n_subjects} animal(s): leave-one-subject-out has {n_subjects} fold(s), and its figures "
+                    "say little about a new animal; label crops of more animals")
+        if n_images >= 10 and n_subjects > 0.5 * n_images:
+            return (f"the subject column names {n_subjects} animals for {n_images} crops (nearly one per crop): if "
+                    "these are not animal ids, folds are by image, not by animal, and overstate accuracy; put each "
+                    "animal's id in the subject column (curate --subject / --subject-from)")
+        return None
+
     def describe(self) -> str:
         """One line for people: how many crops, of how many animals, per label."""
         s = self.summary()
