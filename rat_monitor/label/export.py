@@ -1,0 +1,57 @@
+"""A labelling project in the formats the trainers read: YOLO folders for `detector train --yolo` (the labelled
+frames, and the no-face frames as negatives) and a crop manifest for `train` / `evaluate` (the raters'
+consensus per crop, the rat id as subject)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..models import atomic_write_text
+from ..types import ACTION_UNITS
+from .project import LEVELS, Project
+
+
+def export_yolo(project: Project, out: Path, frame_ids: list[str] | None = None) -> dict:
+    """OUT/images/<id>.jpg and OUT/labels/<id>.txt ('0 cx cy w h' per box, normalised; empty for a frame
+    without a face) for every frame a person has decided (or the FRAME_IDS given). Returns counts."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    counts = {"frames": 0, "boxes": 0, "no_face": 0}
+    for frame in project.frames():
+        if frame["status"] == "unlabelled" or (frame_ids is not None and frame["id"] not in frame_ids):
+            continue
+        w, h = frame["width"], frame["height"]
+        shutil.copyfile(project.frame_image(frame["id"]), out / "images" / f"{frame['id']}.jpg")
+        lines = [f"0 {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+                 for x0, y0, x1, y1 in frame["boxes"]]
+        atomic_write_text(out / "labels" / f"{frame['id']}.txt", "".join(line + "\n" for line in lines))
+        counts["frames"] += 1
+        counts["boxes"] += len(lines)
+        counts["no_face"] += frame["status"] == "no_face"
+    if not counts["frames"]:
+        raise ConfigError(f"{project.root}: no frame is labelled yet (label some on the boxes page first)")
+    return counts
+
+
+def export_manifest(project: Project, out_csv: Path) -> dict:
+    """A manifest (path, subject, label, orbital, nose, ears, whiskers) of every crop with a usable consensus
+    score, paths relative to the manifest's folder. Returns counts."""
+    rows = project.consensus()
+    if not rows:
+        raise ConfigError(f"{project.root}: no crop is scored yet (score some on the scoring page first)")
+    out_csv = Path(out_csv)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "subject", "label", *ACTION_UNITS, "raters"])
+    for r in rows:
+        path = os.path.relpath(project.crop_image(r["crop"]).resolve(), out_csv.parent.resolve())
+        writer.writerow([path, r["subject"], LEVELS[r["level"]], *(r[au] for au in ACTION_UNITS), r["raters"]])
+    atomic_write_text(out_csv, buf.getvalue())
+    return {"crops": len(rows), "animals": len({r["subject"] for r in rows})}

@@ -1,0 +1,94 @@
+"""One turn of the labelling loop: fine-tune the face detector on the project's labelled frames (from its last
+detector, or the bundled one), put the new detector's boxes on the frames nobody has labelled yet, and train a
+pain classifier on the scored crops once there are enough of them, evaluated by animal. Needs torch (the
+'train' extra) for the detector."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import ConfigError
+from .export import export_manifest, export_yolo
+from .project import Project
+
+FRAMES_PER_EPOCH = 64  # a few labelled frames are shown several times per epoch
+MIN_CROPS, MIN_ANIMALS = 20, 3  # below this a classifier's by-animal figures mean nothing
+
+
+def detectors(project: Project) -> list[Path]:
+    """The project's fine-tuned detectors, oldest first."""
+    found = [p for p in (project.root / "models").glob("detector-*") if re.fullmatch(r"detector-\d+", p.name)]
+    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+
+def fine_tune_detector(yolo: Path, out: Path, init: Path, epochs: int, seed: int = 0, synthetic: int = 0,
+                       progress: Callable[[int, int, float], None] | None = None) -> dict:
+    """The detector of INIT fine-tuned on a YOLO folder (plus SYNTHETIC randomised lab frames, which keep what
+    it knew); returns its card."""
+    from ..detect.train import prepare, render_prepared, train_detector, yolo_samples
+
+    samples = yolo_samples(yolo)
+    data = prepare(samples * max(1, math.ceil(FRAMES_PER_EPOCH / len(samples))))
+    parts = [f"{len(samples)} labelled frames ({yolo})"]
+    if synthetic > 0:
+        data = data + render_prepared(synthetic, seed)
+        parts.append(f"{synthetic} randomised synthetic lab frames")
+    return train_detector(data, out, epochs=epochs, init=init, seed=seed, description="; ".join(parts),
+                          progress=progress)
+
+
+def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: int = 0,
+                progress: Callable[[int, int, float], None] | None = None) -> dict:
+    """Fine-tunes detector-N from the latest one (or the bundled detector), refills the unlabelled frames'
+    boxes, and trains classifier-N when MIN_CROPS crops of MIN_ANIMALS animals are scored. Returns what it did."""
+    from ..detect import load_detector
+    from ..models import DEFAULT_DETECTOR, resolve
+
+    earlier = detectors(project)
+    number = int(earlier[-1].name.split("-")[1]) + 1 if earlier else 1
+    init = earlier[-1] if earlier else resolve(DEFAULT_DETECTOR, "face-detector")
+    yolo = project.root / "train" / f"yolo-{number}"
+    counts = export_yolo(project, yolo)
+    out = project.root / "models" / f"detector-{number}"
+    card = fine_tune_detector(yolo, out, init, epochs, seed, synthetic, progress)
+    detector = load_detector(out)
+    refilled = 0
+    for frame in project.frames():
+        if frame["status"] == "unlabelled":
+            import cv2
+
+            found = detector.detect(cv2.imread(str(project.frame_image(frame["id"]))))
+            refilled += project.suggest(frame["id"], found.boxes, detector.name)
+    result = {"detector": out, "from": init, "frames": counts, "seconds": card["training"]["seconds"],
+              "refilled": refilled, "classifier": None}
+    result["classifier"] = _train_classifier(project, number)
+    return result
+
+
+def _train_classifier(project: Project, number: int) -> dict | None:
+    """A binary LBP-SVM on the consensus scores, when there are enough, with its leave-one-animal-out figures;
+    None (and why, in 'skipped') when not."""
+    from ..classify.evaluate import Trainer, train_and_save
+    from ..data import load_dataset
+
+    manifest = project.root / "train" / f"scores-{number}.csv"
+    try:
+        counts = export_manifest(project, manifest)
+    except ConfigError:
+        return {"skipped": "no crop is scored yet"}
+    if counts["crops"] < MIN_CROPS or counts["animals"] < MIN_ANIMALS:
+        return {"skipped": f"{counts['crops']} scored crops of {counts['animals']} animal(s); a classifier needs "
+                           f"{MIN_CROPS} of {MIN_ANIMALS} or more"}
+    data = load_dataset(manifest)
+    try:
+        data.targets("binary")
+    except Exception as exc:  # noqa: BLE001 - one class only: say so, the detector round still counts
+        return {"skipped": str(exc)}
+    out = project.root / "models" / f"classifier-{number}"
+    card = train_and_save(data, Trainer("lbp-svm", "binary", n_jobs=2), out, loso=True, synthetic=False,
+                          description=f"crops scored in the labelling project {project.root}")
+    return {"classifier": out, "metrics": card.get("metrics", {}), "crops": counts["crops"],
+            "animals": counts["animals"]}

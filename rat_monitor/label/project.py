@@ -1,0 +1,309 @@
+"""A labelling project on disk: the frames picked for labelling with their face boxes, the face crops cut from
+the labelled boxes, and each rater's grimace scores. One small JSON file per frame, crop and score, each written
+atomically, so a crash, a kill -9 or a power cut loses at most the change being made; nothing is cached in
+memory, so the files are the truth for the server, the exports and the training loop alike.
+
+    DIR/project.json              the videos and the animal each one shows
+    DIR/frames/<id>.jpg, .json    a picked frame; boxes [x0, y0, x1, y1] in its pixels; status
+    DIR/crops/<cid>.jpg, .json    a face crop of a labelled box (cid reveals neither video nor time)
+    DIR/scores/<rater>/<cid>.json one rater's scores of one crop
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import ConfigError
+from ..imaging import square_crop
+from ..models import atomic_write_text
+from ..types import ACTION_UNITS
+
+STATUSES = ("unlabelled", "labelled", "no_face")
+LEVELS = ("none", "moderate", "severe")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,120}$")
+RATER_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
+CROP_SIZE = 160
+MIN_BOX_PX = 4
+
+
+class LabelError(ValueError):
+    """A request the project refuses, with its reason in one line (the server answers 4xx with it)."""
+
+    def __init__(self, reason: str, status: int = 400):
+        super().__init__(reason)
+        self.status = status
+
+
+def _video_id(video: Path) -> str:
+    """The video's name made safe for ids, with a short hash of its full path: rat7/day1.mp4 and rat8/day1.mp4
+    stay apart."""
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", video.stem)[:60] or "video"
+    return f"{stem}-{hashlib.sha256(str(video.resolve()).encode()).hexdigest()[:6]}"
+
+
+class Project:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.frames_dir = self.root / "frames"
+        self.crops_dir = self.root / "crops"
+        self.scores_dir = self.root / "scores"
+
+    # -- creation ----------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path, create: bool = False) -> Project:
+        project = cls(root)
+        if not (project.root / "project.json").exists():
+            if not create:
+                raise ConfigError(f"{root} is not a labelling project (no project.json); start one with "
+                                  "rat-monitor label VIDEO --project DIR")
+            for d in (project.frames_dir, project.crops_dir, project.scores_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(project.root / "project.json",
+                              json.dumps({"version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                          "videos": {}}, indent=2) + "\n")
+        return project
+
+    def meta(self) -> dict:
+        return json.loads((self.root / "project.json").read_text())
+
+    def add_frame(self, video: Path, subject: str, index: int, t_s: float, image: np.ndarray,
+                  suggested: np.ndarray, detector: str) -> str | None:
+        """Stores one picked frame with the detector's boxes as suggestions; a frame already in the project is
+        left as it is (adding videos never changes what was labelled). Returns its id, or None when present."""
+        video = Path(video).resolve()
+        frame_id = f"{_video_id(video)}-{index:07d}"
+        if (self.frames_dir / f"{frame_id}.json").exists():
+            return None
+        h, w = image.shape[:2]
+        if not cv2.imwrite(str(self.frames_dir / f"{frame_id}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
+            raise ConfigError(f"cannot write {self.frames_dir / frame_id}.jpg")
+        record = {"id": frame_id, "video": str(video), "frame": int(index), "t_s": round(float(t_s), 3),
+                  "subject": subject, "width": w, "height": h, "status": "unlabelled",
+                  "boxes": [[round(float(v), 1) for v in b] for b in suggested], "boxes_from": detector,
+                  "updated": None}
+        atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
+        meta = self.meta()
+        meta["videos"].setdefault(str(video), {"subject": subject})
+        atomic_write_text(self.root / "project.json", json.dumps(meta, indent=2) + "\n")
+        return frame_id
+
+    # -- frames --------------------------------------------------------------------------------------------
+    def frame_ids(self) -> list[str]:
+        return sorted(p.stem for p in self.frames_dir.glob("*.json"))
+
+    def frame(self, frame_id: str) -> dict:
+        if not ID_PATTERN.match(frame_id or ""):
+            raise LabelError(f"not a frame id: {frame_id!r}", 400)
+        path = self.frames_dir / f"{frame_id}.json"
+        if not path.exists():
+            raise LabelError(f"no frame {frame_id}", 404)
+        return json.loads(path.read_text())
+
+    def frames(self) -> list[dict]:
+        return [self.frame(i) for i in self.frame_ids()]
+
+    def frame_image(self, frame_id: str) -> Path:
+        self.frame(frame_id)  # validates the id
+        return self.frames_dir / f"{frame_id}.jpg"
+
+    def save_frame(self, frame_id: str, body: object) -> dict:
+        """A person's boxes and status for one frame: checked completely, then written at once. 'no_face'
+        clears the boxes; 'labelled' with no boxes is refused (that is 'no_face'). Crops follow the boxes."""
+        record = self.frame(frame_id)
+        if not isinstance(body, dict):
+            raise LabelError("the body must be a JSON object {boxes, status}")
+        status = body.get("status", "labelled")
+        if status not in STATUSES:
+            raise LabelError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
+        boxes = _checked_boxes(body.get("boxes", []), record["width"], record["height"])
+        if status == "no_face":
+            boxes = []
+        elif status == "labelled" and not boxes:
+            raise LabelError("a labelled frame needs at least one box; mark it no_face instead")
+        record.update(status=status, boxes=boxes, boxes_from="person" if status != "unlabelled" else
+                      record.get("boxes_from"), updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
+        self._sync_crops(record)
+        return record
+
+    def suggest(self, frame_id: str, boxes: np.ndarray, detector: str) -> bool:
+        """New detector boxes for a frame nobody has labelled yet (after `label train`); False when labelled."""
+        record = self.frame(frame_id)
+        if record["status"] != "unlabelled":
+            return False
+        record.update(boxes=[[round(float(v), 1) for v in b] for b in boxes], boxes_from=detector)
+        atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
+        return True
+
+    def progress(self) -> dict:
+        counts = {s: 0 for s in STATUSES}
+        for f in self.frames():
+            counts[f["status"]] += 1
+        crops = self.crop_ids()
+        raters = {r: len(self._scores_of(r)) for r in self.raters()}
+        return {"frames": sum(counts.values()), **counts, "done": counts["labelled"] + counts["no_face"],
+                "crops": len(crops), "scored_by": raters}
+
+    # -- crops and scores -------------------------------------------------------------------------------
+    def _sync_crops(self, record: dict) -> None:
+        """The crops of a frame are those of its labelled boxes: new boxes get a crop, removed boxes lose theirs
+        (their scores stay on disk but no longer count)."""
+        wanted = {}
+        for box in record["boxes"] if record["status"] == "labelled" else []:
+            digest = hashlib.sha256(f"{record['id']}|{box}".encode()).hexdigest()[:16]
+            wanted[digest] = box
+        for path in self.crops_dir.glob("*.json"):
+            crop = json.loads(path.read_text())
+            if crop["frame"] == record["id"] and crop["id"] not in wanted:
+                path.unlink()
+                (self.crops_dir / f"{crop['id']}.jpg").unlink(missing_ok=True)
+        image = None
+        for cid, box in wanted.items():
+            if (self.crops_dir / f"{cid}.json").exists():
+                continue
+            if image is None:
+                image = cv2.imread(str(self.frames_dir / f"{record['id']}.jpg"))
+            crop = cv2.resize(square_crop(image, np.array(box, np.float32)), (CROP_SIZE, CROP_SIZE),
+                              interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(self.crops_dir / f"{cid}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
+            atomic_write_text(self.crops_dir / f"{cid}.json", json.dumps(
+                {"id": cid, "frame": record["id"], "box": box, "subject": record["subject"]}) + "\n")
+
+    def crop_ids(self) -> list[str]:
+        return sorted(p.stem for p in self.crops_dir.glob("*.json"))
+
+    def crop(self, cid: str) -> dict:
+        if not ID_PATTERN.match(cid or ""):
+            raise LabelError(f"not a crop id: {cid!r}", 400)
+        path = self.crops_dir / f"{cid}.json"
+        if not path.exists():
+            raise LabelError(f"no crop {cid}", 404)
+        return json.loads(path.read_text())
+
+    def crop_image(self, cid: str) -> Path:
+        self.crop(cid)
+        return self.crops_dir / f"{cid}.jpg"
+
+    def raters(self) -> list[str]:
+        return sorted(p.name for p in self.scores_dir.iterdir() if p.is_dir()) if self.scores_dir.is_dir() else []
+
+    def _scores_of(self, rater: str) -> dict[str, dict]:
+        folder = self.scores_dir / rater
+        live = set(self.crop_ids())
+        return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json") if p.stem in live} \
+            if folder.is_dir() else {}
+
+    def blind_queue(self, rater: str) -> list[dict]:
+        """The crops for one rater, blind (an id and an image: no video, time or animal) and in an order of
+        their own (shuffled per rater, stable across reloads), each with the rater's score so far."""
+        _check_rater(rater)
+        scores = self._scores_of(rater)
+        order = sorted(self.crop_ids(), key=lambda c: hashlib.sha256(f"{rater}|{c}".encode()).hexdigest())
+        return [{"id": c, "score": scores.get(c)} for c in order]
+
+    def save_score(self, rater: str, cid: str, body: object) -> dict:
+        """One rater's scores of one crop: each AU 0/1/2, a pain level, or not scorable (then nothing else)."""
+        _check_rater(rater)
+        self.crop(cid)
+        if not isinstance(body, dict):
+            raise LabelError("the body must be a JSON object {orbital, nose, ears, whiskers, level, not_scorable}")
+        if body.get("not_scorable"):
+            score = {"not_scorable": True}
+        else:
+            score = {"not_scorable": False}
+            for au in ACTION_UNITS:
+                value = body.get(au)
+                if value not in (0, 1, 2) or isinstance(value, bool):
+                    raise LabelError(f"{au} must be 0, 1 or 2, not {value!r}")
+                score[au] = value
+            if body.get("level") not in LEVELS:
+                raise LabelError(f"level must be one of {', '.join(LEVELS)}, not {body.get('level')!r}")
+            score["level"] = body["level"]
+        score["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        (self.scores_dir / rater).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.scores_dir / rater / f"{cid}.json", json.dumps(score) + "\n")
+        return score
+
+    def agreement(self) -> dict:
+        """Inter-rater agreement over crops that two or more raters scored (not scorable by either: left out):
+        quadratic-weighted kappa per action unit and for the level (mean over rater pairs), and ICC(2,1) of the
+        RGS score (the mean of the four AUs) over crops every rater scored."""
+        from sklearn.metrics import cohen_kappa_score
+
+        from ..classify.metrics import icc_2_1
+
+        raters = self.raters()
+        scores = {r: {c: s for c, s in self._scores_of(r).items() if not s.get("not_scorable")} for r in raters}
+        pairs = [(a, b) for i, a in enumerate(raters) for b in raters[i + 1:]]
+        out: dict = {"raters": raters, "pairs": len(pairs)}
+        for name in (*ACTION_UNITS, "level"):
+            kappas, n = [], 0
+            for a, b in pairs:
+                common = sorted(set(scores[a]) & set(scores[b]))
+                if len(common) < 2:
+                    continue
+                value = (lambda s: LEVELS.index(s["level"])) if name == "level" else (lambda s: s[name])
+                ya, yb = [value(scores[a][c]) for c in common], [value(scores[b][c]) for c in common]
+                with warnings.catch_warnings():  # undefined (NaN) when both gave one value throughout: left out
+                    warnings.simplefilter("ignore")
+                    kappas.append(float(cohen_kappa_score(ya, yb, labels=[0, 1, 2], weights="quadratic")))
+                n = max(n, len(common))
+            finite = [k for k in kappas if np.isfinite(k)]  # undefined when a rater gave one value to every crop
+            if kappas:
+                out[name] = {"qwk": float(np.mean(finite)) if finite else None, "crops": n}
+        everyone = sorted(set.intersection(*(set(s) for s in scores.values()))) if len(raters) >= 2 else []
+        if len(everyone) >= 2:
+            rgs = np.array([[np.mean([scores[r][c][au] for au in ACTION_UNITS]) for r in raters] for c in everyone])
+            out["rgs"] = {"icc_2_1": icc_2_1(rgs), "crops": len(everyone)}
+        return out
+
+    def consensus(self) -> list[dict]:
+        """Per crop with any usable score: the mean of its raters' AU scores (rounded) and the most severe level
+        that most raters gave; a crop most raters found not scorable is left out."""
+        raters = self.raters()
+        by_crop: dict[str, list[dict]] = {}
+        for r in raters:
+            for cid, s in self._scores_of(r).items():
+                by_crop.setdefault(cid, []).append(s)
+        out = []
+        for cid, scores in sorted(by_crop.items()):
+            usable = [s for s in scores if not s.get("not_scorable")]
+            if not usable or len(usable) * 2 < len(scores):
+                continue
+            votes = [LEVELS.index(s["level"]) for s in usable]
+            counts = np.bincount(votes, minlength=3)
+            level = int(np.flatnonzero(counts == counts.max()).max())  # a tie goes to the more severe level
+            aus = {au: int(np.clip(np.rint(np.mean([s[au] for s in usable])), 0, 2)) for au in ACTION_UNITS}
+            out.append({"crop": cid, **self.crop(cid), "level": level, **aus, "raters": len(usable)})
+        return out
+
+
+def _check_rater(rater: str) -> None:
+    if not RATER_PATTERN.match(rater or ""):
+        raise LabelError("give a rater name (letters, digits, '.', '_' or '-', up to 40)")
+
+
+def _checked_boxes(boxes: object, width: int, height: int) -> list[list[float]]:
+    if not isinstance(boxes, list):
+        raise LabelError("boxes must be a list of [x0, y0, x1, y1]")
+    out = []
+    for k, box in enumerate(boxes):
+        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                  and np.isfinite(v) for v in box)):
+            raise LabelError(f"box {k} must be four numbers [x0, y0, x1, y1]")
+        x0, y0, x1, y1 = (float(v) for v in box)
+        if not (x1 - x0 >= MIN_BOX_PX and y1 - y0 >= MIN_BOX_PX):
+            raise LabelError(f"box {k} is inverted or smaller than {MIN_BOX_PX} px: {box}")
+        if x0 < -0.5 or y0 < -0.5 or x1 > width + 0.5 or y1 > height + 0.5:
+            raise LabelError(f"box {k} lies outside the {width}x{height} image: {box}")
+        out.append([round(max(0.0, x0), 1), round(max(0.0, y0), 1), round(min(float(width), x1), 1),
+                    round(min(float(height), y1), 1)])
+    return out

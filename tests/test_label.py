@@ -1,0 +1,259 @@
+"""The labelling loop: a project picked from a video, the JSON API (token, validation, atomic saves), the pages
+driven in a real Chromium (draw a box, reload, no face, score a crop), kill -9 of the server, exports and a
+fine-tuning round."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rat_monitor.cli import app
+from rat_monitor.label.project import Project
+from rat_monitor.label.server import LabelServer
+from helpers import free_port
+
+runner = CliRunner()
+RM = [sys.executable, "-m", "rat_monitor.cli"]
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def made(short_video, tmp_path_factory) -> Path:
+    """A project with 6 frames picked from the short video, made once (copied per test that changes it)."""
+    root = tmp_path_factory.mktemp("label") / "project"
+    result = runner.invoke(app, ["label", str(short_video), "--project", str(root), "--subject", "rat3",
+                                 "--frames", "6", "--no-serve"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture
+def project(made, tmp_path) -> Project:
+    copy = tmp_path / "project"
+    shutil.copytree(made, copy)
+    return Project.open(copy)
+
+
+@pytest.fixture
+def server(project):
+    srv = LabelServer(project, port=0).start()
+    yield srv
+    srv.close()
+
+
+def call(srv, method, path, body=None, token=True, raw=None, headers=None):
+    """(status, JSON answer) of one API request."""
+    url = f"http://127.0.0.1:{srv.port}{path}"
+    if token:
+        url += ("&" if "?" in url else "?") + f"token={srv.token}"
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_picking_covers_the_video_and_adding_again_changes_nothing(made, short_video, tmp_path):
+    frames = Project.open(made).frames()
+    assert len(frames) == 6 and all(f["subject"] == "rat3" and f["status"] == "unlabelled" for f in frames)
+    times = sorted(f["t_s"] for f in frames)
+    assert times[-1] - times[0] > 15  # spread over the 40-s video, not the first seconds
+    assert sum(bool(f["boxes"]) for f in frames) >= 4  # the detector's boxes are there as suggestions
+    copy = tmp_path / "p"
+    shutil.copytree(made, copy)
+    project = Project.open(copy)
+    first = frames[0]["id"]
+    project.save_frame(first, {"boxes": [[10, 10, 60, 60]], "status": "labelled"})
+    again = runner.invoke(app, ["label", str(short_video), "--project", str(copy), "--subject", "rat3",
+                                "--frames", "6", "--no-serve"])
+    assert again.exit_code == 0, again.output
+    assert project.frame(first)["boxes"] == [[10.0, 10.0, 60.0, 60.0]]  # what was labelled stays
+
+
+def test_api_needs_the_token_and_refuses_bad_requests_without_changing_anything(server, project):
+    assert call(server, "GET", "/api/frames", token=False)[0] == 401
+    status, frames = call(server, "GET", "/api/frames", token=False,
+                          headers={"Authorization": f"Bearer {server.token}"})
+    assert status == 200 and {"id", "image", "boxes", "status"} <= set(frames[0])
+    fid = frames[0]["id"]
+    before = project.frame(fid)
+    w = before["width"]
+    for body, raw, code in [
+        ({"boxes": [[0, 0, w + 50, 20]], "status": "labelled"}, None, 400),  # outside the image
+        ({"boxes": [[50, 50, 10, 10]], "status": "labelled"}, None, 400),  # inverted
+        ({"boxes": [[1, 2, 3]], "status": "labelled"}, None, 400),  # not a box
+        ({"boxes": [], "status": "labelled"}, None, 400),  # labelled without a box: that is no_face
+        ({"boxes": [], "status": "maybe"}, None, 400),
+        (None, b"{not json", 400),
+        (None, b" " * (1 << 20 + 1), 413),
+    ]:
+        status, answer = call(server, "PUT", f"/api/frames/{fid}", body, raw=raw)
+        assert status == code and answer["error"] and "\n" not in answer["error"], (body, answer)
+    assert project.frame(fid) == before  # nothing changed
+    assert call(server, "GET", "/api/frames/nope")[0] == 404
+    assert call(server, "GET", "/frames/..%2F..%2Fproject.json")[0] in (400, 404)
+    assert call(server, "GET", "/api/frames/../project.json")[0] == 400
+    status, saved = call(server, "PUT", f"/api/frames/{fid}", {"boxes": [[20, 30, 80, 90]], "status": "labelled"})
+    assert status == 200 and saved["boxes"] == [[20.0, 30.0, 80.0, 90.0]]
+    assert call(server, "GET", "/api/progress")[1]["labelled"] == 1
+
+
+def test_two_raters_scores_and_their_agreement(server, project):
+    fids = [f["id"] for f in project.frames()]
+    for k, fid in enumerate(fids[:4]):
+        call(server, "PUT", f"/api/frames/{fid}", {"boxes": [[10 + k, 10, 90, 90]], "status": "labelled"})
+    status, queue_a = call(server, "GET", "/api/crops?rater=ann")
+    assert status == 200 and len(queue_a) == 4 and set(queue_a[0]) == {"id", "score"}  # blind: no video or time
+    queue_b = call(server, "GET", "/api/crops?rater=bob")[1]
+    assert [c["id"] for c in queue_a] != [c["id"] for c in queue_b] or len(queue_a) < 3  # each rater's own order
+    for k, crop in enumerate(queue_a):
+        for rater, shift in (("ann", 0), ("bob", k % 2)):
+            body = {"orbital": k % 3, "nose": (k + shift) % 3, "ears": 1, "whiskers": min(2, k), "level":
+                    ("none", "moderate", "severe")[k % 3]}
+            assert call(server, "PUT", f"/api/scores/{crop['id']}?rater={rater}", body)[0] == 200
+    assert call(server, "PUT", f"/api/scores/{queue_a[0]['id']}?rater=ann", {"orbital": 3})[0] == 400
+    assert call(server, "PUT", f"/api/scores/{queue_a[0]['id']}?rater=", {"not_scorable": True})[0] == 400
+    agreement = call(server, "GET", "/api/agreement")[1]
+    assert agreement["raters"] == ["ann", "bob"] and agreement["orbital"]["qwk"] == pytest.approx(1.0)
+    assert agreement["nose"]["qwk"] < 1.0 and agreement["rgs"]["crops"] == 4
+
+
+def test_export_feeds_detector_and_classifier_training(server, project, tmp_path):
+    from rat_monitor.data import load_dataset
+    from rat_monitor.detect.train import yolo_samples
+
+    fids = [f["id"] for f in project.frames()]
+    call(server, "PUT", f"/api/frames/{fids[0]}", {"boxes": [[20, 30, 80, 90]], "status": "labelled"})
+    call(server, "PUT", f"/api/frames/{fids[1]}", {"boxes": [], "status": "no_face"})
+    crop = call(server, "GET", "/api/crops?rater=ann")[1][0]["id"]
+    call(server, "PUT", f"/api/scores/{crop}?rater=ann",
+         {"orbital": 2, "nose": 1, "ears": 2, "whiskers": 1, "level": "severe"})
+    result = runner.invoke(app, ["label", "export", str(project.root), "--yolo", str(tmp_path / "yolo"),
+                                 "--manifest", str(tmp_path / "scores.csv")])
+    assert result.exit_code == 0, result.output
+    samples = yolo_samples(tmp_path / "yolo")
+    assert sorted(len(s.boxes) for s in samples) == [0, 1]  # the no-face frame is a negative
+    box = next(s.boxes[0] for s in samples if len(s.boxes))
+    assert box == pytest.approx([20, 30, 80, 90], abs=0.1)
+    data = load_dataset(tmp_path / "scores.csv")
+    assert list(data.subjects) == ["rat3"] and list(data.labels) == [2] and list(data.aus[0]) == [2, 1, 2, 1]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it)")
+def test_the_pages_in_chromium_draw_reload_no_face_and_score(server, project):
+    from playwright.sync_api import sync_playwright
+
+    url = f"http://127.0.0.1:{server.port}/?token={server.token}"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        page.wait_for_selector("body[data-ready='1']")
+        first = project.frames()[0]
+        # delete the suggestions, then draw a box with the mouse
+        while project.frame(first["id"])["boxes"] or page.evaluate("frame.boxes.length"):
+            if not page.evaluate("frame.boxes.length"):
+                break
+            page.evaluate("selected = 0")
+            page.keyboard.press("Delete")
+            page.wait_for_function("document.querySelector('[data-testid=save-status]').textContent === 'saved'")
+            page.evaluate("document.querySelector('[data-testid=save-status]').textContent = ''")
+        canvas = page.locator("canvas").bounding_box()
+        scale = canvas["width"] / first["width"]
+        x0, y0 = canvas["x"] + 40 * scale, canvas["y"] + 30 * scale
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        page.mouse.move(x0 + 60 * scale, y0 + 50 * scale, steps=5)
+        page.mouse.up()
+        page.wait_for_function("document.querySelector('[data-testid=save-status]').textContent === 'saved'")
+        box = project.frame(first["id"])["boxes"]
+        assert project.frame(first["id"])["status"] == "labelled"
+        assert box == [pytest.approx([40, 30, 100, 80], abs=2)]
+        page.reload()
+        page.goto(f"{url}&frame={first['id']}")
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.evaluate("frame.boxes") == [pytest.approx([40, 30, 100, 80], abs=2)]  # still there
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function(f"frame.id !== '{first['id']}'")
+        second = page.evaluate("frame.id")
+        page.keyboard.press("n")
+        page.wait_for_function(f"frame.id !== '{second}'")
+        assert project.frame(second)["status"] == "no_face" and project.frame(second)["boxes"] == []
+        # the scoring page: a rater scores the crop of the box just drawn
+        page.goto(f"http://127.0.0.1:{server.port}/score?token={server.token}")
+        page.fill("[data-testid=rater]", "ann")
+        page.click("#begin")
+        page.wait_for_selector("body[data-ready='1']")
+        for au, value in (("orbital", 2), ("nose", 1), ("ears", 1), ("whiskers", 0)):
+            page.check(f"input[name={au}][value='{value}']")
+        page.check("input[name=level][value=moderate]")
+        page.click("#save")
+        page.wait_for_function("document.querySelector('[data-testid=save-status]').textContent === 'saved'")
+        crop = project.crop_ids()[0]
+        saved = json.loads((project.scores_dir / "ann" / f"{crop}.json").read_text())
+        assert (saved["orbital"], saved["nose"], saved["ears"], saved["whiskers"], saved["level"]) == \
+            (2, 1, 1, 0, "moderate")
+        browser.close()
+    assert not errors
+
+
+def test_kill_9_of_the_server_loses_nothing_acknowledged(made, tmp_path):
+    root = tmp_path / "p"
+    shutil.copytree(made, root)
+    fids = Project.open(root).frame_ids()
+
+    def start():
+        port = free_port()
+        proc = subprocess.Popen(RM + ["label", "--project", str(root), "--port", str(port)],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        for line in proc.stdout:
+            if line.startswith("boxes page:"):
+                token = line.split("token=")[1].strip()
+                break
+        return proc, type("S", (), {"port": port, "token": token})
+
+    proc, srv = start()
+    try:
+        assert call(srv, "PUT", f"/api/frames/{fids[0]}", {"boxes": [[5, 5, 50, 50]], "status": "labelled"})[0] == 200
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc, srv = start()
+        assert call(srv, "GET", f"/api/frames/{fids[0]}")[1]["boxes"] == [[5.0, 5.0, 50.0, 50.0]]
+        assert call(srv, "PUT", f"/api/frames/{fids[1]}", {"boxes": [], "status": "no_face"})[0] == 200
+        assert call(srv, "GET", "/api/progress")[1]["done"] == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not list(root.rglob("*.tmp"))  # no half-written file left behind
+
+
+def test_a_training_round_fine_tunes_the_detector_and_refills_the_boxes(project, tmp_path):
+    from rat_monitor.label.loop import train_round
+
+    frames = project.frames()
+    for f in frames[:3]:  # accept the suggestions of three frames, as a person would after checking them
+        if f["boxes"]:
+            project.save_frame(f["id"], {"boxes": f["boxes"], "status": "labelled"})
+        else:
+            project.save_frame(f["id"], {"boxes": [], "status": "no_face"})
+    done = train_round(project, epochs=1)
+    assert (done["detector"] / "model.onnx").exists() and done["detector"].name == "detector-1"
+    assert done["frames"]["frames"] == 3 and done["refilled"] == 3  # the three frames left were given new boxes
+    assert all(project.frame(f["id"])["boxes_from"] == "detector-1" for f in frames[3:])
+    assert "skipped" in done["classifier"]  # no scores yet: said, not faked
+    again = train_round(project, epochs=1)
+    assert again["from"] == done["detector"] and again["detector"].name == "detector-2"  # the loop goes on
