@@ -257,3 +257,16 @@ def test_a_training_round_fine_tunes_the_detector_and_refills_the_boxes(project,
     assert "skipped" in done["classifier"]  # no scores yet: said, not faked
     again = train_round(project, epochs=1)
     assert again["from"] == done["detector"] and again["detector"].name == "detector-2"  # the loop goes on
+
+
+def test_crops_from_a_blind_curation_join_the_scoring_queue_with_their_animal(short_video, tmp_path):
+    curated = tmp_path / "to_label"
+    made = runner.invoke(app, ["curate", str(short_video), "--subject", "rat3", "--out", str(curated), "--blind",
+                               "--every", "20s", "--per-window", "1"])
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(app, ["label", "--project", str(tmp_path / "p"), "--crops", str(curated), "--no-serve"])
+    assert result.exit_code == 0, result.output
+    project = Project.open(tmp_path / "p")
+    crops = [project.crop(c) for c in project.crop_ids()]
+    assert len(crops) == 2 and {c["subject"] for c in crops} == {"rat3"}  # the animal came from key.csv
+    assert [q["score"] for q in project.blind_queue("ann")] == [None, None]

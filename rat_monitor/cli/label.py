@@ -39,6 +39,8 @@ def label_open(
     subject: Optional[str] = typer.Option(None, help="The animal the videos show (its id in exports)."),
     subject_from: Optional[str] = typer.Option(None, help="Regular expression finding the animal in each video's "
                                                           "path (first group), e.g. '(rat\\d+)'."),
+    crops: Optional[Path] = typer.Option(None, help="Also put the face crops of a `curate` folder on the scoring "
+                                                    "page (their animal from its manifest or key)."),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     host: str = typer.Option("127.0.0.1", help="Address to serve on (0.0.0.0 opens it to the network)."),
     port: int = typer.Option(8765, help="Port to serve on (0: any free one)."),
@@ -53,6 +55,7 @@ def label_open(
     from ..curate import subject_of
     from ..detect import load_detector
     from ..errors import ConfigError, SourceError
+    from ..label.export import import_curated
     from ..label.pick import pick
     from ..label.project import Project
     from ..label.server import LabelServer
@@ -64,7 +67,9 @@ def label_open(
         if not video.is_file():
             raise SourceError(f"no such video file: {video}")
     subjects = {v: subject_of(v, subject, subject_from) for v in videos}
-    project = Project.open(project_dir, create=bool(videos))
+    project = Project.open(project_dir, create=bool(videos) or crops is not None)
+    if crops is not None:
+        out.print(f"{import_curated(project, crops)} face crops added from {crops}", highlight=False)
     if videos:
         det = load_detector(detector)
         with progress_bars() as progress:

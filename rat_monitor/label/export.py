@@ -39,6 +39,25 @@ def export_yolo(project: Project, out: Path, frame_ids: list[str] | None = None)
     return counts
 
 
+def import_curated(project: Project, folder: Path) -> int:
+    """The crops of a `curate` folder (manifest.csv, with key.csv when it was made blind) into the project's
+    scoring queue, each with its animal. Returns how many were new."""
+    from ..tables import read_rows
+
+    folder = Path(folder)
+    if not (folder / "manifest.csv").is_file():
+        raise ConfigError(f"{folder} is not a curate folder (no manifest.csv)")
+    rows = read_rows(folder / "manifest.csv", ConfigError)
+    key = {r["path"]: r for r in read_rows(folder / "key.csv", ConfigError)} if (folder / "key.csv").exists() else {}
+    added = 0
+    for row in rows:
+        subject = row.get("subject") or key.get(row["path"], {}).get("subject", "")
+        if not subject:
+            raise ConfigError(f"{folder}: no animal for {row['path']} (neither in manifest.csv nor in key.csv)")
+        added += project.add_crop(folder / row["path"], subject, str(folder)) is not None
+    return added
+
+
 def export_manifest(project: Project, out_csv: Path) -> dict:
     """A manifest (path, subject, label, orbital, nose, ears, whiskers) of every crop with a usable consensus
     score, paths relative to the manifest's folder. Returns counts."""

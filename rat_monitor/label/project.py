@@ -177,6 +177,21 @@ class Project:
             atomic_write_text(self.crops_dir / f"{cid}.json", json.dumps(
                 {"id": cid, "frame": record["id"], "box": box, "subject": record["subject"]}) + "\n")
 
+    def add_crop(self, image: Path, subject: str, source: str) -> str | None:
+        """A face crop from elsewhere (a `curate` folder) for scoring; None when it is already in the project."""
+        data = Path(image).read_bytes()
+        cid = hashlib.sha256(data).hexdigest()[:16]
+        if (self.crops_dir / f"{cid}.json").exists():
+            return None
+        picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if picture is None:
+            raise ConfigError(f"cannot read image {image}")
+        crop = cv2.resize(picture, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(self.crops_dir / f"{cid}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
+        atomic_write_text(self.crops_dir / f"{cid}.json", json.dumps(
+            {"id": cid, "frame": None, "box": None, "subject": subject, "source": source}) + "\n")
+        return cid
+
     def crop_ids(self) -> list[str]:
         return sorted(p.stem for p in self.crops_dir.glob("*.json"))
 
