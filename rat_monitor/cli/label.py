@@ -85,7 +85,7 @@ def label_open(
     if not serve:
         return
     server = LabelServer(project, host, port)
-    out.print(f"boxes page: {server.url}\nscoring page: {server.url.replace('/?', '/score?')}\n"
+    out.print(f"boxes page: {server.url()}\nscoring page: {server.url('/score')}\n"
               "(the token in the address is the key: share it only with your raters; Ctrl-C stops)",
               highlight=False, soft_wrap=True)
     try:

@@ -25,6 +25,7 @@ from ..errors import ConfigError
 from ..imaging import square_crop
 from ..models import atomic_write_text
 from ..types import ACTION_UNITS
+from ..web import RequestError
 
 STATUSES = ("unlabelled", "labelled", "no_face")
 LEVELS = ("none", "moderate", "severe")
@@ -34,12 +35,8 @@ CROP_SIZE = 160
 MIN_BOX_PX = 4
 
 
-class LabelError(ValueError):
-    """A request the project refuses, with its reason in one line (the server answers 4xx with it)."""
-
-    def __init__(self, reason: str, status: int = 400):
-        super().__init__(reason)
-        self.status = status
+class LabelError(RequestError):
+    """A change the project refuses, with its reason in one line (the server answers 4xx with it)."""
 
 
 def _video_id(video: Path) -> str:
