@@ -25,7 +25,7 @@ from .sinks.files import RunWriter
 from .sources import FrameSource
 from .timeline import AlertRule, Timeline
 from .track import DetectionSchedule, Tracker
-from .types import Candidate, MinuteSummary, ScoredFrame
+from .types import Candidate, FaceTrack, Frame, MinuteSummary, ScoredFrame
 
 
 @dataclass
@@ -50,9 +50,36 @@ class Observer:
 
     def frame(self, index: int, t_s: float, n_faces: int, stats: dict) -> None: ...
 
+    def view(self, frame: Frame, tracks: list[FaceTrack], quality: dict[int, float]) -> None:
+        """Every frame with its tracks and each track's quality (by track id): for a picture of what the tool
+        sees. Called on the pipeline's thread: an observer that draws must do it rarely."""
+
     def scored(self, frames: list[ScoredFrame]) -> None: ...
 
     def minute(self, row: MinuteSummary) -> None: ...
+
+
+class FanOut(Observer):
+    """Several observers as one (the terminal view and the live page)."""
+
+    def __init__(self, *observers: Observer):
+        self.observers = [o for o in observers if o is not None]
+
+    def frame(self, *args) -> None:
+        for o in self.observers:
+            o.frame(*args)
+
+    def view(self, *args) -> None:
+        for o in self.observers:
+            o.view(*args)
+
+    def scored(self, *args) -> None:
+        for o in self.observers:
+            o.scored(*args)
+
+    def minute(self, *args) -> None:
+        for o in self.observers:
+            o.minute(*args)
 
 
 class StageClock:
@@ -142,6 +169,7 @@ class FaceFinder:
         self.tracker = Tracker()
         self.schedule = DetectionSchedule(k_max=settings.detect_every_max)
         self.quality = QualityScorer()
+        self.last_quality: dict[int, float] = {}
         self.selector = WindowSelector(settings.selection)
         self.detector_runs = 0
 
@@ -157,6 +185,7 @@ class FaceFinder:
         tracks = self.tracker.update(dets)
         clock.lap("track")
         candidates = self.quality.score(frame.image, tracks, frame.index, frame.t_s)
+        self.last_quality = {c.track_id: c.quality.score for c in candidates}  # for a live picture of the frame
         clock.lap("quality")
         self.selector.add(candidates)
         clock.lap("select")
@@ -169,8 +198,9 @@ class FaceFinder:
 class Pipeline:
     def __init__(self, source: FrameSource, detector: FaceDetector, classifier: PainClassifier, writer: RunWriter,
                  settings: Settings | None = None, observer: Observer | None = None,
-                 earlier: list[MinuteSummary] | None = None, resume_s: float = 0.0, annotator=None):
+                 earlier: list[MinuteSummary] | None = None, resume_s: float = 0.0, annotator=None, stop=None):
         self.settings = settings or Settings()
+        self.stop = stop  # a threading.Event: set, the run ends as a Ctrl-C ends it (several sources at once)
         self.annotator = annotator  # sinks.annotate.Annotator (analyze --annotate) or None
         self.settings.check()
         self.source = source
@@ -221,7 +251,11 @@ class Pipeline:
                 clock.lap("decode_wait")  # time blocked on the reader thread: zero when decoding keeps ahead
                 if self.settings.duration_s is not None and frame.t_s >= self.settings.duration_s:
                     break
+                if self.stop is not None and self.stop.is_set():
+                    raise KeyboardInterrupt
                 tracks, closed = self.faces.step(frame, clock)
+                self.observer.view(frame, tracks, self.faces.last_quality)
+                clock.lap("view")  # what a live page's pictures cost the analysis
                 if frame.t_s < self.resume_s:
                     continue
                 if last_t < self.resume_s:

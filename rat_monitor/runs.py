@@ -3,6 +3,7 @@ crash) and live sources. Each returns the run's result; the run folder is comple
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from .errors import RunExists, SourceError
@@ -66,11 +67,12 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
 
 
 def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, settings: Settings,
-                 overwrite: bool = False, observer: Observer | None = None, resume: bool = False) -> RunResult:
+                 overwrite: bool = False, observer: Observer | None = None, resume: bool = False,
+                 stop: threading.Event | None = None) -> RunResult:
     """A live source (camera, stream, or a file read as if live) into its run folder until it ends, is given up
     or Ctrl-C stops it. resume: continue the run already in the folder (after a crash, or a stop): its complete
     minutes stay, the time between becomes source_lost minutes, and time counts from its start (the source
-    must have been opened with start_epoch=recorded_start(run_dir))."""
+    must have been opened with start_epoch=recorded_start(run_dir)). stop: set, the run ends as after Ctrl-C."""
     earlier: list = []
     state = run_state(run_dir) if resume else "new"
     if state != "new":
@@ -81,9 +83,39 @@ def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, set
     else:
         prepare_run_dir(run_dir, overwrite)
     with RunWriter(run_dir, resume=state != "new", action_units=classifier.action_units) as writer:
-        pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier)
+        pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier, stop=stop)
         result = pipe.run()
         writer.close(pipe.run_info({"command": "watch", "complete": True, "outages_s": source.outages,
                                     "source_given_up_at_s": source.given_up_at_s,
                                     "resumed_after_minute": earlier[-1].minute if earlier else None}))
     return result
+
+
+def watch_sources(runs: dict[str, tuple[CaptureSource, Path, Observer | None]], detector, classifier,
+                  settings: Settings, overwrite: bool = False, resume: bool = False) -> dict[str, RunResult | Exception]:
+    """Several live sources at once, each into its own run folder on its own thread (the models are shared:
+    their inference is thread-safe). Ctrl-C or SIGTERM (KeyboardInterrupt here) stops them all, each run
+    closed as a stopped one. Returns each source's result, or the error that ended it."""
+    stop = threading.Event()
+    results: dict[str, RunResult | Exception] = {}
+
+    def one(name: str, source: CaptureSource, run_dir: Path, observer: Observer | None) -> None:
+        try:
+            results[name] = watch_source(source, run_dir, detector, classifier, settings, overwrite, observer,
+                                         resume, stop)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which says it for this source
+            results[name] = exc
+
+    threads = [threading.Thread(target=one, args=(name, *run), name=f"watch:{name}", daemon=True)
+               for name, run in runs.items()]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.2)
+    except KeyboardInterrupt:
+        stop.set()
+        for t in threads:
+            t.join()
+    return results

@@ -190,3 +190,18 @@ def au_table(result: dict) -> Table:
         r = pooled["rgs"]
         table.add_row("RGS (mean of 4)", str(r["n"]), "", f"ICC(2,1) [bold]{r['icc_2_1']:.3f}", f"{r['mae']:.3f}", "")
     return table
+
+
+def sources_table(board, caveat: str = "") -> Table:
+    """The terminal view of several sources: a row each (state, fps, frames, dropped, minute, last minute)."""
+    table = Table(title="Sources", box=box.SIMPLE_HEAD, caption=caveat or None)
+    for col in ("source", "state", "fps", "frames", "drop", "minute", "last", "P(pain)", "alert"):
+        table.add_column(col, justify="left" if col in ("source", "state", "last") else "right")
+    for b in board.sources.values():
+        s = b.summary()
+        last = s["last_minute"] or {}
+        state = {"live": "[green]live[/]", "reconnecting": "[yellow]reconnecting[/]"}.get(s["state"], s["state"])
+        table.add_row(s["name"], state, f"{s['fps']:.0f}", str(s["frames"]), str(s["dropped"]),
+                      f"{s['minute']} ({s['seconds_into_minute']:.0f} s)", last.get("pain_level", "—"),
+                      last.get("pain_prob") or "—", "[bold red]ALERT[/]" if s["alert"] else "")
+    return table

@@ -17,12 +17,11 @@ import cv2
 import numpy as np
 
 from ..encode import VideoWriter
+from ..overlay import caption, draw_boxes
 from ..types import FaceTrack, MinuteSummary, ScoredFrame
 
 MAX_WIDTH = 480  # annotated frames are at most this wide: for looking, not for analysis
 TARGET_FPS = 10.0
-
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 class Annotator:
@@ -67,19 +66,10 @@ class Annotator:
     def _write(self, index: int, t_s: float, img: np.ndarray, boxes: list) -> None:
         shown = sorted(k for k in self._marks if k <= index)  # scored on this frame or on skipped ones before it
         mark = ", ".join(self._marks.pop(k) for k in shown) or None
-        for box, confidence in boxes:
-            x0, y0, x1, y1 = (int(v) for v in box)
-            colour = (0, 220, 255) if mark else (0, 200, 0)
-            cv2.rectangle(img, (x0, y0), (x1, y1), colour, 3 if mark else 1, cv2.LINE_AA)
-            cv2.putText(img, f"{confidence:.2f}", (x0, max(10, y0 - 4)), FONT, 0.4, colour, 1, cv2.LINE_AA)
-        _label(img, f"{int(t_s // 60)}:{t_s % 60:05.2f}  frame {index}" + (f"  SCORED {mark}" if mark else ""), 14)
+        draw_boxes(img, [(box, f"{confidence:.2f}") for box, confidence in boxes], highlight=bool(mark))
+        caption(img, f"{int(t_s // 60)}:{t_s % 60:05.2f}  frame {index}" + (f"  SCORED {mark}" if mark else ""), 14)
         if self._minute:
-            _label(img, self._minute, img.shape[0] - 6)
+            caption(img, self._minute, img.shape[0] - 6)
         self._writer.write(img)
         self.frames += 1
 
-
-def _label(img: np.ndarray, text: str, y: int) -> None:
-    """White text on a dark outline: readable on any background."""
-    cv2.putText(img, text, (6, y), FONT, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(img, text, (6, y), FONT, 0.45, (255, 255, 255), 1, cv2.LINE_AA)

@@ -128,11 +128,12 @@ class CaptureSource:
 
     def __init__(self, *, video: str | Path | None = None, camera: int | None = None, url: str | None = None,
                  realtime: bool = False, start_s: float = 0.0, give_up_s: float = 300.0,
-                 start_epoch: float | None = None):
+                 start_epoch: float | None = None, speed: float = 1.0):
         chosen = [x is not None for x in (video, camera, url)]
         if sum(chosen) != 1:
             raise SourceError("give exactly one source: --video PATH, --camera N or --url URL")
         self.realtime = realtime
+        self.speed = speed  # realtime files: this many seconds of video per second (a demo, a test)
         self.give_up_s = give_up_s  # live: how long to keep retrying a lost camera or stream
         self._open_args = (video, camera, url)
         if video is not None:
@@ -178,6 +179,7 @@ class CaptureSource:
         self.outages: list[tuple[float, float]] = []  # live: (lost at, back at) in seconds since start
         self.given_up_at_s: float | None = None  # live: when retrying stopped (seconds since start)
         # files: timestamps made monotonic and sane
+        self.state = "live"  # live | reconnecting | lost (given up) | ended: what a live view shows
         self.clock = MediaClock(self.info.fps or 30.0, count_lost=not facts.variable_rate, frame_count=count)
         self.error: str | None = None
         self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
@@ -217,6 +219,7 @@ class CaptureSource:
         """Live source lost: retry with back-off (0.5 s doubling to 8 s) until it answers or give_up_s passes."""
         lost_at = time.time()
         delay = 0.5
+        self.state = "reconnecting"
         self._cap.release()
         while not self._stop.is_set() and time.time() - lost_at < self.give_up_s:
             self._stop.wait(delay)
@@ -224,6 +227,7 @@ class CaptureSource:
             cap = self._open_capture()
             if cap.isOpened():
                 self._cap = cap
+                self.state = "live"
                 start = self.info.start_time
                 self.outages.append((lost_at - start, time.time() - start))
                 return True
@@ -231,6 +235,7 @@ class CaptureSource:
         self.outages.append((lost_at - self.info.start_time, time.time() - self.info.start_time))
         if not self._stop.is_set():
             self.given_up_at_s = time.time() - self.info.start_time
+            self.state = "lost"
         return False
 
     def _next_file_frame(self, index: int) -> tuple[bool, np.ndarray | None, int]:
@@ -269,7 +274,7 @@ class CaptureSource:
                 else:
                     t_s, lost = self.clock.step(index, self._cap.get(cv2.CAP_PROP_POS_MSEC))
                     if self.realtime:  # pace a file like a live camera
-                        delay = t0 + t_s - time.monotonic()
+                        delay = t0 + t_s / self.speed - time.monotonic()
                         if delay > 0:
                             time.sleep(delay)
                 self._put(Frame(index=index, t_s=t_s, image=image, wall_time=now if info.live else None,
@@ -287,6 +292,8 @@ class CaptureSource:
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
             self.error = f"{info.name}: {exc}"
         finally:
+            if self.state != "lost":
+                self.state = "ended"
             self._put(_END)
 
     # -- consumer side ---------------------------------------------------------------------------------

@@ -1,0 +1,137 @@
+"""Several sources in one watch, and the live page: its API (token, sources, timeline, snapshot) and the page in
+Chromium (face boxes on the picture, a minute row when a minute closes, the alert banner, a stream that stops
+shows 'reconnecting' and recovers)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from rat_monitor.synth import VideoSpec, write_video
+from helpers import free_port, read_rows, serve_stream
+
+RM = [sys.executable, "-m", "rat_monitor.cli"]
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.fixture(scope="module")
+def painful(tmp_path_factory):
+    """Three minutes of a rat in severe pain from the start, 480x270 at 5 fps: an alert in minute 2."""
+    out = tmp_path_factory.mktemp("live") / "painful.mp4"
+    write_video(VideoSpec(width=480, height=270, fps=5, minutes=3, seed=31, subject=4, schedule="0:2"), out)
+    return out
+
+
+def get(port, token, path, raw=False):
+    url = f"http://127.0.0.1:{port}{path}" + (f"?token={token}" if token else "")
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            body = r.read()
+            return r.status, body if raw else json.loads(body)
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def start_watch(args, tmp_path):
+    """`watch ... --serve PORT` in a process; returns it, the port and the token it printed."""
+    port = free_port()
+    proc = subprocess.Popen(RM + ["watch", *args, "--out", str(tmp_path / "room"), "--serve", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    for line in proc.stdout:
+        if "live page:" in line:
+            return proc, port, line.split("token=")[1].strip()
+    raise AssertionError(proc.stderr.read())
+
+
+def wait_for(check, timeout=60.0, every=0.25):
+    end = time.time() + timeout
+    while time.time() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_two_sources_one_process_a_run_folder_each_and_the_api(painful, short_video, tmp_path):
+    proc, port, token = start_watch(["--video", str(painful), "--video", str(short_video), "--realtime",
+                                     "--speed", "20", "--name", "cage1", "--name", "cage2"], tmp_path)
+    try:
+        assert get(port, None, "/api/sources")[0] == 401
+        status, sources = get(port, token, "/api/sources")
+        assert status == 200 and [s["name"] for s in sources] == ["cage1", "cage2"]
+        assert {"state", "fps", "dropped", "minute", "alert"} <= set(sources[0])
+        get(port, token, "/api/sources/cage1/snapshot.jpg", raw=True)  # somebody looks: pictures are drawn
+        status, jpeg = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+            get(port, token, "/api/sources/cage1/snapshot.jpg", raw=True)))  # 204 until the first is drawn
+        picture = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert picture is not None and picture.shape[1] <= 640
+        green = (picture[..., 1] > 150) & (picture[..., 0] < 90) & (picture[..., 2] < 90)
+        assert green.sum() > 40  # the tracked face box is drawn on the picture
+        rows = wait_for(lambda: get(port, token, "/api/sources/cage1/timeline")[1], timeout=60)
+        assert rows[0]["minute"] == "0" and rows[0]["frames"] == "300"
+        assert get(port, token, "/api/sources/nope/timeline")[0] == 404
+        proc.wait(timeout=120)  # both files end: the watch ends by itself
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    assert len(read_rows(tmp_path / "room" / "cage1" / "timeline.csv")) == 3
+    assert len(read_rows(tmp_path / "room" / "cage2" / "timeline.csv")) == 1
+    info = json.loads((tmp_path / "room" / "cage2" / "run.json").read_text())
+    assert info["complete"] and info["totals"]["frames"] == 600
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it)")
+def test_the_live_page_in_chromium(painful, short_video, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    stream_port = free_port()
+    stream = serve_stream(short_video, stream_port, loop=True)
+    time.sleep(0.5)
+    proc, port, token = start_watch(["--url", f"http://127.0.0.1:{stream_port}/live.ts", "--video", str(painful),
+                                     "--realtime", "--speed", "12", "--name", "stream", "--name", "painful",
+                                     "--give-up", "120"], tmp_path)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors = []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{port}/?token={token}")
+            page.wait_for_selector("body[data-ready='1']")
+            painful_card = page.locator("[data-source=painful]")
+            page.wait_for_function("document.querySelector('[data-source=painful] img.snap').naturalWidth > 0")
+            page.wait_for_function("document.querySelectorAll('[data-source=painful] tbody tr').length >= 1",
+                                   timeout=60000)  # a minute row appears as minute 0 closes
+            page.wait_for_selector("[data-testid=alert-banner]:visible", timeout=60000)
+            assert "painful" in page.locator("[data-testid=alert-banner]").inner_text()
+            assert "ALERT" in painful_card.locator("tbody").inner_text()
+            page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
+            stream_state = "document.querySelector('[data-source=stream] [data-testid=state]').textContent"
+            page.wait_for_function(f"{stream_state} === 'live'")
+            stream.kill()
+            stream.wait()
+            page.wait_for_function(f"{stream_state} === 'reconnecting'", timeout=60000)
+            stream = serve_stream(short_video, stream_port, loop=True)
+            page.wait_for_function(f"{stream_state} === 'live'", timeout=60000)
+            browser.close()
+        assert not errors, errors
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        stream.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    assert (tmp_path / "room" / "stream" / "run.json").exists() and (tmp_path / "room" / "painful" / "alerts.jsonl").exists()
