@@ -9,6 +9,7 @@ import hmac
 import json
 import secrets
 import threading
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -49,6 +50,10 @@ class TokenServer:
         handler = type("BoundHandler", (Handler,), {"dispatch": staticmethod(dispatch), "token": self.token})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
+        self.httpd.owner = self
+        self.requests = 0
+        self.cpu_s = 0.0  # CPU time spent answering, all threads together: what the pages cost the machine
+        self._count = threading.Lock()
         self.host, self.port = self.httpd.server_address[:2]
         self._thread: threading.Thread | None = None
 
@@ -113,9 +118,22 @@ class Handler(BaseHTTPRequestHandler):
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def _route(self, method: str) -> None:
+        started = time.thread_time()
+        try:
+            self._answer(method)
+        finally:
+            owner = self.server.owner
+            with owner._count:
+                owner.requests += 1
+                owner.cpu_s += time.thread_time() - started
+
+    def _answer(self, method: str) -> None:
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
         try:
+            if parts.path == "/api.js":  # the pages' shared code: no data in it, so no token needed
+                self.send(200, page("rat_monitor", "api.js"), "text/javascript; charset=utf-8")
+                return
             if ".." in parts.path or "//" in parts.path:
                 raise RequestError("no '..' or '//' in paths")
             if not self._authorised(query):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -126,6 +127,16 @@ def source_specs(cameras: list[int], urls: list[str], videos: list[Path], names:
     return out
 
 
+def _close_server(server, seconds: float) -> None:
+    """Stops the live page's server and says what it cost."""
+    if server is None:
+        return
+    server.close()
+    share = 100 * server.cpu_s / seconds if seconds > 0 else 0.0
+    out.print(f"live page: {server.requests} requests answered with {server.cpu_s:.1f} s of CPU ({share:.1f}% of one "
+              "core over the run; the pictures' drawing is the 'view' stage in run.json)", highlight=False)
+
+
 def _serve_board(board, address):
     """The live page's server, started, and its address printed; None without --serve."""
     if address is None:
@@ -148,6 +159,7 @@ def _watch_one(name, source, out_dir, det, clf, run_settings, overwrite, resume,
     server = _serve_board(board, address)
     view = LiveView(caveat(clf), lambda row: fire_alert(on_alert, alert_record(row, "raised")), clf.action_units)
     observer = FanOut(view.observer, board.add(name, source, clf.action_units) if server else None)
+    started = time.monotonic()
     try:
         with Live(view.render(), console=out, refresh_per_second=4, transient=False) as live:
             view.live = live
@@ -155,8 +167,7 @@ def _watch_one(name, source, out_dir, det, clf, run_settings, overwrite, resume,
             view.live = None
             live.update(view.render())  # its last lines say when most faces were refused
     finally:
-        if server:
-            server.close()
+        _close_server(server, time.monotonic() - started)
     out.line()
     t = result.totals
     stopped = "stopped (Ctrl-C or SIGTERM); " if t.interrupted else ""
@@ -185,14 +196,14 @@ def _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, on_
     runs = {n: (src, out_dir / n, FanOut(board.add(n, src, clf.action_units), Alerts(n))) for n, src in sources.items()}
     server = _serve_board(board, address)
     note = caveat(clf)
+    started = time.monotonic()
     try:
         with Live(sources_table(board, note), console=out, refresh_per_second=2, transient=False,
                   get_renderable=lambda: sources_table(board, note)):
             results = watch_sources(runs, det, clf, run_settings, overwrite, resume)
     finally:
-        if server:
-            server.close()
-    out.line()
+        out.line()
+        _close_server(server, time.monotonic() - started)
     problems = []
     for n, result in results.items():
         if isinstance(result, Exception):

@@ -94,15 +94,10 @@ class Project:
 
     # -- frames --------------------------------------------------------------------------------------------
     def frame_ids(self) -> list[str]:
-        return sorted(p.stem for p in self.frames_dir.glob("*.json"))
+        return _ids(self.frames_dir)
 
     def frame(self, frame_id: str) -> dict:
-        if not ID_PATTERN.match(frame_id or ""):
-            raise LabelError(f"not a frame id: {frame_id!r}", 400)
-        path = self.frames_dir / f"{frame_id}.json"
-        if not path.exists():
-            raise LabelError(f"no frame {frame_id}", 404)
-        return json.loads(path.read_text())
+        return _record(self.frames_dir, "frame", frame_id)
 
     def frames(self) -> list[dict]:
         return [self.frame(i) for i in self.frame_ids()]
@@ -190,15 +185,10 @@ class Project:
         return cid
 
     def crop_ids(self) -> list[str]:
-        return sorted(p.stem for p in self.crops_dir.glob("*.json"))
+        return _ids(self.crops_dir)
 
     def crop(self, cid: str) -> dict:
-        if not ID_PATTERN.match(cid or ""):
-            raise LabelError(f"not a crop id: {cid!r}", 400)
-        path = self.crops_dir / f"{cid}.json"
-        if not path.exists():
-            raise LabelError(f"no crop {cid}", 404)
-        return json.loads(path.read_text())
+        return _record(self.crops_dir, "crop", cid)
 
     def crop_image(self, cid: str) -> Path:
         self.crop(cid)
@@ -296,6 +286,21 @@ class Project:
             aus = {au: int(np.clip(np.rint(np.mean([s[au] for s in usable])), 0, 2)) for au in ACTION_UNITS}
             out.append({"crop": cid, **self.crop(cid), "level": level, **aus, "raters": len(usable)})
         return out
+
+
+def _ids(folder: Path) -> list[str]:
+    return sorted(p.stem for p in folder.glob("*.json"))
+
+
+def _record(folder: Path, kind: str, item: str) -> dict:
+    """The JSON record FOLDER/ITEM.json; a malformed id is a 400 (nothing outside FOLDER is ever read), a
+    missing one a 404."""
+    if not ID_PATTERN.match(item or ""):
+        raise LabelError(f"not a {kind} id: {item!r}", 400)
+    path = folder / f"{item}.json"
+    if not path.exists():
+        raise LabelError(f"no {kind} {item}", 404)
+    return json.loads(path.read_text())
 
 
 def _check_rater(rater: str) -> None:
