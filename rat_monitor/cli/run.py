@@ -45,7 +45,8 @@ def watch(
     model: str = typer.Option(DEFAULT_CLASSIFIER, "--model", "-m", help=MODEL_HELP),
     detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
     duration: Optional[float] = typer.Option(None, help="Stop after this many seconds."),
-    realtime: bool = typer.Option(False, help="With --video: pace the file at its frame rate, like a camera."),
+    realtime: bool = typer.Option(False, help="With --video: pace the file at its frame rate, like a camera "
+                                              "(always, beside other sources)."),
     speed: float = typer.Option(1.0, help="With --realtime: seconds of video per second (a demo at 10x)."),
     window: float = typer.Option(10.0, help="Selection window in seconds (must divide a minute)."),
     per_window: int = typer.Option(3, help="Face frames scored per window at most."),
@@ -89,8 +90,9 @@ def watch(
     try:
         for spec_name, kind, value in specs:
             run_dir = out_dir if single else out_dir / spec_name
+            # beside other sources a file is paced like a camera: read flat out it would starve them
             sources[spec_name] = CaptureSource(
-                **{kind: value}, realtime=realtime, speed=speed, give_up_s=give_up,
+                **{kind: value}, realtime=realtime or not single, speed=speed, give_up_s=give_up,
                 start_epoch=recorded_start(run_dir) if resume else None)
         if single:
             _watch_one(specs[0][0], sources[specs[0][0]], out_dir, det, clf, run_settings, overwrite, resume, on_alert,
