@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -135,3 +136,13 @@ def test_the_live_page_in_chromium(painful, short_video, tmp_path):
         stream.kill()
     assert proc.returncode == 0, proc.stderr.read()
     assert (tmp_path / "room" / "stream" / "run.json").exists() and (tmp_path / "room" / "painful" / "alerts.jsonl").exists()
+
+
+def test_source_names_given_derived_and_made_unique():
+    from rat_monitor.cli.watch import source_specs
+    from rat_monitor.errors import ConfigError
+
+    specs = source_specs([0, 1], ["rtsp://10.0.0.7:554/cam"], [Path("a/day1.mp4"), Path("b/day1.mp4")], ["cage1"])
+    assert [s[0] for s in specs] == ["cage1", "camera1", "10.0.0.7_554_cam", "day1", "day1-2"]
+    with pytest.raises(ConfigError):
+        source_specs([0], [], [], ["../etc"])

@@ -105,8 +105,8 @@ def source_specs(cameras: list[int], urls: list[str], videos: list[Path], names:
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", label):
                 raise ConfigError(f"--name {label!r}: use letters, digits, '.', '_' or '-' (it names a folder)")
         else:
-            raw = {"camera": f"camera{value}", "url": re.sub(r"^\w+://", "", str(value)),
-                   "video": Path(value).stem}[kind]
+            raw = (f"camera{value}" if kind == "camera" else Path(value).stem if kind == "video"
+                   else re.sub(r"^\w+://", "", str(value)))
             label = re.sub(r"[^A-Za-z0-9_.-]+", "_", raw).strip("_.")[:60] or kind
         base, n = label, 2
         while label in seen:
