@@ -17,6 +17,7 @@ from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 MAX_BODY = 1 << 20  # 1 MB: far more than any request these pages make
+DRAIN_LIMIT = 16 << 20  # a bigger body than this is not read at all: the connection is closed on it
 
 
 class RequestError(ValueError):
@@ -103,6 +104,10 @@ class Handler(BaseHTTPRequestHandler):
         if length is None or not length.isdigit():
             raise RequestError("a body with a Content-Length is required", 411)
         if int(length) > MAX_BODY:
+            # Read it away first (up to a limit): a client still sending would see a broken pipe, not the reason.
+            left = int(length) if int(length) <= DRAIN_LIMIT else 0
+            while left > 0:
+                left -= len(self.rfile.read(min(left, 1 << 16))) or left
             raise RequestError(f"the body is over {MAX_BODY // 1024} kB", 413)
         raw = self.rfile.read(int(length))
         try:
