@@ -136,7 +136,10 @@ def test_watch_resumes_its_run_after_a_crash(short_video, tmp_path):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        time.sleep(8)
+        deadline = time.time() + 90  # frames flow once the minutes in between are written (then a second more)
+        while time.time() < deadline and len(read_rows(tmp_path / "timeline.csv")) < 3:
+            time.sleep(0.2)
+        time.sleep(1.5)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:
