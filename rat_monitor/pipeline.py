@@ -277,7 +277,8 @@ class Pipeline:
                 if tot.frames % 10 == 0:
                     tot.wall_s = time.perf_counter() - t0
                     self.observer.frame(frame.index, frame.t_s, len(tracks),
-                                        {"fps": tot.fps, "frames": tot.frames, "total": self.source.info.frame_count})
+                                        {"fps": tot.fps, "frames": tot.frames, "total": self.source.info.frame_count,
+                                         "dropped": tot.dropped_frames})
         except KeyboardInterrupt:
             tot.interrupted = True
         finally:

@@ -45,10 +45,9 @@ class SourceBoard(Observer):
     # -- the pipeline's side ------------------------------------------------------------------------------
     def frame(self, index: int, t_s: float, n_faces: int, stats: dict) -> None:
         with self._lock:
-            self.frames, self.fps, self.t_s = stats["frames"], stats["fps"], t_s
+            self.frames, self.fps, self.t_s, self.dropped = stats["frames"], stats["fps"], t_s, stats["dropped"]
 
     def view(self, frame: Frame, tracks: list[FaceTrack], quality: dict[int, float]) -> None:
-        self.dropped += frame.dropped_before
         now = time.monotonic()
         if now - self._snapshot_at < SNAPSHOT_EVERY_S or now - self.watched_at > WATCHED_FOR_S:
             return
