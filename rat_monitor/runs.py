@@ -103,7 +103,7 @@ def watch_sources(runs: dict[str, tuple[CaptureSource, Path, Observer | None]], 
         try:
             results[name] = watch_source(source, run_dir, detector, classifier, settings, overwrite, observer,
                                          resume, stop)
-        except Exception as exc:  # noqa: BLE001 - handed to the caller, which says it for this source
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, which says it for this source
             results[name] = exc
 
     threads = [threading.Thread(target=one, args=(name, *run), name=f"watch:{name}", daemon=True)

@@ -12,7 +12,7 @@ from rich.live import Live
 
 from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
-from ..pipeline import Observer
+from ..pipeline import Observer, RunResult
 from ..sinks.files import alert_record, recorded_start
 from .app import DETECTOR_HELP, MODEL_HELP, app, caveat, fire_alert, friendly_errors, out, settings
 from .run import load_models
@@ -194,9 +194,11 @@ def _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, on_
         out.line()
         _close_server(server, time.monotonic() - started)
     problems = []
-    for n, result in results.items():
-        if isinstance(result, Exception):
-            problems.append(f"{n}: {result}")
+    for n in sources:
+        result = results.get(n)
+        if not isinstance(result, RunResult):  # never silently: a source whose run did not finish is a failure
+            problems.append(f"{n}: its run ended without finishing ({type(result).__name__}: {result}); the rows "
+                            "written so far are kept")
             continue
         t = result.totals
         stopped = "stopped; " if t.interrupted else ""
