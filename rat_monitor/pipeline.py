@@ -279,6 +279,8 @@ class Pipeline:
                     self.observer.frame(frame.index, frame.t_s, len(tracks),
                                         {"fps": tot.fps, "frames": tot.frames, "total": self.source.info.frame_count,
                                          "dropped": tot.dropped_frames})
+            if self.stop is not None and self.stop.is_set():
+                tot.interrupted = True  # the source was stopped with the run (it ended before another frame came)
         except KeyboardInterrupt:
             tot.interrupted = True
         finally:

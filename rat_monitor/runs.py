@@ -92,12 +92,13 @@ def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, set
 
 
 def watch_sources(runs: dict[str, tuple[CaptureSource, Path, Observer | None]], detector, classifier,
-                  settings: Settings, overwrite: bool = False, resume: bool = False) -> dict[str, RunResult | Exception]:
+                  settings: Settings, overwrite: bool = False, resume: bool = False) -> dict[str, RunResult | BaseException]:
     """Several live sources at once, each into its own run folder on its own thread (the models are shared:
     their inference is thread-safe). Ctrl-C or SIGTERM (KeyboardInterrupt here) stops them all, each run
     closed as a stopped one. Returns each source's result, or the error that ended it."""
     stop = threading.Event()
-    results: dict[str, RunResult | Exception] = {}
+    results: dict[str, RunResult | BaseException] = {}
+    finished = {name: threading.Event() for name in runs}
 
     def one(name: str, source: CaptureSource, run_dir: Path, observer: Observer | None) -> None:
         try:
@@ -105,17 +106,31 @@ def watch_sources(runs: dict[str, tuple[CaptureSource, Path, Observer | None]], 
                                          resume, stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller, which says it for this source
             results[name] = exc
+        finally:
+            finished[name].set()
 
     threads = [threading.Thread(target=one, args=(name, *run), name=f"watch:{name}", daemon=True)
                for name, run in runs.items()]
     for t in threads:
         t.start()
     try:
-        while any(t.is_alive() for t in threads):
-            for t in threads:
-                t.join(timeout=0.2)
+        _wait_for(finished)
     except KeyboardInterrupt:
         stop.set()
-        for t in threads:
-            t.join()
+        for source, _, _ in runs.values():
+            source.stop()  # a source waiting to reconnect would otherwise hold its run open until it gives up
+        while True:  # closing takes seconds; a second Ctrl-C must not abandon runs half written
+            try:
+                _wait_for(finished)
+                break
+            except KeyboardInterrupt:
+                continue
     return results
+
+
+def _wait_for(finished: dict[str, threading.Event]) -> None:
+    """Until every source's thread has finished. Events, not Thread.join: in Python 3.11 a Ctrl-C that interrupts
+    join() marks a thread that is still running as ended (bpo-45274), and its run would be lost at exit."""
+    for event in finished.values():
+        while not event.wait(0.2):
+            pass

@@ -146,3 +146,32 @@ def test_source_names_given_derived_and_made_unique():
     assert [s[0] for s in specs] == ["cage1", "camera1", "10.0.0.7_554_cam", "day1", "day1-2"]
     with pytest.raises(ConfigError):
         source_specs([0], [], [], ["../etc"])
+
+
+def test_ctrl_c_while_a_stream_reconnects_ends_every_run_promptly_and_keeps_it(painful, short_video, tmp_path):
+    """A stream that is down when the user presses Ctrl-C: the watch stops within seconds (not after --give-up),
+    and both runs are closed as stopped ones, their run.json written."""
+    stream_port = free_port()
+    stream = serve_stream(short_video, stream_port, loop=True)
+    time.sleep(0.5)
+    proc, port, token = start_watch(["--url", f"http://127.0.0.1:{stream_port}/live.ts", "--video", str(painful),
+                                     "--speed", "0.5", "--name", "stream", "--name", "cage", "--give-up", "600"],
+                                    tmp_path)
+    try:
+        state = lambda name: {s["name"]: s["state"] for s in get(port, token, "/api/sources")[1]}[name]  # noqa: E731
+        wait_for(lambda: state("stream") == "live" and get(port, token, "/api/sources")[1][0]["fps"] > 0)
+        stream.kill()
+        stream.wait()
+        wait_for(lambda: state("stream") == "reconnecting")
+        proc.send_signal(signal.SIGINT)
+        started = time.time()
+        proc.wait(timeout=30)
+        took = time.time() - started
+    finally:
+        proc.kill()
+        stream.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    assert took < 20
+    for name in ("stream", "cage"):
+        info = json.loads((tmp_path / "room" / name / "run.json").read_text())
+        assert info["totals"]["interrupted"] and info["totals"]["frames"] > 0

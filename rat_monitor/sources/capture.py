@@ -187,20 +187,20 @@ class CaptureSource:
 
     # -- reader thread ---------------------------------------------------------------------------------
     def _put(self, item) -> None:
-        if not self.info.live:
-            while not self._stop.is_set():
-                try:
-                    self._queue.put(item, timeout=0.1)
-                    return
-                except queue.Full:
-                    continue
-            return
+        """Files wait for room (no frame is lost). Live sources drop the oldest queued frame instead (a live view
+        wants the freshest), and so does a stopped source: its consumer must still get the end marker."""
+        while not self.info.live and not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
         while True:
             try:
                 self._queue.put_nowait(item)
                 return
             except queue.Full:
-                try:  # drop the oldest frame: a live view wants the freshest one
+                try:
                     self._queue.get_nowait()
                 except queue.Empty:
                     pass
@@ -322,8 +322,12 @@ class CaptureSource:
         return (not self.info.live and not self._stop.is_set() and count is not None
                 and self.clock.accounted < 0.98 * count - 1)
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Ends reading soon (a stream waiting to reconnect at once); the consumer gets the end of the source."""
         self._stop.set()
+
+    def close(self) -> None:
+        self.stop()
         # Unblock a reader waiting on a full queue, then let it finish.
         try:
             while True:
@@ -331,8 +335,9 @@ class CaptureSource:
         except queue.Empty:
             pass
         if self._started:
-            self._thread.join(timeout=5)
-        self._cap.release()
+            self._thread.join(timeout=OPEN_TIMEOUT_MS / 1000 + 2)  # a stream's open or read gives up by then
+        if not self._thread.is_alive():  # never release a capture a reader is still inside (a crash at exit)
+            self._cap.release()
 
     def __enter__(self) -> CaptureSource:
         return self
