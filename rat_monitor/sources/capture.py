@@ -182,7 +182,8 @@ class CaptureSource:
         self.state = "live"  # live | reconnecting | lost (given up) | ended: what a live view shows
         self.clock = MediaClock(self.info.fps or 30.0, count_lost=not facts.variable_rate, frame_count=count)
         self.error: str | None = None
-        self._thread = threading.Thread(target=self._read, name=f"reader:{name}", daemon=True)
+        self._reader_done = threading.Event()  # waited on, not Thread.join (see runs._wait_for)
+        self._thread = threading.Thread(target=self._read_all, name=f"reader:{name}", daemon=True)
         self._started = False
 
     # -- reader thread ---------------------------------------------------------------------------------
@@ -252,6 +253,12 @@ class CaptureSource:
             self.decode_errors += skipped
             index += skipped
         return ok, image, index + 1
+
+    def _read_all(self) -> None:
+        try:
+            self._read()
+        finally:
+            self._reader_done.set()
 
     def _read(self) -> None:
         info = self.info
@@ -334,9 +341,9 @@ class CaptureSource:
                 self._queue.get_nowait()
         except queue.Empty:
             pass
-        if self._started:
-            self._thread.join(timeout=OPEN_TIMEOUT_MS / 1000 + 2)  # a stream's open or read gives up by then
-        if not self._thread.is_alive():  # never release a capture a reader is still inside (a crash at exit)
+        # A stream's open or read gives up within the timeout; never release a capture a reader is still inside
+        # (a crash at exit).
+        if not self._started or self._reader_done.wait(OPEN_TIMEOUT_MS / 1000 + 2):
             self._cap.release()
 
     def __enter__(self) -> CaptureSource:
