@@ -283,7 +283,7 @@ class CaptureSource:
                     if self.realtime:  # pace a file like a live camera
                         delay = t0 + t_s / self.speed - time.monotonic()
                         if delay > 0:
-                            time.sleep(delay)
+                            self._stop.wait(delay)  # paced, and a stop ends the wait at once
                 self._put(Frame(index=index, t_s=t_s, image=image, wall_time=now if info.live else None,
                                 dropped_before=lost))
                 self.frames_read = index + 1
