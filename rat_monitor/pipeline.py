@@ -252,7 +252,7 @@ class Pipeline:
                 if self.settings.duration_s is not None and frame.t_s >= self.settings.duration_s:
                     break
                 if self.stop is not None and self.stop.is_set():
-                    raise KeyboardInterrupt
+                    break
                 tracks, closed = self.faces.step(frame, clock)
                 self.observer.view(frame, tracks, self.faces.last_quality)
                 clock.lap("view")  # what a live page's pictures cost the analysis
@@ -280,7 +280,7 @@ class Pipeline:
                                         {"fps": tot.fps, "frames": tot.frames, "total": self.source.info.frame_count,
                                          "dropped": tot.dropped_frames})
             if self.stop is not None and self.stop.is_set():
-                tot.interrupted = True  # the source was stopped with the run (it ended before another frame came)
+                tot.interrupted = True  # stopped with the other sources (Ctrl-C for all), ended as a Ctrl-C ends it
         except KeyboardInterrupt:
             tot.interrupted = True
         finally:

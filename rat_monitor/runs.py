@@ -109,10 +109,8 @@ def watch_sources(runs: dict[str, tuple[CaptureSource, Path, Observer | None]], 
         finally:
             finished[name].set()
 
-    threads = [threading.Thread(target=one, args=(name, *run), name=f"watch:{name}", daemon=True)
-               for name, run in runs.items()]
-    for t in threads:
-        t.start()
+    for name, run in runs.items():
+        threading.Thread(target=one, args=(name, *run), name=f"watch:{name}", daemon=True).start()
     try:
         _wait_for(finished)
     except KeyboardInterrupt:

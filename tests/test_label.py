@@ -116,7 +116,6 @@ def test_two_raters_scores_and_their_agreement(server, project):
         call(server, "PUT", f"/api/frames/{fid}", {"boxes": [[10 + k, 10, 90, 90]], "status": "labelled"})
     status, queue_a = call(server, "GET", "/api/crops?rater=ann")
     assert status == 200 and len(queue_a) == 4 and set(queue_a[0]) == {"id", "score"}  # blind: no video or time
-    queue_b = call(server, "GET", "/api/crops?rater=bob")[1]
     order = lambda rater: tuple(c["id"] for c in call(server, "GET", f"/api/crops?rater={rater}")[1])  # noqa: E731
     assert order("ann") == tuple(c["id"] for c in queue_a)  # the same order on every reload
     # each rater's own order: two of 4! orders agree by chance (1 in 24), six raters all alike almost never
