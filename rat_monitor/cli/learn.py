@@ -191,9 +191,12 @@ def detector_train(
 
     [bold]Example:[/] rat-monitor detector train --yolo my_boxes/ --init rat-face-detector --synthetic 0 --epochs 30 --out models/my-detector
     """
-    from ..detect.train import prepare, render_prepared, train_detector, yolo_samples
+    from ..detect.train import (PHOTO_SHARE, prepare, render_prepared, require_training_packages, train_detector,
+                                yolo_samples)
+    from ..synth.photos import photo_names
     from ..models import read_card, resolve
 
+    require_training_packages(fine_tune=init is not None)
     if synthetic <= 0 and yolo is None:
         raise ConfigError("nothing to train on: give --synthetic N and/or --yolo DIR")
     if workers < 1:
@@ -205,7 +208,8 @@ def detector_train(
         if synthetic > 0:
             task = progress.add_task("rendering", total=synthetic, rate="")
             data = render_prepared(synthetic, seed, workers, progress=lambda i, n: progress.update(task, completed=i))
-            parts.append(f"{synthetic} randomised synthetic lab frames (synth.lab, seed {seed})")
+            parts.append(f"{synthetic} randomised synthetic lab frames (synth.lab, seed {seed}; "
+                         f"{PHOTO_SHARE:.0%} of them on real photographs)")
         if yolo is not None:
             ys = yolo_samples(yolo)
             annotated = prepare(ys * max(1, repeat_yolo))
@@ -217,6 +221,7 @@ def detector_train(
         task = progress.add_task("epochs", total=epochs, rate="")
         card = train_detector(data, out_dir, epochs=epochs, init=init_dir, seed=seed, description="; ".join(parts),
                               synthetic=synthetic_only,
+                              extra_card={"photographs": photo_names()} if synthetic > 0 else None,
                               progress=lambda e, n, loss: progress.update(task, completed=e,
                                                                            description=f"epochs (loss {loss:.3f})"))
     out.print(f"detector → {out_dir} ({card['training']['seconds']} s)", highlight=False)
@@ -232,10 +237,13 @@ def detector_evaluate(
                                                                  "ms_per_frame as JSON."),
     every: int = typer.Option(1, help="Evaluate every Nth frame of the video."),
     record: bool = typer.Option(False, help="Write the figures into the detector's card (metrics.<data name>)."),
+    sheet: Optional[Path] = typer.Option(None, help="With --yolo: also draw every frame with its labelled boxes "
+                                                    "(green) and what the detector found (red) into this PNG."),
 ):
     """Precision, recall and AP at IoU 0.5 of a detector on a video with truth, or on annotated frames.
 
     [bold]Example:[/] rat-monitor detector evaluate --video sample_videos/albino_onset.mp4
+    (real frames beside what it found: --yolo ../shared/real/reachbox --sheet local/found.png)
     """
     from ..detect import load_detector
     from ..detect.evaluate import evaluate_video, evaluate_yolo
@@ -246,6 +254,8 @@ def detector_evaluate(
         raise SourceError(f"no such video file: {video}")
     if yolo is not None and not yolo.is_dir():
         raise ConfigError(f"no such folder: {yolo}")
+    if sheet is not None and yolo is None:
+        raise ConfigError("--sheet draws the frames of --yolo DIR: give both")
     det = load_detector(detector)
     result = evaluate_video(det, video, every=every) if video else evaluate_yolo(det, yolo)
     out.print(f"{detector} on {video or yolo}: precision {result['precision']:.3f}, recall {result['recall']:.3f}, "
@@ -257,6 +267,12 @@ def detector_evaluate(
                   f"AP@0.5 {result['ap50_strict']:.3f}", highlight=False)
     if json_path:
         json_path.write_text(json.dumps(result, indent=2))
+    if sheet is not None:
+        from ..detect.evaluate import found_on_yolo
+        from ..synth.compare import found_sheet
+
+        drawn = found_sheet(sheet, found_on_yolo(det, yolo), f"{det.name} on {yolo.resolve().name}")
+        out.print(f"frames and what it found → {drawn}", highlight=False)
     if record:
         from ..models import record_figures, resolve
 

@@ -1,6 +1,6 @@
 """The default face detector: a small CenterNet-style CNN run with ONNX Runtime on a downscaled frame.
 
-The network sees the whole frame resized to a fixed input (256x144 by default) and outputs, on a grid of
+The network sees the whole frame resized to a fixed input (288x160 by default; the card says) and outputs, on a grid of
 stride 8, a face-centre heatmap, the box size (log of width and height in grid cells) and the sub-cell offset
 of the centre. Peaks of the heatmap above a threshold are the faces: no anchors, no NMS tables.
 """
@@ -18,7 +18,7 @@ from ..imaging import downscale
 from ..models import read_card, verified_file
 from ..types import Detections
 
-INPUT_W, INPUT_H, STRIDE = 256, 144, 8
+INPUT_W, INPUT_H, STRIDE = 288, 160, 8
 
 
 class FaceDetector(Protocol):

@@ -4,7 +4,6 @@ then exporting it to ONNX for CPU inference. Fine-tuning starts from an existing
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +15,45 @@ from ..errors import DatasetError
 from ..imaging import IMAGE_EXTS
 from ..models import DETECTOR_CAVEAT, verified_file, write_card
 from ..synth.lab import lab_frame
-from .centernet import INPUT_H, INPUT_W, STRIDE, preprocess
+from .centernet import INPUT_H, INPUT_W, preprocess
+from .features import FeatureCache, cache_features
 
+
+
+PHOTO_SHARE = 0.3  # of the synthetic training frames drawn on real photographs (synth.photos)
 
 
 @dataclass
 class Sample:
     image: np.ndarray  # BGR
     boxes: np.ndarray  # (N, 4) pixels
+
+
+def require_training_packages(fine_tune: bool) -> None:
+    """Before any frame is rendered: torch and torchvision (the 'train' extra) and, for a training from
+    nothing, the ImageNet weights file.
+
+    Raises:
+        ConfigError: a package is missing (named with the extra that brings it).
+        ModelError: the weights file is missing or not the published one.
+    """
+    import importlib.util
+
+    from ..errors import ConfigError
+
+    def importable(name: str) -> bool:
+        try:
+            return importlib.util.find_spec(name) is not None
+        except ImportError:
+            return False
+
+    missing = [p for p in ("torch", "torchvision", "onnx") if not importable(p)]
+    if missing:
+        raise ConfigError(f"training the detector needs {', '.join(missing)}: pip install 'rat-monitor[train]'")
+    if not fine_tune:
+        from ..pretrained import locate
+
+        locate()
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -64,17 +94,17 @@ def prepare(samples: list[Sample], width: int = INPUT_W, height: int = INPUT_H) 
     return Prepared(images, boxes)
 
 
-def _render_prepared(job: tuple[int, int, int]) -> Prepared:
-    seed, start, stop = job
-    return prepare([Sample(*lab_frame(seed, i)) for i in range(start, stop)])
+def _render_prepared(job: tuple) -> Prepared:
+    seed, start, stop, photos, (width, height) = job
+    return prepare([Sample(*lab_frame(seed, i, photos=photos)) for i in range(start, stop)], width, height)
 
 
-def render_prepared(n: int, seed: int, workers: int = 1,
-                    progress: Callable[[int, int], None] | None = None) -> Prepared:
-    """synthetic_samples(n, seed), rendered by `workers` processes and kept at the network input only.
-    The frames do not depend on the number of workers."""
+def render_prepared(n: int, seed: int, workers: int = 1, progress: Callable[[int, int], None] | None = None,
+                    photos: float = PHOTO_SHARE, size: tuple[int, int] = (INPUT_W, INPUT_H)) -> Prepared:
+    """n randomised lab frames (synth.lab, PHOTOS of them on real photographs), rendered by `workers`
+    processes and kept at the network input SIZE only. The frames do not depend on the number of workers."""
     chunk = 50
-    jobs = [(seed, a, min(n, a + chunk)) for a in range(0, n, chunk)]
+    jobs = [(seed, a, min(n, a + chunk), photos, tuple(size)) for a in range(0, n, chunk)]
     parts: list[Prepared] = []
     done = 0
     if workers > 1:
@@ -126,161 +156,77 @@ def yolo_samples(root: Path) -> list[Sample]:
     return out
 
 
-def make_targets(boxes: np.ndarray, img_w: int, img_h: int, grid_w: int, grid_h: int):
-    """CenterNet targets: Gaussian heatmap at each centre, log size and offset at the centre cell."""
-    heat = np.zeros((grid_h, grid_w), np.float32)
-    reg = np.zeros((4, grid_h, grid_w), np.float32)  # log w, log h, dx, dy
-    mask = np.zeros((grid_h, grid_w), np.float32)
-    sx, sy = grid_w / img_w, grid_h / img_h
-    yy, xx = np.mgrid[0:grid_h, 0:grid_w]
-    for x0, y0, x1, y1 in boxes:
-        cx, cy = (x0 + x1) / 2 * sx, (y0 + y1) / 2 * sy
-        bw, bh = max((x1 - x0) * sx, 0.5), max((y1 - y0) * sy, 0.5)
-        ix, iy = int(np.clip(cx, 0, grid_w - 1)), int(np.clip(cy, 0, grid_h - 1))
-        sigma = max(0.5, 0.15 * (bw + bh) / 2 + 0.3)
-        heat = np.maximum(heat, np.exp(-((xx - cx + 0.5) ** 2 + (yy - cy + 0.5) ** 2) / (2 * sigma**2)))
-        heat[iy, ix] = 1.0
-        reg[:, iy, ix] = (np.log(bw), np.log(bh), cx - ix, cy - iy)
-        mask[iy, ix] = 1.0
-    return heat, reg, mask
+# ------------------------------------------------------------------------------------------ training
+def _init_net(init: Path | None):
+    from safetensors.torch import load_file
 
+    from ..errors import ModelError
+    from ..models import read_card
+    from .net import ARCHITECTURE, build_net
 
-# --------------------------------------------------------------------------------------------- model
-def build_net():
-    import torch
-    import torch.nn as nn
-
-    def conv(cin, cout, stride=1):
-        return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
-
-    class DetectorNet(nn.Module):
-        """~0.2 M parameters; stride 8 output with one skip from stride 8 features."""
-
-        def __init__(self):
-            super().__init__()
-            self.s2 = nn.Sequential(conv(3, 16, 2), conv(16, 16))
-            self.s4 = nn.Sequential(conv(16, 32, 2), conv(32, 32))
-            self.s8 = nn.Sequential(conv(32, 48, 2), conv(48, 48))
-            self.s16 = nn.Sequential(conv(48, 96, 2), conv(96, 96), conv(96, 96))
-            self.up = nn.Upsample(scale_factor=2, mode="nearest")
-            self.fuse = conv(96 + 48, 64)
-            self.heat = nn.Sequential(conv(64, 32), nn.Conv2d(32, 1, 1))
-            self.size = nn.Sequential(conv(64, 32), nn.Conv2d(32, 2, 1))
-            self.offset = nn.Sequential(conv(64, 32), nn.Conv2d(32, 2, 1))
-            self.heat[-1].bias.data.fill_(-2.2)  # start from "few faces" (CenterNet's prior)
-
-        def forward(self, x):
-            f8 = self.s8(self.s4(self.s2(x)))
-            f = self.fuse(torch.cat([self.up(self.s16(f8)), f8], dim=1))
-            return self.heat(f), self.size(f), self.offset(f)
-
-    return DetectorNet()
-
-
-def _targets(data: Prepared, flipped: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Heatmap (N, 1, gh, gw), regression (N, 4, gh, gw) and mask (N, 1, gh, gw) of every frame, as drawn
-    or mirrored left-right (flip augmentation without recomputing per batch)."""
-    gw, gh = INPUT_W // STRIDE, INPUT_H // STRIDE
-    n = len(data)
-    heat = np.zeros((n, 1, gh, gw), np.float32)
-    reg = np.zeros((n, 4, gh, gw), np.float32)
-    mask = np.zeros((n, 1, gh, gw), np.float32)
-    for k, boxes in enumerate(data.boxes):
-        if flipped:
-            boxes = boxes.copy()
-            boxes[:, [0, 2]] = INPUT_W - boxes[:, [2, 0]]
-        heat[k, 0], reg[k], mask[k, 0] = make_targets(boxes, INPUT_W, INPUT_H, gw, gh)
-    return heat, reg, mask
-
-
-def _photometric(x, gen):
-    """Per-frame exposure, contrast, colour cast and (sometimes) greyscale, on the batch's device."""
-    import torch
-
-    n = x.shape[0]
-
-    def uniform(lo, hi, *shape):
-        return (torch.rand(n, *shape, generator=gen) * (hi - lo) + lo).to(x.device)
-
-    x = x * uniform(0.6, 1.4, 1, 1, 1) * uniform(0.85, 1.15, 3, 1, 1) + uniform(-0.1, 0.1, 1, 1, 1)
-    grey = (torch.rand(n, generator=gen) < 0.1).to(x.device)[:, None, None, None]
-    x = torch.where(grey, x.mean(dim=1, keepdim=True).expand_as(x), x)
-    return x.clamp(0, 1)
+    if init is None:
+        return build_net(pretrained=True)
+    layout = read_card(init).get("architecture_id")
+    if layout != ARCHITECTURE:
+        raise ModelError(f"{init} is a detector of another network layout ({layout or 'the first, synthetic-only'}"
+                         f" one); fine-tune from rat-face-detector, or train anew")
+    net = build_net(pretrained=False)
+    net.load_state_dict(load_file(str(verified_file(init, "weights.safetensors"))))
+    return net
 
 
 def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int = 20, init: Path | None = None,
-                   lr: float = 2e-3, batch_size: int = 32, seed: int = 0, description: str = "",
-                   synthetic: bool = False, progress: Callable[[int, int, float], None] | None = None) -> dict:
-    """Trains (or fine-tunes from INIT/weights.safetensors) and writes OUT/model.onnx, weights.safetensors,
-    card.json. Runs on a GPU when torch sees one. synthetic: every frame it learnt from (its initial
-    detector's too) was synthetic, and the card says so. Returns the card."""
+                   lr: float = 2e-3, batch_size: int = 64, seed: int = 0, description: str = "",
+                   synthetic: bool = False, progress: Callable[[int, int, float], None] | None = None,
+                   views: int = 2, zoom: float = 0.3, input_size: tuple[int, int] | None = None,
+                   extra_card: dict | None = None) -> dict:
+    """Trains the head on the frozen ImageNet trunk (or fine-tunes it from INIT/weights.safetensors) and writes
+    OUT/model.onnx, weights.safetensors, card.json. views: augmented views of each frame, whose trunk features
+    are computed once. synthetic: every frame it learnt from (its initial detector's too) was synthetic, and
+    the card says so. Returns the card."""
     import torch
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    data = samples if isinstance(samples, Prepared) else prepare(samples)
+    from ..pretrained import MOBILENET_V2
+    from .net import ARCHITECTURE, export_onnx, parameter_count
+
     torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    net = build_net()
-    if init is not None:
-        net.load_state_dict(load_file(str(verified_file(init, "weights.safetensors"))))
-    net.to(device)
-    images = torch.from_numpy(data.images).to(device)
-    targets = {flip: [torch.from_numpy(t).to(device) for t in _targets(data, flip)] for flip in (False, True)}
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    steps_per_epoch = max(1, int(np.ceil(len(data) / batch_size)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.15 if init is None else 0.05)
+    net = _init_net(init)
+    width, height = read_input_size(init) if init is not None else (input_size or (INPUT_W, INPUT_H))
+    data = samples if isinstance(samples, Prepared) else prepare(samples, width, height)
+    if data.images.shape[1:3] != (height, width):
+        data = prepare([Sample(img[:, :, ::-1], b) for img, b in zip(data.images, data.boxes)], width, height)
     t0 = time.time()
-    loss_value = float("nan")
-    for epoch in range(epochs):
-        net.train()
-        order = torch.randperm(len(data), generator=gen)
-        total = 0.0
-        for b in range(steps_per_epoch):
-            idx = order[b * batch_size:(b + 1) * batch_size].to(device)
-            flip = (torch.rand(len(idx), generator=gen) < 0.5).to(device)
-            f4 = flip[:, None, None, None]
-            x = images[idx].permute(0, 3, 1, 2).float() * (1.0 / 255)
-            x = _photometric(torch.where(f4, x.flip(3), x), gen)
-            heat_t, reg_t, mask = (torch.where(f4, a[idx], p[idx]) for p, a in zip(targets[False], targets[True]))
-            heat, size, offset = net(x)
-            loss = _focal(heat, heat_t) + _masked_l1(torch.cat([size, offset], 1), reg_t, mask)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach())
-        loss_value = total / steps_per_epoch
-        if progress:
-            progress(epoch + 1, epochs, loss_value)
-    net.cpu()
+    cache = cache_features(net, data, views, seed, zoom)
+    feature_seconds = time.time() - t0
+    loss_value = fit_head(net, cache, epochs, lr, batch_size, seed, fine_tune=init is not None, progress=progress)
     net.eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(out_dir / "weights.safetensors"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, torch.zeros(1, 3, INPUT_H, INPUT_W), str(out_dir / "model.onnx"), dynamo=False,
-                          input_names=["image"], output_names=["heat", "size", "offset"],
-                          dynamic_axes={"image": {0: "n"}, "heat": {0: "n"}, "size": {0: "n"}, "offset": {0: "n"}},
-                          opset_version=17)
+    export_onnx(net, out_dir / "model.onnx", width, height)
+    total_params, trainable = parameter_count(net)
     card = {
         "name": out_dir.name,
         "kind": "face-detector",
-        "architecture": f"CenterNet-style CNN, stride 8, {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M "
-                        "parameters",
-        "input_size": [INPUT_W, INPUT_H],
+        "architecture": f"CenterNet head ({trainable / 1e6:.2f}M parameters, trained) on ImageNet MobileNetV2 "
+                        f"blocks 0-13 (frozen), stride 8, {total_params / 1e6:.2f}M parameters in all",
+        "architecture_id": ARCHITECTURE,
+        "backbone": MOBILENET_V2.card_entry(),
+        "input_size": [width, height],
         "threshold": 0.4,
         "training": {
             "description": description,
-            "samples": len(samples),
+            "samples": len(data),
+            "views_per_frame": views,
             "epochs": epochs,
             "fine_tuned_from": str(init) if init else None,
             "final_loss": round(loss_value, 4),
             "seconds": round(time.time() - t0, 1),
-            "device": device.type,
+            "feature_seconds": round(feature_seconds, 1),
+            "device": "cpu",
             "seed": seed,
+            **(extra_card or {}),
         },
         "versions": {"torch": torch.__version__},
         "created": time.strftime("%Y-%m-%d"),
@@ -289,6 +235,46 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
         "metrics": {},  # filled by `rat-monitor detector evaluate --record`
     }
     return write_card(out_dir, card, ["model.onnx", "weights.safetensors"])
+
+
+def fit_head(net, cache: FeatureCache, epochs: int, lr: float, batch_size: int, seed: int, fine_tune: bool,
+             progress: Callable[[int, int, float], None] | None = None) -> float:
+    """Trains the head on cached features; returns the last epoch's mean loss."""
+    import torch
+
+    head = net.head
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    steps_per_epoch = max(1, int(np.ceil(len(cache) / batch_size)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
+                                                pct_start=0.05 if fine_tune else 0.15)
+    gen = torch.Generator().manual_seed(seed)
+    loss_value = float("nan")
+    for epoch in range(epochs):
+        head.train()
+        order = torch.randperm(len(cache), generator=gen)
+        total = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            heat, size, offset = head(cache.f8[idx].float(), cache.f16[idx].float())
+            loss = _focal(heat, cache.heat[idx]) + _masked_l1(torch.cat([size, offset], 1), cache.reg[idx],
+                                                              cache.mask[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        loss_value = total / steps_per_epoch
+        if progress:
+            progress(epoch + 1, epochs, loss_value)
+    head.eval()
+    return loss_value
+
+
+def read_input_size(model_dir: Path) -> tuple[int, int]:
+    from ..models import read_card
+
+    w, h = read_card(model_dir).get("input_size", [INPUT_W, INPUT_H])
+    return int(w), int(h)
 
 
 def _focal(logits, target):

@@ -83,3 +83,25 @@ def lab_sheet(path: Path, seed: int = 0, columns: int = 5, rows: int = 3) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), grid)
     return path
+
+
+def found_sheet(path: Path, frames: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], title: str,
+                per_row: int = 4, cell: tuple[int, int] = (320, 240)) -> Path:
+    """A PNG of frames with their labelled face boxes (green) and what a detector found (red, with its score).
+    frames: (BGR image, (N, 4) labelled boxes, (M, 4) found boxes, (M,) scores). Real frames drawn here stay
+    where the user writes the sheet, never in the repository."""
+    cells = []
+    for img, truth, found, scores in frames:
+        img = _with_boxes(img, truth)
+        thick = max(2, img.shape[1] // 250)
+        for (x0, y0, x1, y1), sc in zip(found, scores):
+            cv2.rectangle(img, (int(x0), int(y0)), (int(x1), int(y1)), (0, 0, 255), thick)
+            cv2.putText(img, f"{sc:.2f}", (int(x0), max(12, int(y0) - 4)), cv2.FONT_HERSHEY_SIMPLEX,
+                        max(0.5, img.shape[1] / 900), (0, 0, 255), thick, cv2.LINE_AA)
+        cells.append(img)
+    rows = [_row(cells[r:r + per_row], per_row, cell) for r in range(0, len(cells), per_row)]
+    legend = f"{title}: green = labelled face, red = found (score)"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.vstack([_label(per_row * cell[0], legend), *rows]))
+    return path

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .face import COATS, Pose, draw_rat, look_for
+from .photos import paste_photo_patches, photo_crop
 from .scene import Scene
 from .script import face_visible
 
@@ -237,19 +238,29 @@ def _wide_angle(img: np.ndarray, boxes: list, k: float) -> tuple[np.ndarray, lis
     return out, moved
 
 
-def lab_frame(seed: int, index: int, setting: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def lab_frame(seed: int, index: int, setting: str | None = None,
+              photos: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """One randomised frame (BGR) and the boxes (N, 4) of the rat faces a person would label in it.
-    setting: one of SETTINGS, or None to draw one at random."""
+    setting: one of SETTINGS, or None to draw one at random. photos: the share of frames drawn on a real
+    photograph instead (a third of them without a rat: real negatives); real photo patches are pasted as
+    distractors into as many others. photos=0 gives the drawn scenes alone, frame for frame as before."""
     rng = np.random.default_rng([seed, index, 4242])
+    prng = np.random.default_rng([seed, index, 777])  # the photo draws: a stream of their own
     w, h = SIZES[int(rng.integers(len(SIZES)))]
     drawn = SETTINGS[int(rng.choice(len(SETTINGS), p=[0.22, 0.3, 0.16, 0.14, 0.18]))]
     setting = setting or drawn
     img = _background(setting, rng, w, h)
+    on_photo = setting != "reach_box" and prng.random() < photos
+    backdrop = photo_crop(prng, w, h) if on_photo else None
+    if backdrop is not None:
+        img = backdrop
     if rng.random() < 0.5:
         _clutter(img, rng, int(rng.integers(1, 6)))
     from_above = setting in ("open_field", "bedding") or (setting == "random" and rng.random() < 0.3)
     light = np.array([rng.uniform(-0.7, 0.7), rng.uniform(-0.9, 0.3), rng.uniform(0.4, 1.0)])
     n_rats = int(rng.choice([0, 1, 2, 3], p=[0.08, 0.67, 0.18, 0.07]))
+    if backdrop is not None and prng.random() < 1 / 3:
+        n_rats = 0
     boxes = []
     for r in range(n_rats):
         coat = COATS[int(rng.choice(4, p=[0.25, 0.35, 0.25, 0.15]))]
@@ -279,6 +290,8 @@ def lab_frame(seed: int, index: int, setting: str | None = None) -> tuple[np.nda
             boxes.append(box)
     if setting == "reach_box":
         _reach_box_front(img, rng, boxes)
+    if backdrop is None and prng.random() < photos:
+        paste_photo_patches(img, prng, int(prng.integers(1, 6)), boxes)
     if rng.random() < 0.25:
         _bars(img, rng)
     if rng.random() < 0.15:

@@ -1,0 +1,116 @@
+"""Training views of the detector's frames and their trunk features: each frame is augmented a few times
+(mirror, zoom out or in, exposure, colour, greyscale, blur) and passed once through the frozen ImageNet trunk
+with ONNX Runtime; the head then trains on the cached features for as many epochs as it needs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .centernet import STRIDE
+from .targets import make_targets
+
+
+def _zoom(img: np.ndarray, b: np.ndarray, rng: np.random.Generator, zoom_in: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Zoom out: the frame shrunk onto a plain canvas (faces smaller than the renders draw). Zoom in: a part
+    of the frame enlarged (faces cut by the frame's edge, as close-up cameras show them); a face less than
+    half inside the part is no longer labelled, the others are clipped to it."""
+    h, w = img.shape[:2]
+    s = rng.uniform(0.35, 0.85) if not zoom_in else rng.uniform(0.5, 0.85)
+    sw, sh = max(8, int(w * s)), max(8, int(h * s))
+    x0, y0 = int(rng.integers(0, w - sw + 1)), int(rng.integers(0, h - sh + 1))
+    if not zoom_in:
+        canvas = np.empty_like(img)
+        canvas[:] = rng.integers(0, 256, 3)
+        canvas[y0:y0 + sh, x0:x0 + sw] = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA)
+        return canvas, b * np.array([sw / w, sh / h, sw / w, sh / h], np.float32) + np.float32([x0, y0, x0, y0])
+    out = cv2.resize(img[y0:y0 + sh, x0:x0 + sw], (w, h), interpolation=cv2.INTER_LINEAR)
+    area = np.maximum(b[:, 2] - b[:, 0], 1e-3) * np.maximum(b[:, 3] - b[:, 1], 1e-3)
+    c = np.stack([np.clip(b[:, 0], x0, x0 + sw), np.clip(b[:, 1], y0, y0 + sh), np.clip(b[:, 2], x0, x0 + sw),
+                  np.clip(b[:, 3], y0, y0 + sh)], axis=1)
+    kept = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1]) >= 0.5 * area
+    c = (c[kept] - np.float32([x0, y0, x0, y0])) * np.array([w / sw, h / sh, w / sw, h / sh], np.float32)
+    return out, c.astype(np.float32)
+
+
+def _augmented(images: np.ndarray, boxes: list[np.ndarray], rng: np.random.Generator,
+               zoom: float) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One random view of each frame (uint8 NHWC RGB, boxes in input pixels) -> float NCHW [0, 1] and boxes:
+    mirrored half of the time, zoomed out or in with probability ZOOM, then exposure, contrast, colour cast,
+    greyscale and blur varied."""
+    n, h, w = images.shape[:3]
+    out = np.empty((n, 3, h, w), np.float32)
+    moved = []
+    for k in range(n):
+        img, b = np.ascontiguousarray(images[k]), boxes[k].copy()
+        if rng.random() < 0.5:
+            img = np.ascontiguousarray(img[:, ::-1])
+            b[:, [0, 2]] = w - b[:, [2, 0]]
+        if rng.random() < zoom:
+            img, b = _zoom(img, b, rng, zoom_in=rng.random() < 0.5)
+        if rng.random() < 0.15:
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+        x = img.astype(np.float32) * (1 / 255)
+        x = x * rng.uniform(0.6, 1.4) * rng.uniform(0.85, 1.15, 3).astype(np.float32) + rng.uniform(-0.1, 0.1)
+        if rng.random() < 0.15:
+            x[:] = x.mean(axis=2, keepdims=True)
+        out[k] = np.clip(x, 0, 1).transpose(2, 0, 1)
+        moved.append(b)
+    return out, moved
+
+
+@dataclass
+class FeatureCache:
+    """The frozen trunk's features of every training view and the head's targets: the head trains on these
+    alone, so each view costs one trunk pass however many epochs follow."""
+
+    f8: "object"  # torch float16 (V, 32, gh, gw)
+    f16: "object"  # torch float16 (V, 96, gh/2, gw/2)
+    heat: "object"  # torch float32 (V, 1, gh, gw)
+    reg: "object"  # (V, 4, gh, gw)
+    mask: "object"  # (V, 1, gh, gw)
+
+    def __len__(self) -> int:
+        return len(self.f8)
+
+    def __add__(self, other: "FeatureCache") -> "FeatureCache":
+        import torch
+
+        return FeatureCache(*(torch.cat([getattr(self, k), getattr(other, k)]) for k in
+                              ("f8", "f16", "heat", "reg", "mask")))
+
+
+def cache_features(net, data, views: int, seed: int, zoom: float = 0.3,
+                   batch_size: int = 32) -> FeatureCache:
+    """VIEWS augmented views of every frame through the frozen trunk (ONNX Runtime on every core)."""
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+    import torch
+
+    from .net import export_trunk_onnx
+
+    rng = np.random.default_rng([seed, 5151])
+    h, w = data.images.shape[1:3]
+    gw, gh = w // STRIDE, h // STRIDE
+    with tempfile.TemporaryDirectory() as tmp:
+        export_trunk_onnx(net, Path(tmp) / "trunk.onnx", w, h)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = os.cpu_count() or 1
+        session = ort.InferenceSession(str(Path(tmp) / "trunk.onnx"), opts, providers=["CPUExecutionProvider"])
+    parts: dict[str, list] = {k: [] for k in ("f8", "f16", "heat", "reg", "mask")}
+    for _ in range(views):
+        for a in range(0, len(data), batch_size):
+            x, boxes = _augmented(data.images[a:a + batch_size], data.boxes[a:a + batch_size], rng, zoom)
+            f8, f16 = session.run(None, {"image": x})
+            parts["f8"].append(torch.from_numpy(f8.astype(np.float16)))
+            parts["f16"].append(torch.from_numpy(f16.astype(np.float16)))
+            targets = [make_targets(b, w, h, gw, gh) for b in boxes]
+            parts["heat"].append(torch.from_numpy(np.stack([t[0] for t in targets])[:, None]))
+            parts["reg"].append(torch.from_numpy(np.stack([t[1] for t in targets])))
+            parts["mask"].append(torch.from_numpy(np.stack([t[2] for t in targets])[:, None]))
+    return FeatureCache(**{k: torch.cat(v) for k, v in parts.items()})
