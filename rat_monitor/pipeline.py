@@ -20,7 +20,7 @@ from .classify.base import PainClassifier
 from .detect.centernet import FaceDetector
 from .errors import ConfigError
 from .imaging import as_stored
-from .select import QualityScorer, SelectionSettings, WindowSelector
+from .select import FixtureFilter, QualityScorer, SelectionSettings, WindowSelector
 from .sinks.files import RunWriter
 from .sources import FrameSource
 from .timeline import AlertRule, Timeline
@@ -121,6 +121,7 @@ class Totals:
     dropped_frames: int = 0
     face_frames: int = 0
     detector_runs: int = 0
+    fixture_tracks: int = 0  # boxes that stayed put with nothing changing inside for a minute: never scored
     scored_frames: int = 0
     refused_frames: int = 0  # selected crops refused as unlike the classifier's training faces
     minutes: int = 0
@@ -171,6 +172,7 @@ class FaceFinder:
         self.quality = QualityScorer()
         self.last_quality: dict[int, float] = {}
         self.selector = WindowSelector(settings.selection)
+        self.fixtures = FixtureFilter()
         self.detector_runs = 0
 
     def step(self, frame, clock: StageClock | None = None) -> tuple[list, list[Candidate]]:
@@ -187,7 +189,7 @@ class FaceFinder:
         candidates = self.quality.score(frame.image, tracks, frame.index, frame.t_s)
         self.last_quality = {c.track_id: c.quality.score for c in candidates}  # for a live picture of the frame
         clock.lap("quality")
-        self.selector.add(candidates)
+        self.selector.add(self.fixtures.keep(candidates))
         clock.lap("select")
         return tracks, closed
 
@@ -287,6 +289,7 @@ class Pipeline:
             # Whatever ended the run, close the partial window and minute and flush them.
             self._score(self.faces.flush())
             tot.detector_runs = self.faces.detector_runs
+            tot.fixture_tracks = len(self.faces.fixtures.fixtures)
             fps = self.source.info.fps or 30.0
             if last_t >= self.resume_s:
                 # A live source given up: the minutes until then were lost, and the timeline says so.

@@ -52,6 +52,56 @@ def test_selected_frames_are_sharp_visible_faces_and_cover_the_windows(busy_vide
         assert len(times) <= 3 and all(b - a >= 1.0 for a, b in zip(times, times[1:]))
 
 
+def test_a_window_whose_best_face_is_blurred_scores_nothing():
+    """Sharp faces for half a minute, then a window where the camera or the animal blurred every face: that
+    window gives no frame to score (an honest gap), and sharp faces after it are taken again."""
+    from rat_monitor.select import WindowSelector
+    from rat_monitor.types import Candidate, Quality
+
+    def candidate(t, sharp, score):
+        q = Quality(sharpness=sharp, motion=0.0, confidence=0.9, size_px=80, pose_weight=1.0, exposure=1.0,
+                    score=score)
+        return Candidate(int(t * 10), t, 1, np.zeros(4, np.float32), np.zeros((4, 4, 3), np.uint8), q)
+
+    selector = WindowSelector(SelectionSettings(window_s=10, per_window=3))
+    chosen = []
+    for step in range(400):
+        t = step / 10
+        chosen += selector.advance(t)
+        blurred = 30 <= t < 40
+        # the blurred faces score higher on every other count: only the blur rule can leave them out
+        selector.add([candidate(t, 0.5 if blurred else 1.6 + 0.1 * np.sin(step), 0.9 if blurred else 0.6)])
+    chosen += selector.flush()
+    by_window = defaultdict(int)
+    for c in chosen:
+        by_window[int(c.t_s // 10)] += 1
+    assert by_window[3] == 0 and all(by_window[w] == 3 for w in (0, 1, 2)), dict(by_window)
+
+
+def test_a_box_that_never_moves_or_changes_is_a_fixture_not_a_face():
+    """Two boxes that stay put for two minutes: one with nothing changing inside (a pellet the detector took
+    for a face) stops being offered for scoring after a minute; the other blinks now and then (a head-fixed
+    animal) and is offered throughout."""
+    from rat_monitor.select import FixtureFilter
+    from rat_monitor.types import Candidate, Quality
+
+    def candidate(track, t, motion):
+        q = Quality(sharpness=1.5, motion=motion, confidence=0.9, size_px=80, pose_weight=1.0, exposure=1.0,
+                    score=0.8)
+        box = np.array([100, 100, 180, 180], np.float32) + 0.5 * np.sin(t)  # jitter of the detector's box
+        return Candidate(int(t * 10), t, track, box, np.zeros((4, 4, 3), np.uint8), q)
+
+    fixtures = FixtureFilter()
+    kept = defaultdict(list)
+    for step in range(1200):
+        t = step / 10
+        blink = 0.04 if step % 150 == 0 else 0.003
+        for c in fixtures.keep([candidate(1, t, 0.003), candidate(2, t, blink)]):
+            kept[c.track_id].append(c.t_s)
+    assert max(kept[1]) < 60 and len(kept[2]) == 1200
+    assert fixtures.fixtures == {1}
+
+
 def test_sharpness_falls_with_blur_and_ignores_contrast():
     rng = np.random.default_rng(0)
     face = cv2.resize(rng.integers(0, 255, (24, 24), dtype=np.uint8), (96, 96), interpolation=cv2.INTER_LINEAR)
