@@ -6,7 +6,10 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rat_monitor"
 
@@ -103,6 +106,19 @@ def test_training_a_kind_that_needs_torch_names_the_extra_to_install():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "pip install 'rat-monitor[train]'" in proc.stdout and "lbp-svm trains without torch" in proc.stdout
+
+
+@pytest.mark.parametrize("command", [["detector", "train", "--out", "{tmp}/det"], ["label", "train", "{tmp}"]])
+def test_training_commands_without_torch_name_the_extra_at_once(command, tmp_path):
+    """Without torch, `detector train` (which would render 4,000 frames first) and `label train` stop at once
+    with one line naming the extra, printed as written (not eaten as terminal markup), and exit 2."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    code = BLOCK_TORCH + f"from rat_monitor.cli import app\napp({args!r})"
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "pip install 'rat-monitor[train]'" in proc.stderr and "Traceback" not in proc.stderr
+    assert time.time() - t0 < 30 and not (tmp_path / "det").exists()
 
 
 def test_an_unknown_model_kind_is_a_settings_error(tmp_path):

@@ -82,6 +82,20 @@ def test_picking_covers_the_video_and_adding_again_changes_nothing(made, short_v
     assert project.frame(first)["boxes"] == [[10.0, 10.0, 60.0, 60.0]]  # what was labelled stays
 
 
+def test_picks_spread_over_a_still_real_clip(real_mouse_video):
+    """The real 6-s head-fixed mouse clip looks alike throughout but for the stimulus in its second half: the 12
+    picks come from every part of it, not from its last seconds (11 of 12 did, with k-means over the clip)."""
+    from rat_monitor.detect import load_detector
+    from rat_monitor.label.pick import pick
+    from rat_monitor.models import DEFAULT_DETECTOR
+
+    picked = pick(real_mouse_video, 12, load_detector(DEFAULT_DETECTOR))
+    times = [p.t_s for p in picked]
+    assert len(picked) == 12 and len(set(p.index for p in picked)) == 12
+    assert sum(t >= 3.0 for t in times) <= 7 and min(times) < 1.0 and max(times) > 4.5, times
+    assert min(b - a for a, b in zip(times, times[1:])) >= 0.1  # no two neighbouring frames
+
+
 def test_api_needs_the_token_and_refuses_bad_requests_without_changing_anything(server, project):
     assert call(server, "GET", "/api/frames", token=False)[0] == 401
     status, frames = call(server, "GET", "/api/frames", token=False,
@@ -108,6 +122,24 @@ def test_api_needs_the_token_and_refuses_bad_requests_without_changing_anything(
     status, saved = call(server, "PUT", f"/api/frames/{fid}", {"boxes": [[20, 30, 80, 90]], "status": "labelled"})
     assert status == 200 and saved["boxes"] == [[20.0, 30.0, 80.0, 90.0]]
     assert call(server, "GET", "/api/progress")[1]["labelled"] == 1
+
+
+def test_raters_who_agree_on_one_value_get_their_agreement_not_a_dash(server, project):
+    """Two raters give every crop the same scores, all 0: kappa is undefined (no variation), so the page shows
+    the exact agreement (100 %) and says why there is no kappa."""
+    fids = [f["id"] for f in project.frames()]
+    for k, fid in enumerate(fids[:3]):
+        call(server, "PUT", f"/api/frames/{fid}", {"boxes": [[10 + k, 10, 90, 90]], "status": "labelled"})
+    for rater in ("ann", "bob"):
+        for crop in call(server, "GET", f"/api/crops?rater={rater}")[1]:
+            body = {"orbital": 0, "nose": 0, "ears": 0, "whiskers": 0, "level": "none"}
+            assert call(server, "PUT", f"/api/scores/{crop['id']}?rater={rater}", body)[0] == 200
+    status, agreement = call(server, "GET", "/api/agreement")
+    assert status == 200
+    for name in ("orbital", "nose", "ears", "whiskers", "level"):
+        a = agreement[name]
+        assert a["qwk"] is None and a["agreement"] == 1.0 and a["crops"] == 3 and "undefined" in a["why_no_kappa"]
+    assert agreement["rgs"]["icc_2_1"] is None  # undefined too: never NaN in the JSON
 
 
 def test_two_raters_scores_and_their_agreement(server, project):
@@ -209,6 +241,19 @@ def test_the_pages_in_chromium_draw_reload_no_face_and_score(server, project):
         saved = json.loads((project.scores_dir / "ann" / f"{crop}.json").read_text())
         assert (saved["orbital"], saved["nose"], saved["ears"], saved["whiskers"], saved["level"]) == \
             (2, 1, 1, 0, "moderate")
+        # a second rater scores by keyboard alone: 0/1/2 set the highlighted item and move on, Enter saves
+        page.evaluate("localStorage.clear()")
+        page.reload()
+        page.fill("[data-testid=rater]", "bob")
+        page.click("#begin")
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.locator("fieldset.current legend").inner_text() == "orbital tightening"
+        for key in ("1", "0", "1", "0", "2", "Enter"):
+            page.keyboard.press(key)
+        page.wait_for_function("document.querySelector('[data-testid=save-status]').textContent === 'saved'")
+        saved = json.loads((project.scores_dir / "bob" / f"{crop}.json").read_text())
+        assert (saved["orbital"], saved["nose"], saved["ears"], saved["whiskers"], saved["level"]) == \
+            (1, 0, 1, 0, "severe")
         browser.close()
     assert not errors
 
@@ -259,6 +304,24 @@ def test_a_training_round_fine_tunes_the_detector_and_refills_the_boxes(project,
     assert "skipped" in done["classifier"]  # no scores yet: said, not faked
     again = train_round(project, epochs=1)
     assert again["from"] == done["detector"] and again["detector"].name == "detector-2"  # the loop goes on
+
+
+def test_a_training_round_is_checked_on_held_out_frames_and_says_so(project, tmp_path):
+    """Four labelled frames of one video: the last in time is held out of the fine-tune, the new detector (and
+    the one it started from) is measured on it, and the card and the command's output say so."""
+    from rat_monitor.models import read_card
+
+    frames = sorted(project.frames(), key=lambda f: f["t_s"])
+    for f in frames[:4]:
+        project.save_frame(f["id"], {"boxes": f["boxes"], "status": "labelled" if f["boxes"] else "no_face"})
+    result = runner.invoke(app, ["label", "train", str(project.root), "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert "checked on 1 held-out frames (by time" in result.output, result.output
+    card = read_card(project.root / "models" / "detector-1")
+    assert card["training"]["held_out_frames"] == [frames[3]["id"]]
+    assert frames[3]["id"] not in card["training"]["frames"] and len(card["training"]["frames"]) == 3
+    assert {"held_out", "held_out_rat-face-detector"} <= set(card["metrics"])
+    assert card["metrics"]["held_out"]["frames"] == 1 and "held-out" in card["caveat"] and not card["synthetic"]
 
 
 def test_crops_from_a_blind_curation_join_the_scoring_queue_with_their_animal(short_video, tmp_path):

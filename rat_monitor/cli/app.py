@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import __version__
@@ -64,17 +65,20 @@ def friendly_errors(fn):
         try:
             return fn(*args, **kwargs)
         except RatMonitorError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            # the message is text, never markup: "rat-monitor[train]" must print as written
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except PermissionError as exc:
-            err.print(f"[bold red]error:[/] permission denied: {exc.filename}", highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/] permission denied: {escape(str(exc.filename))}", highlight=False,
+                      soft_wrap=True)
             raise typer.Exit(ConfigError.exit_code) from None
         except OSError as exc:
             if exc.errno == 28:  # ENOSPC
                 err.print("[bold red]error:[/] the disk is full; rows written so far are kept", highlight=False)
             else:
                 where = f": {exc.filename}" if exc.filename else ""
-                err.print(f"[bold red]error:[/] {exc.strerror or exc}{where}", highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(str(exc.strerror or exc))}{escape(where)}", highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(ConfigError.exit_code) from None
 
     return wrapper

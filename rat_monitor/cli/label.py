@@ -34,8 +34,8 @@ def label_open(
     videos: list[Path] = typer.Argument(None, help="Videos to pick frames from (added to the project; frames "
                                                    "already in it are never changed)."),
     project_dir: Path = typer.Option(..., "--project", "-p", help="The project folder (made when new)."),
-    frames: int = typer.Option(20, help="Frames to pick per video: varied looks (k-means) and the frames the "
-                                        "detector is least sure about."),
+    frames: int = typer.Option(20, help="Frames to pick per video: one from each equal stretch of it, the least "
+                                        "alike, and where the detector is least sure."),
     subject: Optional[str] = typer.Option(None, help="The animal the videos show (its id in exports)."),
     subject_from: Optional[str] = typer.Option(None, help="Regular expression finding the animal in each video's "
                                                           "path (first group), e.g. '(rat\\d+)'."),
@@ -50,7 +50,8 @@ def label_open(
     and delete face boxes; 'no face'; keys ←/→, Enter, N, Delete) and the scoring page (blind RGS scores, several
     raters, their agreement). Every change is saved at once. Ctrl-C stops the server.
 
-    [bold]Example:[/] rat-monitor label sample_videos/albino_onset.mp4 --project my_labels/ --subject rat1
+    [bold]Example:[/] rat-monitor label open sample_videos/albino_onset.mp4 --project my_labels/ --subject rat1
+    (`rat-monitor label VIDEO ...` is the same command)
     """
     from ..curate import subject_of
     from ..detect import load_detector
@@ -138,9 +139,11 @@ def label_train(
 
     [bold]Example:[/] rat-monitor label train my_labels/
     """
+    from ..detect.train import require_training_packages
     from ..label.loop import train_round
     from ..label.project import Project
 
+    require_training_packages(fine_tune=True)
     project = Project.open(project_dir)
     with progress_bars() as progress:
         task = progress.add_task("epochs", total=epochs, rate="")
@@ -148,8 +151,17 @@ def label_train(
                            progress=lambda e, n, loss: progress.update(task, completed=e,
                                                                         description=f"epochs (loss {loss:.3f})"))
     f = done["frames"]
-    out.print(f"detector → {done['detector']} (from {done['from'].name}; {f['frames']} frames, {f['boxes']} boxes, "
-              f"{done['seconds']} s); new boxes on {done['refilled']} unlabelled frames", highlight=False)
+    out.print(f"detector → {done['detector']} (from {done['from'].name}; trained on {f['frames']} frames, {f['boxes']} "
+              f"boxes, {done['seconds']} s); new boxes on {done['refilled']} unlabelled frames", highlight=False)
+    checked = done["checked"]
+    if checked:
+        a, b = checked["after"], checked["before"]
+        out.print(f"checked on {a['frames']} held-out frames ({checked['how']}): {a['true_positives']} of {a['faces']} "
+                  f"faces found, {a['false_positives']} false boxes (precision {a['precision']:.2f}, recall "
+                  f"{a['recall']:.2f}, AP@0.5 {a['ap50']:.2f}); {done['from'].name} before it: {b['true_positives']} "
+                  f"of {b['faces']}, {b['false_positives']} false", highlight=False)
+    else:
+        out.print(f"[yellow]not checked: {done['held_out']}[/]", highlight=False)
     clf = done["classifier"]
     if clf and "skipped" in clf:
         out.print(f"classifier: not trained: {clf['skipped']}", highlight=False)

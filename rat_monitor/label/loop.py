@@ -25,7 +25,8 @@ def detectors(project: Project) -> list[Path]:
 
 
 def fine_tune_detector(yolo: Path, out: Path, init: Path, epochs: int, seed: int = 0, synthetic: int = 0,
-                       progress: Callable[[int, int, float], None] | None = None) -> dict:
+                       progress: Callable[[int, int, float], None] | None = None,
+                       extra_card: dict | None = None) -> dict:
     """The detector of INIT fine-tuned on a YOLO folder (plus SYNTHETIC randomised lab frames, which keep what
     it knew); returns its card."""
     from ..detect.train import prepare, render_prepared, train_detector, yolo_samples
@@ -37,7 +38,37 @@ def fine_tune_detector(yolo: Path, out: Path, init: Path, epochs: int, seed: int
         data = data + render_prepared(synthetic, seed)
         parts.append(f"{synthetic} randomised synthetic lab frames")
     return train_detector(data, out, epochs=epochs, init=init, seed=seed, description="; ".join(parts),
-                          progress=progress)
+                          progress=progress, extra_card=extra_card)
+
+
+HELD_OUT_SHARE = 0.25  # of the labelled frames, kept out of the fine-tune to check it
+MIN_FRAMES_TO_HOLD_OUT = 4
+
+
+def split_held_out(frames: list[dict]) -> tuple[list[str], list[str], str]:
+    """(training frame ids, held-out frame ids, how): the decided frames of whole videos when there are
+    several (the last videos in name order, about a quarter of the frames), else the last quarter of the
+    video's frames in time, so that no held-out frame has training frames on both sides of it."""
+    decided = [f for f in frames if f["status"] != "unlabelled"]
+    if len(decided) < MIN_FRAMES_TO_HOLD_OUT:
+        return [f["id"] for f in decided], [], (f"{len(decided)} labelled frames: too few to hold any out "
+                                                f"({MIN_FRAMES_TO_HOLD_OUT} needed)")
+    want = max(1, round(HELD_OUT_SHARE * len(decided)))
+    videos = sorted({f["video"] for f in decided})
+    held: list[dict] = []
+    if len(videos) >= 2:
+        for video in reversed(videos):
+            if len(held) >= want:
+                break
+            held += [f for f in decided if f["video"] == video]
+        if len(held) < len(decided):
+            return ([f["id"] for f in decided if f not in held], [f["id"] for f in held],
+                    f"by video: the {len(held)} labelled frames of {len({f['video'] for f in held})} video(s) "
+                    f"held out")
+    in_time = sorted(decided, key=lambda f: (f["video"], f["t_s"]))
+    held = in_time[-want:]
+    return ([f["id"] for f in in_time[:-want]], [f["id"] for f in held],
+            f"by time: the last {len(held)} labelled frames (from {held[0]['t_s']:.1f} s) held out")
 
 
 def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: int = 0,
@@ -50,10 +81,24 @@ def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: in
     earlier = detectors(project)
     number = int(earlier[-1].name.split("-")[1]) + 1 if earlier else 1
     init = earlier[-1] if earlier else resolve(DEFAULT_DETECTOR, "face-detector")
+    train_ids, held_ids, how = split_held_out(project.frames())
     yolo = project.root / "train" / f"yolo-{number}"
-    counts = export_yolo(project, yolo)
+    counts = export_yolo(project, yolo, train_ids)
     out = project.root / "models" / f"detector-{number}"
-    card = fine_tune_detector(yolo, out, init, epochs, seed, synthetic, progress)
+    provenance = {"project": str(project.root), "frames": train_ids, "held_out_frames": held_ids, "held_out": how}
+    card = fine_tune_detector(yolo, out, init, epochs, seed, synthetic, progress, extra_card=provenance)
+    checked = None
+    if held_ids:
+        from ..detect.evaluate import evaluate_yolo
+        from ..models import record_figures
+
+        held = project.root / "train" / f"held-out-{number}"
+        export_yolo(project, held, held_ids)
+        checked = {"after": evaluate_yolo(load_detector(out), held),
+                   "before": evaluate_yolo(load_detector(init), held), "how": how}
+        for name, figures in (("held_out", checked["after"]), (f"held_out_{init.name}", checked["before"])):
+            record_figures(out, name, {**figures, "data": str(held)})
+    _write_caveat(out, len(train_ids), checked, how)
     detector = load_detector(out)
     refilled = 0
     for frame in project.frames():
@@ -63,9 +108,26 @@ def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: in
             found = detector.detect(cv2.imread(str(project.frame_image(frame["id"]))))
             refilled += project.suggest(frame["id"], found.boxes, detector.name)
     result = {"detector": out, "from": init, "frames": counts, "seconds": card["training"]["seconds"],
-              "refilled": refilled, "classifier": None}
+              "refilled": refilled, "classifier": None, "checked": checked, "held_out": how}
     result["classifier"] = _train_classifier(project, number)
     return result
+
+
+def _write_caveat(out: Path, trained_on: int, checked: dict | None, how: str) -> None:
+    """The card says what the fine-tune was checked on, or that it was not checked at all."""
+    from ..models import read_card, write_card
+
+    card = read_card(out)
+    if checked:
+        a = checked["after"]
+        card["caveat"] = (f"fine-tuned on {trained_on} labelled frames of one project; checked on "
+                          f"{a['frames']} held-out frames ({how}): {a['true_positives']} of {a['faces']} faces found, "
+                          f"{a['false_positives']} false boxes; few frames of few videos: check it on more of "
+                          f"your footage before relying on it")
+    else:
+        card["caveat"] = (f"fine-tuned on {trained_on} labelled frames and not checked on any held-out frame "
+                          f"({how}): label more frames")
+    write_card(out, card, list(card.get("files", {})))
 
 
 def _train_classifier(project: Project, number: int) -> dict | None:

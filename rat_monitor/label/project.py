@@ -247,7 +247,7 @@ class Project:
         pairs = [(a, b) for i, a in enumerate(raters) for b in raters[i + 1:]]
         out: dict = {"raters": raters, "pairs": len(pairs)}
         for name in (*ACTION_UNITS, "level"):
-            kappas, n = [], 0
+            kappas, agree, n = [], [], 0
             for a, b in pairs:
                 common = sorted(set(scores[a]) & set(scores[b]))
                 if len(common) < 2:
@@ -257,14 +257,22 @@ class Project:
                 with warnings.catch_warnings():  # undefined (NaN) when both gave one value throughout: left out
                     warnings.simplefilter("ignore")
                     kappas.append(float(cohen_kappa_score(ya, yb, labels=[0, 1, 2], weights="quadratic")))
+                agree.append(float(np.mean(np.equal(ya, yb))))
                 n = max(n, len(common))
             finite = [k for k in kappas if np.isfinite(k)]  # undefined when a rater gave one value to every crop
             if kappas:
-                out[name] = {"qwk": float(np.mean(finite)) if finite else None, "crops": n}
+                out[name] = {"qwk": float(np.mean(finite)) if finite else None, "agreement": float(np.mean(agree)),
+                             "crops": n}
+                if not finite:
+                    out[name]["why_no_kappa"] = ("every rater gave one value to every crop: kappa compares "
+                                                 "agreement with chance and is undefined without variation")
         everyone = sorted(set.intersection(*(set(s) for s in scores.values()))) if len(raters) >= 2 else []
         if len(everyone) >= 2:
             rgs = np.array([[np.mean([scores[r][c][au] for au in ACTION_UNITS]) for r in raters] for c in everyone])
-            out["rgs"] = {"icc_2_1": icc_2_1(rgs), "crops": len(everyone)}
+            with np.errstate(divide="ignore", invalid="ignore"):
+                icc = icc_2_1(rgs)
+            # undefined (0/0) when every rater gave every crop one and the same score: None, never NaN in JSON
+            out["rgs"] = {"icc_2_1": icc if np.isfinite(icc) else None, "crops": len(everyone)}
         return out
 
     def consensus(self) -> list[dict]:
