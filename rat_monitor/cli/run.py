@@ -117,7 +117,7 @@ def analyze(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No timeline table after each video."),
     annotate: bool = typer.Option(False, help="Also write annotated.mp4 in each run folder: boxes, confidence, "
                                               "the scored frames with P(pain), the last minute's level (H.264, "
-                                              "at most 640 px wide)."),
+                                              "at most 480 px wide)."),
     on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
     start_time: Optional[str] = typer.Option(None, help="Clock time of the video's first frame (ISO 8601, e.g. "
                                                         "2026-11-29T14:05; one video), for files that do not record "

@@ -155,9 +155,11 @@ class RunWriter:
         if not resume:
             self._tw.writerow(timeline_columns(action_units))
             self._fw.writerow(frame_columns(action_units))
+        # alerts.jsonl is there from the start, empty while no alert fired: its absence never has to be read
+        self._alerts = open(self.dir / "alerts.jsonl", "a")
         self._sync(self._timeline)
         self._sync(self._frames)
-        self._alerts = None
+        self._sync(self._alerts)
 
     @staticmethod
     def _sync(f) -> None:
@@ -169,8 +171,6 @@ class RunWriter:
         self._sync(self._timeline)
         event = m.alert_event
         if event:
-            if self._alerts is None:
-                self._alerts = open(self.dir / "alerts.jsonl", "a")
             self._alerts.write(json.dumps(alert_record(m, event)) + "\n")
             self._sync(self._alerts)
 
