@@ -21,6 +21,10 @@ def draw_boxes(img: np.ndarray, boxes: list[tuple[np.ndarray, str]], highlight: 
 
 
 def caption(img: np.ndarray, text: str, y: int) -> None:
-    """White text on a dark outline, from the left edge at height Y."""
-    cv2.putText(img, text, (6, y), FONT, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    """White text on a dark band, from the left edge at baseline Y. (A thick dark outline under thin text read
+    as doubled glyphs once scaled and compressed: "frame 8" looked like "frame 88".)"""
+    (w, h), base = cv2.getTextSize(text, FONT, 0.45, 1)
+    x0, y0, x1, y1 = 3, max(0, y - h - 3), min(img.shape[1], 6 + w + 3), min(img.shape[0], y + base + 1)
+    band = img[y0:y1, x0:x1]
+    band[:] = (band * 0.25).astype(img.dtype)  # darkened, not blacked out: what lies under it stays visible
     cv2.putText(img, text, (6, y), FONT, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
