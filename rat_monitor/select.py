@@ -115,8 +115,8 @@ class SelectionSettings:
     floor: float = 0.25  # candidates below this combined quality are never scored
     min_gap_s: float = 1.0  # selected frames at least this far apart: no near-duplicates
     keep: int = 48  # best candidates kept in memory per window
-    # A face this much less sharp than the sharp faces of the last minute is blurred (motion or focus): not
-    # scored, even when it is its window's best. On synthetic video with truth, faces blurred by >= 1.5 px sit
+    # A face this much less sharp than the sharp faces of the last HISTORY_S seconds is blurred (motion or
+    # focus): not scored, even when it is its window's best. On synthetic video with truth, faces blurred by >= 1.5 px sit
     # below 0.61 of the 90th percentile, faces blurred by < 1 px above 0.72 (5th percentiles).
     blur_ratio: float = 0.65
     history_s: float = 60.0
@@ -160,7 +160,9 @@ class WindowSelector:
         return self._take()
 
     def _sharp_enough(self) -> float:
-        """The sharpness a face needs: BLUR_RATIO of the 90th percentile over the last HISTORY_S seconds."""
+        """The sharpness a face needs: BLUR_RATIO of the 90th percentile over the last HISTORY_S seconds. A face
+        whose look changes for good (a lamp switched, a turn towards the camera) can fall below it until the
+        history has moved on: its windows are then unscored, never scored blurred."""
         s = self.settings
         if not self._recent:
             return 0.0

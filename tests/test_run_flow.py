@@ -22,8 +22,9 @@ BOX = np.array([[100, 60, 220, 180]], np.float32)
 
 def textured_frame(brighter: int = 0) -> np.ndarray:
     """A mid-grey frame with a sharp, well exposed textured square where the fake detector puts the face;
-    BRIGHTER lifts the square, so that a crop tells which part of the run it comes from."""
-    img = np.full((240, 320, 3), 110, np.uint8)
+    BRIGHTER lifts the whole frame (the room's light), so that a crop tells which part of the run it comes from
+    while it stays as sharp as before."""
+    img = np.full((240, 320, 3), 110 + brighter, np.uint8)
     rng = np.random.default_rng(0)
     img[60:180, 100:220] = rng.integers(40 + brighter, 200 + brighter, (120, 120, 1), dtype=np.uint8)
     return img
