@@ -34,13 +34,14 @@ def test_bundled_detector_on_a_fresh_synthetic_video(short_video, tmp_path):
     assert r["precision_strict"] >= 0.9 and r["ambiguous_frames_left_out"] < 0.1 * r["frames"]
 
 
-# Floors measured with the bundled detector on the 14 real frames (never trained, tuned or thresholded on them).
-# The product target is 0.8 for both; the bundled detector does not reach it yet (README, card metrics.reachbox).
-REACHBOX_PRECISION_FLOOR, REACHBOX_RECALL_FLOOR = 0.55, 0.6
+# Floors just under what the bundled detector measured on the 14 real frames (never trained, tuned or thresholded
+# on them): precision 0.611, recall 0.786 (11 of 14). The product target is 0.8 for both; not reached yet (README,
+# card metrics.reachbox).
+REACHBOX_PRECISION_FLOOR, REACHBOX_RECALL_FLOOR = 0.6, 0.78
 
 
 def test_bundled_detector_finds_real_rat_faces():
-    """Real hooded and black rats in a reach box (../shared/real/reachbox, evaluation only): the synthetic-only
+    """Real hooded and black rats in a reach box (../shared/real/reachbox, evaluation only): the synthetic-taught
     detector finds most faces; the figures may not fall below what the bundled detector measured."""
     if not (REAL / "reachbox").is_dir():
         pytest.skip("../shared/real is not present")
