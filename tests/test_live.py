@@ -114,7 +114,11 @@ def test_the_live_page_in_chromium(painful, short_video, tmp_path):
             page.wait_for_selector("body[data-ready='1']")
             painful_card = page.locator("[data-source=painful]")
             page.wait_for_function("document.querySelector('[data-source=painful] img.snap').naturalWidth > 0")
-            page.wait_for_function("document.querySelectorAll('[data-source=painful] tbody tr').length >= 1",
+            assert not page.locator("[data-source=painful] [data-testid=no-snapshot]").is_visible()
+            # the real-time stream's first minute is still open: its table says when the first row comes
+            page.wait_for_function("document.querySelector('[data-source=stream] tbody').textContent"
+                                   ".includes('the first row comes when minute 0 closes')", timeout=20000)
+            page.wait_for_function("document.querySelectorAll('[data-source=painful] tbody tr td').length >= 9",
                                    timeout=60000)  # a minute row appears as minute 0 closes
             page.wait_for_selector("[data-testid=alert-banner]:visible", timeout=60000)
             assert "painful" in page.locator("[data-testid=alert-banner]").inner_text()
