@@ -299,7 +299,8 @@ class Pipeline:
             tot.wall_s = time.perf_counter() - t0
             clock.lap("finish")
             tot.stage_ms_per_frame = clock.ms_per_frame(tot.frames)
-            tot.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+            # ru_maxrss is in KiB on Linux; MB (10^6 bytes) like rss_mb_by_minute beside it
+            tot.peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6, 1)
             if latencies:
                 ms = 1000 * np.array(latencies)
                 tot.latency_ms = {"p50": round(float(np.percentile(ms, 50)), 1),
