@@ -7,6 +7,7 @@ missing file or a file that is not what the card says is refused with a ModelErr
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -26,6 +27,16 @@ def models_dir() -> Path:
     """Bundled models: $RAT_MONITOR_MODELS, else models/ at the project root."""
     env = os.environ.get("RAT_MONITOR_MODELS")
     return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def package_file(module: str, relative: str) -> Path | None:
+    """A file that an installed package ships (found where the package lies, the package never imported), or
+    None when the package or the file is not there."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    return path if path.is_file() else None
 
 
 def sha256(path: Path) -> str:

@@ -10,13 +10,12 @@ Training-time only: models built on it are exported to ONNX, so the runtime inst
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ModelError
-from .models import sha256
+from .models import package_file, sha256
 
 WEIGHTS_ENV = "RAT_MONITOR_IMAGENET_WEIGHTS"
 # ImageNet statistics of torchvision's training (RGB, [0, 1] input).
@@ -62,14 +61,10 @@ def locate(spec: PretrainedFile = MOBILENET_V2) -> Path:
         ModelError: no file, or a file whose sha256 is not the published one.
     """
     env = os.environ.get(WEIGHTS_ENV)
-    if env:
-        path = Path(env)
-    else:
-        found = importlib.util.find_spec(spec.module)
-        if found is None or not found.submodule_search_locations:
-            raise ModelError(f"the ImageNet weights of {spec.network} are not installed: {spec.install_hint} "
-                             f"(or set {WEIGHTS_ENV} to the file)")
-        path = Path(list(found.submodule_search_locations)[0]) / spec.relative_path
+    path = Path(env) if env else package_file(spec.module, spec.relative_path)
+    if path is None:
+        raise ModelError(f"the ImageNet weights of {spec.network} are not installed: {spec.install_hint} "
+                         f"(or set {WEIGHTS_ENV} to the file)")
     if not path.is_file():
         raise ModelError(f"no ImageNet weights file at {path}: {spec.install_hint}")
     if sha256(path) != spec.sha256:

@@ -95,8 +95,7 @@ class FixtureFilter:
     def keep(self, candidates: list[Candidate]) -> list[Candidate]:
         out = []
         for c in candidates:
-            first = self._first.setdefault(c.track_id, (c.t_s, c.box.copy()))
-            t0, box0 = first
+            t0, box0 = self._first.setdefault(c.track_id, (c.t_s, c.box.copy()))
             size = max(float(box0[2] - box0[0]), float(box0[3] - box0[1]), 1.0)
             centre_shift = np.hypot(*((c.box[:2] + c.box[2:]) / 2 - (box0[:2] + box0[2:]) / 2)) / size
             if centre_shift > self.max_shift or c.quality.motion > self.max_motion:
@@ -116,8 +115,9 @@ class SelectionSettings:
     min_gap_s: float = 1.0  # selected frames at least this far apart: no near-duplicates
     keep: int = 48  # best candidates kept in memory per window
     # A face this much less sharp than the sharp faces of the last HISTORY_S seconds is blurred (motion or
-    # focus): not scored, even when it is its window's best. On synthetic video with truth, faces blurred by >= 1.5 px sit
-    # below 0.61 of the 90th percentile, faces blurred by < 1 px above 0.72 (5th percentiles).
+    # focus): not scored, even when it is its window's best. On synthetic video with truth, relative to the 90th
+    # percentile: faces blurred by < 1 px lie above 0.72 (their 5th percentile), faces blurred by 1.5-3 px below
+    # 0.61 (their 95th), more blurred ones below 0.37.
     blur_ratio: float = 0.65
     history_s: float = 60.0
 

@@ -191,10 +191,10 @@ def detector_train(
 
     [bold]Example:[/] rat-monitor detector train --yolo my_boxes/ --init rat-face-detector --synthetic 0 --epochs 30 --out models/my-detector
     """
-    from ..detect.train import (PHOTO_SHARE, prepare, render_prepared, require_training_packages, train_detector,
-                                yolo_samples)
-    from ..synth.photos import photo_names
+    from ..detect.train import (PHOTO_SHARE, input_size_of, prepare, render_prepared, require_training_packages,
+                                train_detector, yolo_samples)
     from ..models import read_card, resolve
+    from ..synth.photos import photo_names
 
     require_training_packages(fine_tune=init is not None)
     if synthetic <= 0 and yolo is None:
@@ -202,20 +202,22 @@ def detector_train(
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
     refuse_to_replace_model(out_dir, overwrite)
+    init_dir = resolve(init, "face-detector") if init else None
+    size = input_size_of(init_dir)  # frames are prepared once, at the network input they will meet
     parts = []
     with progress_bars() as progress:
         data = None
         if synthetic > 0:
             task = progress.add_task("rendering", total=synthetic, rate="")
-            data = render_prepared(synthetic, seed, workers, progress=lambda i, n: progress.update(task, completed=i))
+            data = render_prepared(synthetic, seed, workers, progress=lambda i, n: progress.update(task, completed=i),
+                                   size=size)
             parts.append(f"{synthetic} randomised synthetic lab frames (synth.lab, seed {seed}; "
                          f"{PHOTO_SHARE:.0%} of them on real photographs)")
         if yolo is not None:
             ys = yolo_samples(yolo)
-            annotated = prepare(ys * max(1, repeat_yolo))
+            annotated = prepare(ys * max(1, repeat_yolo), *size)
             data = annotated if data is None else data + annotated
             parts.append(f"{len(ys)} annotated frames from {yolo}")
-        init_dir = resolve(init, "face-detector") if init else None
         # Synthetic only when every frame it learns from, its starting detector's included, was synthetic.
         synthetic_only = yolo is None and (init_dir is None or bool(read_card(init_dir).get("synthetic")))
         task = progress.add_task("epochs", total=epochs, rate="")

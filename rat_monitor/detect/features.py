@@ -76,12 +76,6 @@ class FeatureCache:
     def __len__(self) -> int:
         return len(self.f8)
 
-    def __add__(self, other: "FeatureCache") -> "FeatureCache":
-        import torch
-
-        return FeatureCache(*(torch.cat([getattr(self, k), getattr(other, k)]) for k in
-                              ("f8", "f16", "heat", "reg", "mask")))
-
 
 def cache_features(net, data, views: int, seed: int, zoom: float = 0.3,
                    batch_size: int = 32) -> FeatureCache:

@@ -17,7 +17,6 @@ HEAD_WIDTH, FUSE_WIDTH = 64, 48
 def build_net(pretrained: bool = True):
     """The detector; with pretrained, the trunk starts from the ImageNet weights (training from scratch of the
     head), else from nothing (weights are loaded from a detector's folder next)."""
-    import torch
     import torch.nn as nn
     from torchvision.models import mobilenet_v2
 
@@ -78,24 +77,26 @@ def parameter_count(net) -> tuple[int, int]:
             sum(p.numel() for p in net.parameters() if p.requires_grad))
 
 
-def export_onnx(net, path, width: int, height: int) -> None:
+def _export(module, path, width: int, height: int, outputs: list[str]) -> None:
     import warnings
 
     import torch
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net, torch.zeros(1, 3, height, width), str(path), dynamo=False,
-                          input_names=["image"], output_names=["heat", "size", "offset"],
-                          dynamic_axes={"image": {0: "n"}, "heat": {0: "n"}, "size": {0: "n"}, "offset": {0: "n"}},
-                          opset_version=17)
+        torch.onnx.export(module.eval(), torch.zeros(1, 3, height, width), str(path), dynamo=False,
+                          input_names=["image"], output_names=outputs,
+                          dynamic_axes={name: {0: "n"} for name in ["image", *outputs]}, opset_version=17)
+
+
+def export_onnx(net, path, width: int, height: int) -> None:
+    """The whole detector: image -> heat, size, offset (what centernet.py runs)."""
+    _export(net, path, width, height, ["heat", "size", "offset"])
 
 
 def export_trunk_onnx(net, path, width: int, height: int) -> None:
     """The frozen trunk alone (image -> stride-8 and stride-16 features): training computes the features of its
     frames with ONNX Runtime, several times faster on a CPU than eager PyTorch."""
-    import warnings
-
     import torch
 
     class Trunk(torch.nn.Module):
@@ -106,8 +107,4 @@ def export_trunk_onnx(net, path, width: int, height: int) -> None:
         def forward(self, x):
             return self.detector.trunk(x)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(Trunk(net).eval(), torch.zeros(1, 3, height, width), str(path), dynamo=False,
-                          input_names=["image"], output_names=["f8", "f16"],
-                          dynamic_axes={"image": {0: "n"}, "f8": {0: "n"}, "f16": {0: "n"}}, opset_version=17)
+    _export(Trunk(net), path, width, height, ["f8", "f16"])

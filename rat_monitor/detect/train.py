@@ -11,14 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DatasetError
+from ..errors import ConfigError, DatasetError, ModelError
 from ..imaging import IMAGE_EXTS
-from ..models import DETECTOR_CAVEAT, verified_file, write_card
+from ..models import DETECTOR_CAVEAT, read_card, verified_file, write_card
 from ..synth.lab import lab_frame
 from .centernet import INPUT_H, INPUT_W, preprocess
 from .features import FeatureCache, cache_features
-
-
 
 PHOTO_SHARE = 0.3  # of the synthetic training frames drawn on real photographs (synth.photos)
 
@@ -38,8 +36,6 @@ def require_training_packages(fine_tune: bool) -> None:
         ModelError: the weights file is missing or not the published one.
     """
     import importlib.util
-
-    from ..errors import ConfigError
 
     def importable(name: str) -> bool:
         try:
@@ -160,8 +156,6 @@ def yolo_samples(root: Path) -> list[Sample]:
 def _init_net(init: Path | None):
     from safetensors.torch import load_file
 
-    from ..errors import ModelError
-    from ..models import read_card
     from .net import ARCHITECTURE, build_net
 
     if init is None:
@@ -192,7 +186,7 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
 
     torch.manual_seed(seed)
     net = _init_net(init)
-    width, height = read_input_size(init) if init is not None else (input_size or (INPUT_W, INPUT_H))
+    width, height = input_size_of(init) if init is not None else (input_size or (INPUT_W, INPUT_H))
     data = samples if isinstance(samples, Prepared) else prepare(samples, width, height)
     if data.images.shape[1:3] != (height, width):
         data = prepare([Sample(img[:, :, ::-1], b) for img, b in zip(data.images, data.boxes)], width, height)
@@ -270,10 +264,12 @@ def fit_head(net, cache: FeatureCache, epochs: int, lr: float, batch_size: int, 
     return loss_value
 
 
-def read_input_size(model_dir: Path) -> tuple[int, int]:
-    from ..models import read_card
-
-    w, h = read_card(model_dir).get("input_size", [INPUT_W, INPUT_H])
+def input_size_of(init: Path | None) -> tuple[int, int]:
+    """The network input (width, height) of a detector folder to fine-tune from; the default for a new one.
+    Training frames are prepared at this size once."""
+    if init is None:
+        return INPUT_W, INPUT_H
+    w, h = read_card(init).get("input_size", [INPUT_W, INPUT_H])
     return int(w), int(h)
 
 

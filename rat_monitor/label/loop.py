@@ -29,13 +29,14 @@ def fine_tune_detector(yolo: Path, out: Path, init: Path, epochs: int, seed: int
                        extra_card: dict | None = None) -> dict:
     """The detector of INIT fine-tuned on a YOLO folder (plus SYNTHETIC randomised lab frames, which keep what
     it knew); returns its card."""
-    from ..detect.train import prepare, render_prepared, train_detector, yolo_samples
+    from ..detect.train import input_size_of, prepare, render_prepared, train_detector, yolo_samples
 
     samples = yolo_samples(yolo)
-    data = prepare(samples * max(1, math.ceil(FRAMES_PER_EPOCH / len(samples))))
+    size = input_size_of(init)
+    data = prepare(samples * max(1, math.ceil(FRAMES_PER_EPOCH / len(samples))), *size)
     parts = [f"{len(samples)} labelled frames ({yolo})"]
     if synthetic > 0:
-        data = data + render_prepared(synthetic, seed)
+        data = data + render_prepared(synthetic, seed, size=size)
         parts.append(f"{synthetic} randomised synthetic lab frames")
     return train_detector(data, out, epochs=epochs, init=init, seed=seed, description="; ".join(parts),
                           progress=progress, extra_card=extra_card)
@@ -54,17 +55,16 @@ def split_held_out(frames: list[dict]) -> tuple[list[str], list[str], str]:
         return [f["id"] for f in decided], [], (f"{len(decided)} labelled frames: too few to hold any out "
                                                 f"({MIN_FRAMES_TO_HOLD_OUT} needed)")
     want = max(1, round(HELD_OUT_SHARE * len(decided)))
-    videos = sorted({f["video"] for f in decided})
-    held: list[dict] = []
-    if len(videos) >= 2:
-        for video in reversed(videos):
-            if len(held) >= want:
-                break
-            held += [f for f in decided if f["video"] == video]
-        if len(held) < len(decided):
-            return ([f["id"] for f in decided if f not in held], [f["id"] for f in held],
-                    f"by video: the {len(held)} labelled frames of {len({f['video'] for f in held})} video(s) "
-                    f"held out")
+    held_videos, held_count = set(), 0
+    for video in sorted({f["video"] for f in decided}, reverse=True)[:-1]:  # one video at least stays to train
+        if held_count >= want:
+            break
+        held_videos.add(video)
+        held_count += sum(f["video"] == video for f in decided)
+    if held_count >= want:
+        return ([f["id"] for f in decided if f["video"] not in held_videos],
+                [f["id"] for f in decided if f["video"] in held_videos],
+                f"by video: the {held_count} labelled frames of {len(held_videos)} video(s) held out")
     in_time = sorted(decided, key=lambda f: (f["video"], f["t_s"]))
     held = in_time[-want:]
     return ([f["id"] for f in in_time[:-want]], [f["id"] for f in held],
@@ -87,6 +87,7 @@ def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: in
     out = project.root / "models" / f"detector-{number}"
     provenance = {"project": str(project.root), "frames": train_ids, "held_out_frames": held_ids, "held_out": how}
     card = fine_tune_detector(yolo, out, init, epochs, seed, synthetic, progress, extra_card=provenance)
+    detector = load_detector(out)
     checked = None
     if held_ids:
         from ..detect.evaluate import evaluate_yolo
@@ -94,12 +95,11 @@ def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: in
 
         held = project.root / "train" / f"held-out-{number}"
         export_yolo(project, held, held_ids)
-        checked = {"after": evaluate_yolo(load_detector(out), held),
-                   "before": evaluate_yolo(load_detector(init), held), "how": how}
+        checked = {"after": evaluate_yolo(detector, held), "before": evaluate_yolo(load_detector(init), held),
+                   "how": how}
         for name, figures in (("held_out", checked["after"]), (f"held_out_{init.name}", checked["before"])):
             record_figures(out, name, {**figures, "data": str(held)})
     _write_caveat(out, len(train_ids), checked, how)
-    detector = load_detector(out)
     refilled = 0
     for frame in project.frames():
         if frame["status"] == "unlabelled":

@@ -39,12 +39,12 @@ def candidates(video: Path, count: int) -> list[tuple[int, float, np.ndarray]]:
     return out
 
 
-def pick(video: Path, n: int, detector, seed: int = 0) -> list[Picked]:
+def pick(video: Path, n: int, detector) -> list[Picked]:
     """N frames of VIDEO, spread over all of it first: the video is cut into N equal stretches and each gives
     one frame. A quarter of the stretches give the frame the detector is least sure about (a detection near
     its threshold), the others the frame that looks least like those chosen so far (farthest in grey
-    thumbnails), so a long still stretch never takes most of the picks. detector: an OnnxFaceDetector.
-    seed: kept for callers; the choice is deterministic."""
+    thumbnails), so a long still stretch never takes most of the picks (deterministic). detector: an
+    OnnxFaceDetector."""
     pool = candidates(video, min(max(3 * n, 30), 150))
     if not pool:
         return []

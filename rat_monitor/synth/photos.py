@@ -9,12 +9,12 @@ sample images (CC BY 2.0) and matplotlib's sample photograph (public domain, US 
 
 from __future__ import annotations
 
-import importlib.util
 from functools import lru_cache
-from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..models import package_file
 
 # (package, file inside it, licence): only still photographs of real scenes and objects.
 PHOTOS = (
@@ -35,23 +35,14 @@ PHOTOS = (
 )
 
 
-def _package_dir(module: str) -> Path | None:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 @lru_cache(maxsize=1)
 def photo_bank() -> tuple[np.ndarray, ...]:
     """The photographs found among the installed packages (BGR uint8), in PHOTOS order; those of a package
     that is not installed are left out (scikit-image comes with the training extra)."""
     out = []
     for module, rel, _ in PHOTOS:
-        root = _package_dir(module)
-        if root is None or not (root / rel).is_file():
-            continue
-        img = cv2.imread(str(root / rel), cv2.IMREAD_COLOR)
+        path = package_file(module, rel)
+        img = cv2.imread(str(path), cv2.IMREAD_COLOR) if path else None
         if img is not None:
             out.append(img)
     return tuple(out)
@@ -59,8 +50,7 @@ def photo_bank() -> tuple[np.ndarray, ...]:
 
 def photo_names() -> list[str]:
     """'package/file (licence)' of every photograph in the bank, for a model card."""
-    return [f"{m}/{rel} ({lic})" for m, rel, lic in PHOTOS
-            if (d := _package_dir(m)) is not None and (d / rel).is_file()]
+    return [f"{m}/{rel} ({lic})" for m, rel, lic in PHOTOS if package_file(m, rel)]
 
 
 def photo_crop(rng, w: int, h: int) -> np.ndarray | None:
