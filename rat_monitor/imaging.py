@@ -62,3 +62,15 @@ def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def rgb_batch(crops: list[np.ndarray], size: int) -> np.ndarray:
+    """Face crops (any size, BGR or grey) -> (N, 3, size, size) float32 RGB in [0, 1]: what the ImageNet networks
+    take before their normalisation."""
+    out = np.empty((len(crops), 3, size, size), np.float32)
+    for i, crop in enumerate(crops):
+        if crop.ndim == 2:
+            crop = cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR)
+        rgb = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+        out[i] = rgb.transpose(2, 0, 1) * np.float32(1 / 255)
+    return out

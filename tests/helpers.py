@@ -36,3 +36,9 @@ class PicklePayload:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+# Python code that makes torch, torchvision and dask unimportable in the process it starts: the runtime install.
+BLOCK_TORCH = ("import sys\nclass NoTorch:\n  def find_spec(self, name, path=None, target=None):\n"
+               "    if name.split('.')[0] in ('torch', 'torchvision', 'dask'): raise ModuleNotFoundError(name)\n"
+               "sys.meta_path.insert(0, NoTorch())\n")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import BLOCK_TORCH
+
 PACKAGE = Path(__file__).resolve().parent.parent / "rat_monitor"
 
 
@@ -94,9 +96,6 @@ def test_the_runtime_path_never_imports_torch():
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
 
 
-BLOCK_TORCH = ("import sys\nclass NoTorch:\n  def find_spec(self, name, path=None, target=None):\n"
-               "    if name.split('.')[0] in ('torch', 'torchvision', 'dask'): raise ModuleNotFoundError(name)\n"
-               "sys.meta_path.insert(0, NoTorch())\n")
 
 
 def test_training_a_kind_that_needs_torch_names_the_extra_to_install():

@@ -71,25 +71,31 @@ class Trainer:
 
 def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None, epochs: int | None = None,
                   weights: Path | None = None, progress: Callable[[str, dict], None] | None = None,
-                  trainer: Trainer | None = None) -> dict:
+                  trainer: Trainer | None = None, rows: np.ndarray | None = None) -> dict:
     """Leave-one-subject-out: one fold per animal, the model trained on all the others. A trainer already
-    prepared on this dataset may be passed in, to reuse its features. With AU labels the result also holds
-    per-AU accuracy, quadratic-weighted kappa, MAE and the RGS score's ICC(2,1), pooled and per fold."""
+    prepared on this dataset may be passed in, to reuse its features; rows restricts the evaluation to those
+    crops of the dataset (a learning curve's subsets). With AU labels the result also holds per-AU accuracy,
+    quadratic-weighted kappa, MAE and the RGS score's ICC(2,1), pooled and per fold."""
     t0 = time.time()
-    y = ds.targets(task)
+    rows = np.arange(len(ds)) if rows is None else np.asarray(rows)
+    y = ds.targets(task)[rows]
     if trainer is None:
         trainer = Trainer(model, task, n_jobs=n_jobs, epochs=epochs, weights=weights)
         trainer.prepare(ds)
+    all_y = np.zeros(len(ds), np.int64)
+    all_y[rows] = y  # the trainer indexes the whole dataset
     preds = np.zeros_like(y)
     refused = np.zeros(len(y), bool)
     checked = True
     au_scores = np.full((len(y), len(ACTION_UNITS)), np.nan)
     folds = []
-    for subject, train, test in loso_splits(ds.subjects):
+    subjects = np.asarray(ds.subjects)
+    for subject, train, test in loso_splits(subjects[rows]):
+        train_rows, test_rows = rows[train], rows[test]
         tf = time.time()
-        fitted = trainer.fit(train, y, ds.subjects)
+        fitted = trainer.fit(train_rows, all_y, subjects)
         ti = time.time()
-        preds[test], scores, fold_refused = trainer.predict(fitted, test)
+        preds[test], scores, fold_refused = trainer.predict(fitted, test_rows)
         checked = checked and fold_refused is not None
         if fold_refused is not None:
             refused[test] = fold_refused
@@ -98,15 +104,15 @@ def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None,
                 **_refusal(y[test], preds[test], refused[test] if fold_refused is not None else None, task)}
         if scores is not None:
             au_scores[test] = scores
-            fold["action_units"] = au_metrics(trainer.aus[test], scores)
+            fold["action_units"] = au_metrics(trainer.aus[test_rows], scores)
         folds.append(fold)
         if progress:
             progress(subject, fold)
-    result = {"protocol": "loso", "model": model, "task": task, "dataset": ds.summary(),
+    result = {"protocol": "loso", "model": trainer.model, "task": task, "dataset": ds.summary(), "crops": len(rows),
               "pooled": {**metrics(y, preds, task), **_refusal(y, preds, refused if checked else None, task)},
               "folds": folds, "seconds": round(time.time() - t0, 1)}
     if trainer.action_units:
-        result["action_units"] = au_metrics(trainer.aus, au_scores)
+        result["action_units"] = au_metrics(trainer.aus[rows], au_scores)
     return result
 
 

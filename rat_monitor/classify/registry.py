@@ -26,6 +26,7 @@ class Kind:
 KINDS = {
     "lbp-svm": Kind("rat_monitor.classify.lbp_svm"),
     "resnet18": Kind("rat_monitor.classify.resnet", ("torch", "torchvision"), "train"),
+    "mobilenet-linear": Kind("rat_monitor.classify.mobilenet", ("torch", "torchvision"), "train"),
 }
 
 
@@ -67,10 +68,15 @@ def _importable(package: str) -> bool:
     return True
 
 
+def missing_packages(kind: str) -> list[str]:
+    """The packages training KIND needs that are not installed."""
+    return [p for p in KINDS[kind].train_needs if not _importable(p)]
+
+
 def training_backend(kind: str, options: TrainOptions):
     """The training backend of KIND; a missing optional package is named with the extra that brings it."""
     module = kind_module(kind)
-    missing = [p for p in KINDS[kind].train_needs if not _importable(p)]
+    missing = missing_packages(kind)
     if missing:
         raise ConfigError(f"training {kind} needs {', '.join(missing)}: pip install 'rat-monitor[{KINDS[kind].extra}]'")
     return module.Backend(options)

@@ -15,10 +15,11 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import ModelError
+from ..imaging import rgb_batch
+from ..pretrained import IMAGENET_MEAN, IMAGENET_STD
 from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
 from .base import Fitted, TrainOptions, class_names, load_familiarity, save_familiarity, to_predictions, to_three
@@ -29,20 +30,14 @@ KIND = "resnet18"
 N_AU = len(ACTION_UNITS)
 
 SIZE = 112
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+MEAN = np.array(IMAGENET_MEAN, np.float32)
+STD = np.array(IMAGENET_STD, np.float32)
 IMAGENET_FILE = "resnet18-f37072fd.pth"  # torchvision's name for ResNet18_Weights.IMAGENET1K_V1
 
 
 def to_batch(crops: list[np.ndarray]) -> np.ndarray:
     """BGR crops of any size -> (N, 3, SIZE, SIZE) float32, RGB, ImageNet-normalised."""
-    out = np.empty((len(crops), 3, SIZE, SIZE), np.float32)
-    for i, c in enumerate(crops):
-        if c.ndim == 2:
-            c = cv2.cvtColor(c, cv2.COLOR_GRAY2BGR)
-        rgb = cv2.resize(c, (SIZE, SIZE), interpolation=cv2.INTER_AREA)[:, :, ::-1].astype(np.float32) / 255.0
-        out[i] = ((rgb - MEAN) / STD).transpose(2, 0, 1)
-    return out
+    return (rgb_batch(crops, SIZE) - MEAN[:, None, None]) / STD[:, None, None]
 
 
 def imagenet_weights(explicit: Path | None) -> tuple[dict | None, str]:

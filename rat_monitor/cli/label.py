@@ -167,6 +167,7 @@ def label_train(
         out.print(f"classifier: not trained: {clf['skipped']}", highlight=False)
     elif clf:
         m = clf["metrics"]
-        out.print(f"classifier → {clf['classifier']} ({clf['crops']} crops of {clf['animals']} animals; by animal: "
-                  f"macro-F1 {m.get('macro_f1', float('nan')):.3f})", highlight=False)
+        out.print(f"classifier → {clf['classifier']} ({clf['kind']}: {clf['why']}; {clf['crops']} crops of "
+                  f"{clf['animals']} animals; by animal: macro-F1 {m.get('macro_f1', float('nan')):.3f})",
+                  highlight=False)
     out.print(f"use it: rat-monitor analyze VIDEO --detector {done['detector']}", highlight=False)

@@ -16,6 +16,7 @@ from .project import Project
 
 FRAMES_PER_EPOCH = 64  # a few labelled frames are shown several times per epoch
 MIN_CROPS, MIN_ANIMALS = 20, 3  # below this a classifier's by-animal figures mean nothing
+PRETRAINED_BELOW = 200  # scored crops per animal below which mobilenet-linear is trained (learning curve, README)
 
 
 def detectors(project: Project) -> list[Path]:
@@ -130,9 +131,24 @@ def _write_caveat(out: Path, trained_on: int, checked: dict | None, how: str) ->
     write_card(out, card, list(card.get("files", {})))
 
 
+def classifier_kind(crops_per_animal: float) -> tuple[str, str]:
+    """Which kind `label train` fits on a project's scored crops, and why (the learning curve in the README)."""
+    from .. import pretrained
+    from ..classify.registry import missing_packages
+
+    if crops_per_animal >= PRETRAINED_BELOW:
+        return "lbp-svm", (f"{crops_per_animal:.0f} scored crops per animal: from {PRETRAINED_BELOW} per animal "
+                           "LBP+SVM did as well as ImageNet features by animal on synthetic crops")
+    if missing_packages("mobilenet-linear") or not pretrained.available():
+        return "lbp-svm", (f"{crops_per_animal:.0f} scored crops per animal suit mobilenet-linear better, but its "
+                           f"ImageNet weights or torch are not installed ({pretrained.MOBILENET_V2.install_hint})")
+    return "mobilenet-linear", (f"{crops_per_animal:.0f} scored crops per animal: below {PRETRAINED_BELOW} per "
+                                "animal ImageNet features beat LBP+SVM by animal on synthetic crops")
+
+
 def _train_classifier(project: Project, number: int) -> dict | None:
-    """A binary LBP-SVM on the consensus scores, when there are enough, with its leave-one-animal-out figures;
-    None (and why, in 'skipped') when not."""
+    """A binary classifier on the consensus scores, when there are enough, with its leave-one-animal-out figures
+    (the kind by classifier_kind); None (and why, in 'skipped') when not."""
     from ..classify.evaluate import Trainer, train_and_save
     from ..data import load_dataset
 
@@ -150,7 +166,8 @@ def _train_classifier(project: Project, number: int) -> dict | None:
     except Exception as exc:  # noqa: BLE001 - one class only: say so, the detector round still counts
         return {"skipped": str(exc)}
     out = project.root / "models" / f"classifier-{number}"
-    card = train_and_save(data, Trainer("lbp-svm", "binary", n_jobs=2), out, loso=True, synthetic=False,
+    kind, why = classifier_kind(counts["crops"] / counts["animals"])
+    card = train_and_save(data, Trainer(kind, "binary", n_jobs=2), out, loso=True, synthetic=False,
                           description=f"crops scored in the labelling project {project.root}")
-    return {"classifier": out, "metrics": card.get("metrics", {}), "crops": counts["crops"],
+    return {"classifier": out, "kind": kind, "why": why, "metrics": card.get("metrics", {}), "crops": counts["crops"],
             "animals": counts["animals"]}
