@@ -33,7 +33,7 @@ demo: $(RUNTIME)
 
 test: $(STAMP)
 	scripts/ensure-chromium
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow -s bench/ tests/
