@@ -23,11 +23,20 @@ from .types import MinuteSummary, ScoredFrame, au_values
 CAUSAL_WEIGHTS = (1.0, 0.5, 0.25, 0.125)  # this minute, one before, two before, ...
 
 
+# The Rat Grimace Scale's analgesic intervention threshold: a mean RGS score above it calls for analgesia
+# (Oliver et al. 2014, PLoS One 9(5): e97882; sensitivity 84.6%, specificity 88.6%).
+RGS_INTERVENTION = 0.67
+RGS_SOURCE = "Oliver et al. 2014, PLoS One 9(5): e97882"
+
+
 @dataclass
 class AlertRule:
     threshold: float = 0.7  # smoothed P(pain) at or above this ...
     minutes: int = 3  # ... for this many consecutive known minutes raises an alert
     clear_below: float = 0.5  # hysteresis: the alert clears when the smoothed value drops below this
+    # With a model that scores action units: a minute's RGS score above this for `minutes` known minutes in a
+    # row raises an alert too; a known minute at or below it clears that rule. None: P(pain) only.
+    rgs_above: float | None = RGS_INTERVENTION
 
 
 def iso_time(epoch: float | None) -> str:
@@ -45,19 +54,24 @@ def beta_interval(successes: float, failures: float) -> tuple[float, float]:
 
 @dataclass
 class AlertState:
-    run: int = 0  # consecutive known minutes at or above the threshold
-    on: bool = False
+    run: int = 0  # consecutive known minutes at or above the P(pain) threshold
+    on: bool = False  # the P(pain) rule's alert
+    rgs_run: int = 0  # consecutive known minutes with RGS above rgs_above
+    rgs_on: bool = False  # the RGS rule's alert
 
 
 def smooth(rows: list[MinuteSummary], rule: AlertRule, start: int = 0, state: AlertState | None = None) -> AlertState:
-    """Fills pain_prob_smoothed (from this and earlier minutes only), its interval, alert and alert events, in
-    place, for rows[start:] (the alert state before rows[start] given); returns the alert state after the last
-    row."""
+    """Fills pain_prob_smoothed (from this and earlier minutes only), its interval, alert, the rules that hold it
+    on and alert events, in place, for rows[start:] (the alert state before rows[start] given); returns the alert
+    state after the last row. The alert is on while either rule is: raised when the first turns on, cleared when
+    the last turns off."""
     reach = len(CAUSAL_WEIGHTS)
     by_minute = {r.minute: r for r in rows[max(0, start - reach):]}
     state = state or AlertState()
     run, alert_on = state.run, state.on
+    rgs_run, rgs_on = state.rgs_run, state.rgs_on
     for r in rows[start:]:
+        was_on = alert_on or rgs_on
         r.alert_event = ""
         r.pain_prob_smoothed = r.smoothed_low = r.smoothed_high = None
         if r.scored_frames:
@@ -70,13 +84,21 @@ def smooth(rows: list[MinuteSummary], rule: AlertRule, start: int = 0, state: Al
             run = run + 1 if r.pain_prob_smoothed >= rule.threshold else 0
             if not alert_on and run >= rule.minutes:
                 alert_on = True
-                r.alert_event = "raised"
             elif alert_on and r.pain_prob_smoothed < rule.clear_below:
                 alert_on = False
                 run = 0
-                r.alert_event = "cleared"
-        r.alert = int(alert_on)  # an unknown minute neither raises nor clears an alert
-    return AlertState(run, alert_on)
+            rgs = (r.action_units or {}).get("rgs")
+            if rule.rgs_above is not None and rgs is not None:
+                rgs_run = rgs_run + 1 if rgs > rule.rgs_above else 0
+                rgs_on = rgs_run >= rule.minutes or (rgs_on and rgs_run > 0)
+        # an unknown minute neither raises nor clears an alert
+        r.alert = int(alert_on or rgs_on)
+        r.alert_rule = "+".join(name for name, on in (("p_pain", alert_on), ("rgs", rgs_on)) if on)
+        if r.alert and not was_on:
+            r.alert_event = "raised"
+        elif was_on and not r.alert:
+            r.alert_event = "cleared"
+    return AlertState(run, alert_on, rgs_run, rgs_on)
 
 
 class Timeline:

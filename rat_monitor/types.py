@@ -153,3 +153,4 @@ class MinuteSummary:
     refused_frames: int = 0  # selected crops refused as unfamiliar (not in scored_frames, not in any score)
     pain_sum: float = 0.0  # sum of the scored frames' P(pain): what smoothing pools across minutes
     alert_event: str = ""  # "raised" or "cleared" on the minute the alert changed, else empty
+    alert_rule: str = ""  # the rules holding the alert on: "p_pain", "rgs" or "p_pain+rgs"; empty when off

@@ -87,6 +87,8 @@ def test_report_concludes_first(report):
     top = page[page.index('id="attention"'):page.index("<h2>Summary</h2>")]
     assert "pain minute(s); worst: minute" in top and "P(pain) " in top and "% of its minutes unknown" in top
     assert "0.50 or more" in top and "0.70 or more for 3 known minutes" in top and "below 0.50" in top
+    # the bundled model scores action units: the RGS rule is named with its source
+    assert "RGS score (mean of its scored frames) is above 0.67" in top and "Oliver et al. 2014" in top
     assert page.count("Model 'lbp-svm-synthetic':") == 1 and page.count("Model 'rat-face-detector':") == 1
     order = re.findall(r'id="attention-\d+"><strong>(\w+)</strong>', top)
     assert sorted(order) == ["short", "two_min"]
@@ -105,6 +107,19 @@ def test_thumbnails_of_a_long_run_cover_every_alert_minute(monkeypatch):
     minutes = [int(float(f["t_s"]) // 60) for f in chosen]
     assert len(chosen) == 20 and minutes.count(50) == 3 and minutes.count(51) == 3
     assert minutes == sorted(minutes) and min(minutes) == 0 and max(minutes) == 59  # spread, not the first ones
+
+
+def test_alert_episodes_name_the_rules_that_held_them_on():
+    from rat_monitor.sinks import report as rep
+
+    rule = {"p_pain": ["", "", "p_pain", "p_pain+rgs", ""], "rgs": ["", "rgs", "rgs", "", ""]}
+    timeline = [{"minute": str(m), "start_time": "", "end_s": str(60.0 * (m + 1)), "start_s": str(60.0 * m),
+                 "pain_prob": "0.9", "pain_level": "pain", "alert": "1" if rule["p_pain"][m] else "0",
+                 "alert_rule": rule["p_pain"][m], "rgs": "1.0"} for m in range(5)]
+    got = rep.attention(rep.RunData(Path("."), "r", timeline, [], {}))
+    assert got["episodes"] == ["minute 2 to minute 4 (P(pain) rule and RGS rule)"]
+    older = [{k: v for k, v in r.items() if k != "alert_rule"} for r in timeline]  # a run made before the rule
+    assert rep.attention(rep.RunData(Path("."), "r", older, [], {}))["episodes"] == ["minute 2 to minute 4"]
 
 
 def test_clock_time_from_start_time_and_one_aligned_time_axis(report, short_video, two_minute_video, tmp_path):

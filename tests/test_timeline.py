@@ -13,12 +13,13 @@ from rat_monitor.types import Candidate, Prediction, Quality, ScoredFrame
 Q = Quality(1, 0, 1, 100, 1, 1, 1)
 
 
-def _scored(t_s, p_pain):
+def _scored(t_s, p_pain, rgs=None):
     c = Candidate(int(t_s * 10), t_s, 1, np.zeros(4), np.zeros((8, 8, 3), np.uint8), Q)
-    return ScoredFrame(c, Prediction(np.array([1 - p_pain, p_pain, 0.0]), "m", True))
+    aus = None if rgs is None else np.full(4, rgs)
+    return ScoredFrame(c, Prediction(np.array([1 - p_pain, p_pain, 0.0]), "m", True, aus))
 
 
-def _run(pain_by_minute, fps=2):
+def _run(pain_by_minute, fps=2, rgs_by_minute=None):
     """Feeds a timeline like the pipeline does: a scored frame every 10 s in known minutes."""
     tl = Timeline(start_time=1_700_000_000.0, rule=AlertRule(threshold=0.7, minutes=3, clear_below=0.5))
     rows = []
@@ -26,8 +27,9 @@ def _run(pain_by_minute, fps=2):
     for i in range(n):
         t = i / fps
         p = pain_by_minute[int(t // 60)]
+        rgs = None if rgs_by_minute is None else rgs_by_minute[int(t // 60)]
         if p is not None and i % (10 * fps) == 0:
-            tl.add_scored([_scored(t, p)])
+            tl.add_scored([_scored(t, p, rgs)])
         rows += tl.add_frame(t, has_face=p is not None)
     rows += tl.finish(end_s=n / fps)
     return rows
@@ -55,6 +57,26 @@ def test_alert_raised_once_after_three_known_minutes_and_cleared_with_hysteresis
     assert [e for _, e in events].count("raised") == 1
     assert alerts[5] == 1  # an unknown minute neither raises nor clears
     assert events[-1][1] == "cleared" and alerts[-1] == 0
+
+
+def test_the_rgs_intervention_threshold_raises_its_own_alert_and_says_so():
+    """Oliver et al. 2014: a mean RGS above 0.67 calls for analgesia. Three known minutes above it raise an alert
+    even while P(pain) stays low; the row and the alert record name the rule; a minute at 0.6 clears it."""
+    from rat_monitor.sinks.files import alert_record
+
+    rows = _run([0.2] * 7, rgs_by_minute=[0.3, 0.9, 0.9, None, 0.9, 0.6, 0.9])
+    rows_alert = [r.alert for r in rows]
+    assert rows_alert == [0, 0, 0, 0, 1, 0, 0]  # minute 3 has no RGS: it neither counts nor clears
+    raised = next(r for r in rows if r.alert_event == "raised")
+    assert raised.alert_rule == "rgs" and alert_record(raised, "raised")["rule"] == "rgs"
+    assert alert_record(raised, "raised")["rgs"] == pytest.approx(0.9)
+    assert rows[5].alert_event == "cleared" and rows[5].alert_rule == ""
+
+
+def test_both_rules_on_are_both_named():
+    rows = _run([0.95] * 5, rgs_by_minute=[1.5] * 5)
+    assert rows[-1].alert == 1 and rows[-1].alert_rule == "p_pain+rgs"
+    assert [r.alert_rule for r in _run([0.95] * 5)][-1] == "p_pain"  # no AU model: P(pain) only
 
 
 def test_no_alert_on_control():

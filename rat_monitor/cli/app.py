@@ -111,8 +111,11 @@ def fire_alert(command: str | None, record: dict, where: str = "") -> None:
     """An alert raised: said on stderr (naming the video in a batch) and, with --on-alert, run as a command."""
     from ..sinks.alerts import run_alert_command
 
-    err.print(f"[bold red]ALERT[/] {where}minute {record['minute']}: smoothed P(pain) "
-              f"{record['pain_prob_smoothed']:.2f}", highlight=False)
+    rgs = f", RGS {record['rgs']:.2f}" if record.get("rgs") is not None else ""
+    names = {"p_pain": "P(pain)", "rgs": "RGS"}
+    rule = f" ({' and '.join(names.get(k, k) for k in record['rule'].split('+'))} rule)" if record.get("rule") else ""
+    err.print(f"[bold red]ALERT[/]{rule} {where}minute {record['minute']}: smoothed P(pain) "
+              f"{record['pain_prob_smoothed']:.2f}{rgs}", highlight=False)
     if command:
         problem = run_alert_command(command, record)
         if problem:

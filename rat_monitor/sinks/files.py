@@ -23,7 +23,7 @@ from ..types import AU_FIELDS, MinuteSummary, Prediction, ScoredFrame
 TIMELINE_COLUMNS = ["minute", "start_s", "end_s", "start_time", "frames", "dropped_frames", "face_frames",
                     "scored_frames", "pain_prob", "pain_score", "pain_prob_smoothed", "pain_level", "alert", "status",
                     "pain_prob_low", "pain_prob_high", "smoothed_low", "smoothed_high", "share_none",
-                    "share_moderate", "share_severe", "refused_frames"]
+                    "share_moderate", "share_severe", "refused_frames", "alert_rule"]
 # refused = 1: the crop was unlike the model's training faces (familiarity below the model's floor); its
 # probability and AU cells stay empty and it counts in no minute. familiarity is empty when the model cannot tell.
 FRAME_COLUMNS = ["frame", "t_s", "x0", "y0", "x1", "y1", "sharpness", "quality", "p_none", "p_moderate", "p_severe",
@@ -259,7 +259,8 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
                               smoothed_low=_opt(r.get("smoothed_low")), smoothed_high=_opt(r.get("smoothed_high")),
                               pain_prob_low=_opt(r.get("pain_prob_low")), pain_prob_high=_opt(r.get("pain_prob_high")),
                               share_none=_opt(r.get("share_none")), share_moderate=_opt(r.get("share_moderate")),
-                              share_severe=_opt(r.get("share_severe")), refused_frames=int(r.get("refused_frames") or 0))
+                              share_severe=_opt(r.get("share_severe")), refused_frames=int(r.get("refused_frames") or 0),
+                              alert_rule=r.get("alert_rule") or "")
             if r.get("rgs"):
                 m.action_units = {k: float(r[k]) for k in AU_FIELDS}
         except (KeyError, TypeError, ValueError) as exc:
@@ -339,7 +340,7 @@ def timeline_row(m: MinuteSummary, action_units: bool = False) -> list:
     row = [m.minute, f"{m.start_s:.3f}", f"{m.end_s:.3f}", m.start_time, m.frames, m.dropped_frames, m.face_frames,
            m.scored_frames, _num(m.pain_prob), _num(m.pain_score), _num(m.pain_prob_smoothed), m.pain_level, m.alert,
            m.status, _num(m.pain_prob_low), _num(m.pain_prob_high), _num(m.smoothed_low), _num(m.smoothed_high),
-           _num(m.share_none, 3), _num(m.share_moderate, 3), _num(m.share_severe, 3), m.refused_frames]
+           _num(m.share_none, 3), _num(m.share_moderate, 3), _num(m.share_severe, 3), m.refused_frames, m.alert_rule]
     return row + _au_cells(m.action_units) if action_units else row
 
 
@@ -350,5 +351,8 @@ def _csv_text(rows: list[list]) -> str:
 
 
 def alert_record(m: MinuteSummary, event: str) -> dict:
+    """One line of alerts.jsonl. rule: the rules holding the alert on as it was raised ("p_pain", "rgs", or
+    both); empty on the minute it cleared."""
     return {"event": event, "minute": m.minute, "start_s": m.start_s, "start_time": m.start_time,
-            "pain_prob_smoothed": m.pain_prob_smoothed, "pain_prob": m.pain_prob}
+            "rule": m.alert_rule, "pain_prob_smoothed": m.pain_prob_smoothed, "pain_prob": m.pain_prob,
+            "rgs": (m.action_units or {}).get("rgs")}

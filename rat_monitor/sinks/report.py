@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..tables import read_rows
 from .files import pain_levels
 from ..models import SYNTHETIC_CAVEAT
+from ..timeline import RGS_INTERVENTION, RGS_SOURCE
 from ..types import ACTION_UNITS, AU_FIELDS
 
 MAX_THUMBNAILS = 600  # per run; every crop stays in the run folder
@@ -112,15 +113,17 @@ def attention(run: RunData) -> dict:
     end), its worst minutes (highest P(pain), worst first), how much of it was unknown, and whether its last
     minute was partial. `concern` orders runs: alerts, then pain minutes, then the worst P(pain)."""
     rows = run.timeline
-    episodes, open_at = [], None
+    episodes, open_at, rules = [], None, set()
     for r in rows:
         if r["alert"] == "1" and open_at is None:
-            open_at = r
-        elif r["alert"] != "1" and open_at is not None:
-            episodes.append(f"{_minute_label(open_at)} to {_minute_label(r)}")
+            open_at, rules = r, set()
+        if r["alert"] == "1":
+            rules |= set(filter(None, r.get("alert_rule", "").split("+")))
+        elif open_at is not None:
+            episodes.append(f"{_minute_label(open_at)} to {_minute_label(r)}{_rule_words(rules)}")
             open_at = None
     if open_at is not None:
-        episodes.append(f"from {_minute_label(open_at)}, still on at the end")
+        episodes.append(f"from {_minute_label(open_at)}, still on at the end{_rule_words(rules)}")
     known = [r for r in rows if _f(r["pain_prob"]) is not None]
     pain = [r for r in known if r["pain_level"] in ("pain", "moderate", "severe")]
     worst = sorted(pain, key=lambda r: -_f(r["pain_prob"]))[:3]
@@ -136,15 +139,33 @@ def attention(run: RunData) -> dict:
             "concern": (len(episodes), len(pain), top)}
 
 
+def _rule_words(rules: set[str]) -> str:
+    """' (P(pain) rule and RGS rule)': which rules held an alert episode on; '' for runs that did not record it."""
+    names = [name for key, name in (("p_pain", "P(pain) rule"), ("rgs", "RGS rule")) if key in rules]
+    return f" ({' and '.join(names)})" if names else ""
+
+
 def thresholds(runs: list[RunData]) -> str:
     """The rules behind levels and alerts, in words (from the runs' settings; the defaults when not recorded)."""
     rule = next((r.info.get("settings", {}).get("alert") for r in runs if r.info.get("settings", {}).get("alert")),
-                {"threshold": 0.7, "minutes": 3, "clear_below": 0.5})
+                {"threshold": 0.7, "minutes": 3, "clear_below": 0.5, "rgs_above": RGS_INTERVENTION})
     return (f"A minute is \"pain\" when the mean P(pain) of its scored face frames is 0.50 or more, \"none\" below. "
             f"An alert is raised when the smoothed P(pain) (this minute pooled with the three before it) is "
             f"{rule['threshold']:.2f} or more for {rule['minutes']} known minutes in a row, and clears when it drops "
             f"below {rule['clear_below']:.2f}. A minute without a scored face is unknown: it neither raises nor clears "
-            f"an alert.")
+            f"an alert." + _rgs_words(rule, runs))
+
+
+def _rgs_words(rule: dict, runs: list[RunData]) -> str:
+    above = rule.get("rgs_above")  # absent from runs made before the RGS rule existed
+    if above is None or not any(r.action_units for r in runs):
+        return ""
+    return (f" The RGS rule (the model scores action units): an alert is also raised when a minute's RGS score "
+            f"(mean of its scored frames) is above {above:.2f} for {rule['minutes']} known minutes in a row, and "
+            f"that rule clears at the first known minute at or below it. {above:.2f} is the Rat Grimace Scale's "
+            f"analgesic intervention threshold ({RGS_SOURCE}; sensitivity 84.6%, specificity 88.6% against "
+            f"analgesia given by experts), set for human scorers; here the scores are the model's. Each alert "
+            f"names the rule that raised it.")
 
 
 def _column(rows: list[dict], key: str) -> np.ndarray:
@@ -269,6 +290,8 @@ def _plot_action_units(ax, rows: list[dict], minutes: np.ndarray, xlim) -> None:
     for au in ACTION_UNITS:
         ax.plot(x, _column(rows, f"au_{au}"), marker=".", lw=1, ms=4, label=AU_LABELS[au])
     ax.plot(x, _column(rows, "rgs"), color="k", lw=2.2, label="RGS score (mean)")
+    ax.axhline(RGS_INTERVENTION, color="crimson", ls="--", lw=1,
+               label=f"RGS intervention threshold {RGS_INTERVENTION} ({RGS_SOURCE.split(',')[0]})")
     for i, r in enumerate(rows):
         if r["pain_level"] == "unknown":
             ax.axvspan(minutes[i], minutes[i] + 1, color="0.85", lw=0)
