@@ -195,6 +195,43 @@ def test_predict_scores_a_folder_and_lists_a_bad_file(fresh_crops, tmp_path):
     assert again.exit_code == 3 and "could be read" in again.output
 
 
+def test_predict_on_whole_frames_finds_or_cuts_the_faces_one_row_each(tmp_path):
+    """Whole frames given as crops are refused with a pointer to --detect; --detect gives one row per face found
+    with its box (a frame without a face says so); --yolo cuts the labelled boxes."""
+    from rat_monitor.synth.lab import lab_frame
+
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels").mkdir()
+    labelled, without = 0, 1  # the grey frame below has no face
+    for i in range(3):
+        img, boxes = lab_frame(5, i, "reach_box")
+        h, w = img.shape[:2]
+        cv2.imwrite(str(yolo / "images" / f"f{i}.png"), img)
+        (yolo / "labels" / f"f{i}.txt").write_text("".join(
+            f"0 {(b[0] + b[2]) / 2 / w} {(b[1] + b[3]) / 2 / h} {(b[2] - b[0]) / w} {(b[3] - b[1]) / h}\n" for b in boxes))
+        labelled, without = labelled + len(boxes), without + (len(boxes) == 0)
+    cv2.imwrite(str(yolo / "images" / "empty.png"), np.full((360, 640, 3), 90, np.uint8))
+    as_crops = runner.invoke(app, ["predict", str(yolo / "images"), "--out", str(tmp_path / "crops.csv")])
+    assert as_crops.exit_code == 0 and "--detect" in as_crops.output, as_crops.output
+    found = runner.invoke(app, ["predict", str(yolo / "images"), "--detect", "--out", str(tmp_path / "found.csv")])
+    assert found.exit_code == 0, found.output
+    rows = read_rows(tmp_path / "found.csv")
+    assert list(rows[0])[:5] == ["path", "x0", "y0", "x1", "y1"]
+    empty = [r for r in rows if r["path"].endswith("empty.png")]
+    assert len(empty) == 1 and empty[0]["error"] == "no face found" and empty[0]["x0"] == ""
+    faces = [r for r in rows if r["error"] == ""]
+    assert len(faces) >= 2 and all(float(r["x1"]) > float(r["x0"]) for r in faces)
+    assert "frame(s) without a face" in found.output
+    cut = runner.invoke(app, ["predict", "--yolo", str(yolo), "--out", str(tmp_path / "cut.csv")])
+    assert cut.exit_code == 0, cut.output
+    rows = read_rows(tmp_path / "cut.csv")
+    assert sum(r["error"] == "" for r in rows) == labelled > 0
+    assert sum(r["error"] == "no labelled face" for r in rows) == without
+    both = runner.invoke(app, ["predict", str(yolo / "images"), "--yolo", str(yolo), "--out", str(tmp_path / "x.csv")])
+    assert both.exit_code == 2 and not (tmp_path / "x.csv").exists()
+
+
 def test_a_model_of_one_animal_says_why_it_cannot_refuse(tmp_path):
     write_dataset(tmp_path / "one", subjects=1, per_subject=30, seed=5)
     result = runner.invoke(app, ["train", "--data", str(tmp_path / "one"), "--out", str(tmp_path / "m")])

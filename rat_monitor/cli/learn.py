@@ -126,50 +126,79 @@ def evaluate(
 @app.command()
 @friendly_errors
 def predict(
-    paths: list[Path] = typer.Argument(..., help="Face-crop images, or folders of them (searched recursively)."),
-    out_path: Path = typer.Option(..., "--out", "-o", help="CSV to write: one row per image."),
+    paths: list[Path] = typer.Argument(None, help="Face-crop images, or folders of them (searched recursively); "
+                                                  "whole frames with --detect."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="CSV to write: one row per face."),
     model: str = typer.Option(DEFAULT_CLASSIFIER, "--model", "-m", help=MODEL_HELP),
+    detect: bool = typer.Option(False, "--detect", help="The images are whole frames: find the faces with the "
+                                                        "detector first, one row per face with its box."),
+    detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", "-d", help=DETECTOR_HELP),
+    yolo: Optional[Path] = typer.Option(None, help="Score the faces labelled in this YOLO folder (images/ + "
+                                                   "labels/), cut from their boxes, instead of PATHS."),
 ):
-    """Score face images directly (e.g. the RatsPain crops a lab received): one row per image with path, refused,
+    """Score face crops directly (e.g. the RatsPain crops a lab received): one row per image with path, refused,
     familiarity, pain_prob, p_none, p_moderate, p_severe (and the four AU scores and rgs when the model scores
-    them). A face unlike the model's training faces is refused: refused=1, no score. Unreadable files get a row
-    with their error and do not stop the run; exit 3 when no image could be read at all.
+    them). For whole frames, --detect finds the faces first (or --yolo DIR cuts them from YOLO labels): one row
+    per face with its box x0, y0, x1, y1, and a row saying so for a frame without one. A face unlike the
+    model's training faces is refused: refused=1, no score. Unreadable files get a row with their error and do
+    not stop the run; exit 3 when no image could be read at all.
 
     [bold]Example:[/] rat-monitor predict runs/demo/crops/ --out scores.csv   (after rat-monitor demo)
     """
     from ..classify import load_classifier
-    from ..predict import expand_images, predict_images
+    from ..predict import NO_FACE, expand_images, found_faces, given_crops, labelled_faces, predict_faces
     from ..sinks.files import score_columns, score_row
 
-    clf = load_classifier(model)
-    images = expand_images(paths)
-    if not images:
-        raise SourceError("no images found in " + ", ".join(map(str, paths)))
+    if yolo is not None and (paths or detect):
+        raise ConfigError("--yolo DIR scores the faces labelled there: give no image paths and no --detect with it")
+    if yolo is None and not paths:
+        raise ConfigError("give face-crop images or folders (whole frames with --detect), or --yolo DIR")
     if out_path.exists():
         raise ConfigError(f"{out_path} exists; choose another --out or remove it")
+    clf = load_classifier(model)
+    images = expand_images(paths or [])
+    if yolo is None and not images:
+        raise SourceError("no images found in " + ", ".join(map(str, paths)))
+    if yolo is not None:
+        faces, what = labelled_faces(yolo), "faces"
+    elif detect:
+        from ..detect import load_detector
+
+        faces, what = found_faces(images, load_detector(detector)), "frames"
+    else:
+        faces, what = given_crops(images), "images"
+    boxes = yolo is not None or detect
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    counts = {"scored": 0, "refused": 0, "failed": 0}
+    counts = {"scored": 0, "refused": 0, "no_face": 0, "unreadable": 0}
     with open(out_path, "w", newline="") as f, progress_bars() as progress:
-        task = progress.add_task("images", total=len(images), rate="")
+        task = progress.add_task(what, total=len(images) or None, rate="")
         writer = csv.writer(f)
-        writer.writerow(score_columns(clf.action_units))
-        for path, pred, error in predict_images(images, clf):
-            writer.writerow(score_row(str(path), pred, error, clf.action_units))
+        writer.writerow(score_columns(clf.action_units, boxes))
+        last = None
+        for path, box, pred, error in predict_faces(faces, clf):
+            writer.writerow(score_row(str(path), pred, error, clf.action_units, boxes, box))
             if pred is None:
-                counts["failed"] += 1
+                counts["no_face" if error in NO_FACE else "unreadable"] += 1
                 progress.console.print(f"[yellow]skipped[/] {path}: {error}", highlight=False)
             else:
                 counts["refused" if pred.refused else "scored"] += 1
-            progress.update(task, advance=1)
-    out.print(f"{counts['scored']} scored, {counts['refused']} refused as unfamiliar, {counts['failed']} unreadable "
-              f"→ {out_path}", highlight=False)
+            if path != last:
+                progress.update(task, advance=1)
+                last = path
+    no_face = f"{counts['no_face']} frame(s) without a face, " if boxes else ""
+    out.print(f"{counts['scored']} scored, {counts['refused']} refused as unfamiliar, {no_face}"
+              f"{counts['unreadable']} unreadable → {out_path}", highlight=False)
     if clf.familiarity is None:
         out.print("[yellow]note:[/] this model has no familiarity statistics: every face was scored, familiar or not",
                   highlight=False)
-    print_refusal(counts["refused"], counts["scored"])
+    if not boxes and counts["refused"] > counts["scored"]:
+        out.print("[yellow]note:[/] predict scores face crops as given; if these are whole frames, find the faces "
+                  "first: --detect (or --yolo DIR for frames with YOLO face boxes)", highlight=False, soft_wrap=True)
+    else:
+        print_refusal(counts["refused"], counts["scored"])
     if note := caveat(clf):
         out.print(f"[dim]{note}[/]", highlight=False)
-    if counts["failed"] == len(images):
+    if images and counts["unreadable"] == len(images):
         raise SourceError(f"none of the {len(images)} file(s) could be read as an image")
 
 

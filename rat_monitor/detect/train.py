@@ -25,6 +25,7 @@ PHOTO_SHARE = 0.3  # of the synthetic training frames drawn on real photographs 
 class Sample:
     image: np.ndarray  # BGR
     boxes: np.ndarray  # (N, 4) pixels
+    path: Path | None = None  # the file it was read from (YOLO folders)
 
 
 def require_training_packages(fine_tune: bool) -> None:
@@ -146,7 +147,7 @@ def yolo_samples(root: Path) -> list[Sample]:
                 except ValueError:
                     raise DatasetError(f"{lab}:{ln}: expected 'class cx cy w h', got {line!r}") from None
                 boxes.append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
-        out.append(Sample(img, np.array(boxes, np.float32).reshape(-1, 4)))
+        out.append(Sample(img, np.array(boxes, np.float32).reshape(-1, 4), img_path))
     if not out:
         raise DatasetError(f"no images found under {img_dir}")
     return out

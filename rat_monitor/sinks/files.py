@@ -226,18 +226,25 @@ def prediction_cells(p: Prediction) -> tuple[list[str], str]:
 SCORE_COLUMNS = ["path", "refused", "familiarity", "pain_prob", "p_none", "p_moderate", "p_severe"]
 
 
-def score_columns(action_units: bool) -> list[str]:
-    """Columns of `predict`'s scores.csv: AU_FIELDS for AU models, then the error of an unreadable file."""
-    return SCORE_COLUMNS + (list(AU_FIELDS) if action_units else []) + ["error"]
+BOX_COLUMNS = ["x0", "y0", "x1", "y1"]
 
 
-def score_row(path: str, p: Prediction | None, error: str, action_units: bool) -> list:
-    """One row of scores.csv: an image's prediction, or only its path and error."""
+def score_columns(action_units: bool, boxes: bool = False) -> list[str]:
+    """Columns of `predict`'s scores.csv: the face's box after the path when faces were found in whole frames,
+    AU_FIELDS for AU models, then the error of an unreadable file or a frame without a face."""
+    return SCORE_COLUMNS[:1] + (BOX_COLUMNS if boxes else []) + SCORE_COLUMNS[1:] + \
+        (list(AU_FIELDS) if action_units else []) + ["error"]
+
+
+def score_row(path: str, p: Prediction | None, error: str, action_units: bool, boxes: bool = False,
+              box=None) -> list:
+    """One row of scores.csv: a face's prediction, or only its path and error."""
+    box_cells = ([f"{v:.1f}" for v in box] if box is not None else [""] * 4) if boxes else []
     if p is None:
-        return [path] + [""] * (len(score_columns(action_units)) - 2) + [error]
+        return [path, *box_cells] + [""] * (len(score_columns(action_units)) - 2) + [error]
     probs, pain = prediction_cells(p)
     aus = _au_cells(None if p.refused else p.au_values) if action_units else []
-    return [path, int(p.refused), _num(p.familiarity, 3), pain, *probs, *aus, error]
+    return [path, *box_cells, int(p.refused), _num(p.familiarity, 3), pain, *probs, *aus, error]
 
 
 def _opt(v: str) -> float | None:
