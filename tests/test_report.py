@@ -58,10 +58,49 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     dom = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'b'}",
                           "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
                          capture_output=True, text=True, timeout=120).stdout
-    decoded = re.search(r"images decoded: (\d+)/(\d+)", dom)
+    decoded = re.search(r'data-decoded="(\d+)/(\d+)"', dom)
     assert decoded and decoded.group(1) == decoded.group(2) and int(decoded.group(2)) > 10
+    assert re.search(r'<div id="self-check" class="caveat" hidden="" data-decoded', dom)  # a whole report: no warning
     assert re.search(r"<tr><td>two_min</td><td>2</td><td>2</td>", dom)  # the summary numbers are on the page
     assert np.count_nonzero(img.min(axis=2) < 100) > 1000  # plot lines and text are visible
+
+
+def test_report_fits_a_1280_px_window_and_prints_on_a4(report, tmp_path):
+    """The summary table (classifier column included) fits a 1280-px window without a scrollbar, and the page
+    prints to PDF (A4, as committees print it)."""
+    probe = tmp_path / "probe.html"
+    probe.write_text(report.read_text().replace("</body>", "<script>window.addEventListener('load', function () {"
+                     "var t = document.getElementById('summary'); document.title = 'fit ' + "
+                     "Math.round(t.getBoundingClientRect().right) + ' ' + document.documentElement.clientWidth;"
+                     "});</script></body>"))
+    dom = subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'c'}", "--window-size=1280,900",
+                          "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    right, width = (int(v) for v in re.search(r"<title>fit (\d+) (\d+)</title>", dom).groups())
+    assert right <= width, (right, width)
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'd'}", "--no-pdf-header-footer",
+                    f"--print-to-pdf={pdf}", report.as_uri()], capture_output=True, text=True, timeout=120)
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 50_000
+    sizes = re.findall(rb"/MediaBox\s*\[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", data)
+    assert sizes and all(abs(float(w) - 595.3) < 2 and abs(float(h) - 841.9) < 2 for w, h in sizes)  # A4 portrait
+
+
+def test_a_run_with_no_scored_minute_is_unknown_with_why_never_no_pain():
+    from rat_monitor.sinks import report as rep
+
+    timeline = [{"minute": "0", "start_s": "0", "end_s": "60", "frames": "900", "face_frames": "400",
+                 "pain_prob": "", "pain_level": "unknown", "alert": "0", "status": "unfamiliar"},
+                {"minute": "1", "start_s": "60", "end_s": "66", "frames": "90", "face_frames": "0",
+                 "pain_prob": "", "pain_level": "unknown", "alert": "0", "status": "ok"}]
+    got = rep.attention(rep.RunData(Path("."), "r", timeline, [], {}))
+    assert got["known_minutes"] == 0 and not got["needs_attention"]
+    assert got["unknown_why"] == ("in 1 minute(s) the faces seen were all refused as unlike the classifier's training "
+                                  "faces; in 1 minute(s) no face was found")
+    assert rep._start_label(timeline[1]) == "1:00" and rep._start_label({"start_time": "2026-11-29T14:05:00+00:00",
+                                                                        "start_s": "0"}) == "14:05:00"
+    assert list(rep._spans(timeline)) == [1.0, 0.1]  # the 6-s minute is drawn 6 s wide
 
 
 def test_report_takes_the_folder_analyze_wrote_and_never_overwrites_silently(report, tmp_path):

@@ -102,6 +102,16 @@ def summarise(run: RunData) -> dict:
     }
 
 
+def _start_label(row: dict) -> str:
+    """A minute's start as the report's tables show it: the clock time when the run has one, else the time into
+    the video as m:ss (one kind of value per column)."""
+    clock = row.get("start_time", "")
+    if len(clock) >= 19:
+        return clock[11:19]
+    seconds = int(round(float(row.get("start_s") or 0)))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
 def _minute_label(row: dict) -> str:
     """'minute 3' or, when the run has clock time, 'minute 3 (14:05)'."""
     clock = row.get("start_time", "")
@@ -131,12 +141,31 @@ def attention(run: RunData) -> dict:
     partial = bool(last) and float(last["end_s"]) - float(last["start_s"]) < 59.5
     unknown = 100.0 * (len(rows) - len(known)) / len(rows) if rows else 100.0
     top = max((_f(r["pain_prob"]) for r in known), default=0.0)
-    return {"episodes": episodes, "pain_minutes": len(pain), "unknown_pct": unknown,
+    return {"episodes": episodes, "pain_minutes": len(pain), "unknown_pct": unknown, "known_minutes": len(known),
+            "unknown_why": _unknown_why([r for r in rows if _f(r["pain_prob"]) is None]),
             "worst": [f"{_minute_label(r)}: P(pain) {_f(r['pain_prob']):.2f}" for r in worst],
             "partial_last": f"the last minute ({last['minute']}) covers only "
                             f"{float(last['end_s']) - float(last['start_s']):.0f} s" if partial else "",
             "needs_attention": bool(episodes or pain),
             "concern": (len(episodes), len(pain), top)}
+
+
+def _unknown_why(rows: list[dict]) -> str:
+    """Why minutes are unknown, in words: faces refused, no face seen, no sharp face, no frames."""
+    counts = {"refused": 0, "no face": 0, "blurred": 0, "no frames": 0}
+    for r in rows:
+        if r.get("status") == "unfamiliar":
+            counts["refused"] += 1
+        elif r.get("status") in ("no_frames", "source_lost") or not int(r.get("frames") or 0):
+            counts["no frames"] += 1
+        elif not int(r.get("face_frames") or 0):
+            counts["no face"] += 1
+        else:
+            counts["blurred"] += 1
+    words = {"refused": "the faces seen were all refused as unlike the classifier's training faces",
+             "no face": "no face was found", "blurred": "no face frame was sharp and steady enough to score",
+             "no frames": "there were no frames (source lost or ended)"}
+    return "; ".join(f"in {n} minute(s) {words[k]}" for k, n in counts.items() if n)
 
 
 def _rule_words(rules: set[str]) -> str:
@@ -240,20 +269,22 @@ def plot_runs(runs: list[RunData], path: Path | None = None,
     axes_of = {(id(run), kind): axes[i, 0] for i, (run, kind) in enumerate(panels)}
     offsets, xlabel = axis or time_axis(runs)
     shown = [offsets[str(r.folder)] for r in runs]
-    xlim = (min(shown, default=0.0), max((offsets[str(r.folder)] + len(r.timeline) for r in runs), default=1.0))
+    xlim = (min(shown, default=0.0), max((offsets[str(r.folder)] + len(r.timeline) - 1 + _spans(r.timeline)[-1]
+                                          for r in runs if r.timeline), default=1.0))
     for run in runs:
         ax, cov = axes_of[(id(run), "pain")], axes_of[(id(run), "coverage")]
         rows = run.timeline
         m = np.array([int(r["minute"]) for r in rows]) + offsets[str(run.folder)]
+        span = _spans(rows)  # a partial last minute is drawn as long as it lasted
         raw, lo, hi = (_column(rows, k) for k in ("pain_prob", "pain_prob_low", "pain_prob_high"))
         sm, slo, shi = (_column(rows, k) for k in ("pain_prob_smoothed", "smoothed_low", "smoothed_high"))
-        x = m + 0.5
+        x = m + span / 2
         for i, r in enumerate(rows):
             if r["pain_level"] == "unknown":
-                ax.axvspan(m[i], m[i] + 1, color="0.85", lw=0, label="unknown (no face scored, or all refused)" if i == 0 or
+                ax.axvspan(m[i], m[i] + span[i], color="0.85", lw=0, label="unknown (no face scored, or all refused)" if i == 0 or
                            "unknown" not in [rr["pain_level"] for rr in rows[:i]] else None)
             if r["alert"] == "1":
-                ax.axvspan(m[i], m[i] + 1, ymin=0.93, ymax=1.0, color="crimson", lw=0,
+                ax.axvspan(m[i], m[i] + span[i], ymin=0.93, ymax=1.0, color="crimson", lw=0,
                            label="alert" if "1" not in [rr["alert"] for rr in rows[:i]] else None)
         ax.fill_between(x, slo, shi, color="tab:blue", alpha=0.2, lw=0, label="smoothed 95% interval")
         ax.plot(x, sm, color="tab:blue", lw=2, label="smoothed P(pain)")
@@ -266,13 +297,13 @@ def plot_runs(runs: list[RunData], path: Path | None = None,
         ax.set_title(f"{run.name}", loc="left", fontsize=11)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.8)
         frames = np.array([max(1, int(r["frames"])) for r in rows])
-        cov.bar(x, 100 * np.array([int(r["face_frames"]) for r in rows]) / frames, width=0.9, color="tab:green")
+        cov.bar(x, 100 * np.array([int(r["face_frames"]) for r in rows]) / frames, width=0.9 * span, color="tab:green")
         cov.set_ylim(0, 100)
         cov.set_xlim(ax.get_xlim())
         cov.set_ylabel("face %")
         cov.set_xlabel(xlabel)
         if run.action_units:
-            _plot_action_units(axes_of[(id(run), "aus")], rows, m, ax.get_xlim())
+            _plot_action_units(axes_of[(id(run), "aus")], rows, m, span, ax.get_xlim())
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
@@ -283,10 +314,17 @@ def plot_runs(runs: list[RunData], path: Path | None = None,
     return png
 
 
-def _plot_action_units(ax, rows: list[dict], minutes: np.ndarray, xlim) -> None:
+def _spans(rows: list[dict]) -> np.ndarray:
+    """Each minute's length in minutes (1, or less for a partial last minute), for drawing it to scale."""
+    return np.array([min(1.0, max(0.02, (float(r.get("end_s") or 60.0 * (int(r["minute"]) + 1))
+                                         - float(r.get("start_s") or 60.0 * int(r["minute"]))) / 60.0))
+                     for r in rows])
+
+
+def _plot_action_units(ax, rows: list[dict], minutes: np.ndarray, span: np.ndarray, xlim) -> None:
     """The per-AU panel: mean score of each action unit per minute (0 absent, 1 moderate, 2 severe) and the RGS
     score; minutes without a scored face are gaps, never zeros."""
-    x = minutes + 0.5
+    x = minutes + span / 2
     for au in ACTION_UNITS:
         ax.plot(x, _column(rows, f"au_{au}"), marker=".", lw=1, ms=4, label=AU_LABELS[au])
     ax.plot(x, _column(rows, "rgs"), color="k", lw=2.2, label="RGS score (mean)")
@@ -294,7 +332,7 @@ def _plot_action_units(ax, rows: list[dict], minutes: np.ndarray, xlim) -> None:
                label=f"RGS intervention threshold {RGS_INTERVENTION} ({RGS_SOURCE.split(',')[0]})")
     for i, r in enumerate(rows):
         if r["pain_level"] == "unknown":
-            ax.axvspan(minutes[i], minutes[i] + 1, color="0.85", lw=0)
+            ax.axvspan(minutes[i], minutes[i] + span[i], color="0.85", lw=0)
     ax.set_ylim(-0.05, 2.05)
     ax.set_yticks([0, 1, 2])
     ax.set_xlim(xlim)
@@ -358,13 +396,15 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
                  align: float | None = None) -> dict:
     """Writes OUT (HTML) and OUT with .png (the timeline plot). ALIGN: a clock time (epoch seconds) the time axis
     counts from. Returns what it wrote."""
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import Environment, PackageLoader
 
     if not run_dirs:
         raise ConfigError("give at least one run folder")
     runs = [load_run(d) for d in run_folders(run_dirs)]
     for run in runs:
         run.attention = attention(run)
+        for row in run.timeline:
+            row["start_label"] = _start_label(row)
     runs.sort(key=lambda r: r.attention["concern"], reverse=True)  # most concerning first
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -383,7 +423,8 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
     # One caveat per model, said once for the whole report (not once per run).
     model_caveats = sorted({(m.get("name", "?"), m["caveat"]) for run in runs
                             for m in run.info.get("models", {}).values() if m.get("synthetic") and m.get("caveat")})
-    env = Environment(loader=PackageLoader("rat_monitor", "sinks/templates"), autoescape=select_autoescape())
+    # Every template is HTML: escape everything (a video's name or a title is text, never markup).
+    env = Environment(loader=PackageLoader("rat_monitor", "sinks/templates"), autoescape=True)
     page = env.get_template("report.html.j2").render(
         title=title, generated=time.strftime("%Y-%m-%d %H:%M"), sections=sections, runs=runs,
         thresholds=thresholds(runs), model_caveats=model_caveats, time_axis=axis[1],
