@@ -106,7 +106,7 @@ def test_the_live_page_in_chromium(painful, short_video, tmp_path):
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
             errors = []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(str(e)))
@@ -115,6 +115,9 @@ def test_the_live_page_in_chromium(painful, short_video, tmp_path):
             painful_card = page.locator("[data-source=painful]")
             page.wait_for_function("document.querySelector('[data-source=painful] img.snap').naturalWidth > 0")
             assert not page.locator("[data-source=painful] [data-testid=no-snapshot]").is_visible()
+            # two sources share a 1280-px window side by side
+            boxes = [page.locator(f"[data-source={n}]").bounding_box() for n in ("stream", "painful")]
+            assert abs(boxes[0]["y"] - boxes[1]["y"]) < 2 and sum(b["width"] for b in boxes) > 0.9 * 1280 - 40
             # the real-time stream's first minute is still open: its table says when the first row comes
             page.wait_for_function("document.querySelector('[data-source=stream] tbody').textContent"
                                    ".includes('the first row comes when minute 0 closes')", timeout=20000)
