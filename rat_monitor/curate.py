@@ -42,8 +42,9 @@ def parse_duration(text: str) -> float:
 
 
 def select_from_video(video: Path, detector, settings: Settings,
-                      progress: Callable[[int], None] | None = None) -> list[Candidate]:
-    """The selected face candidates of a whole video, window by window."""
+                      progress: Callable[[int, int | None], None] | None = None) -> list[Candidate]:
+    """The selected face candidates of a whole video, window by window. progress(frames read, frames the file
+    holds or None when its header does not say)."""
     finder = FaceFinder(detector, settings)
     chosen = []
     with CaptureSource(video=video) as source:
@@ -51,7 +52,7 @@ def select_from_video(video: Path, detector, settings: Settings,
             _, closed = finder.step(frame)
             chosen += closed
             if progress and frame.index % 30 == 0:
-                progress(frame.index)
+                progress(frame.index, source.info.frame_count)
         chosen += finder.flush()
     return chosen
 
@@ -80,7 +81,7 @@ def subject_of(video: Path, subject: str | None = None, pattern: str | None = No
 
 def export(videos: list[Path], out_dir: Path, detector, settings: Settings, blind: bool = False,
            full_frames: bool = False, seed: int | None = None, subject: str | None = None,
-           subject_from: str | None = None, progress: Callable[[str, int], None] | None = None) -> dict:
+           subject_from: str | None = None, progress: Callable[[str, int, int | None], None] | None = None) -> dict:
     """Writes OUT/images/*.jpg and OUT/manifest.csv (plus OUT/key.csv when blind). Returns counts. The subject of
     each video: see subject_of (checked for every video before any work)."""
     subjects = {v: subject_of(v, subject, subject_from) for v in videos}
@@ -122,7 +123,7 @@ def export(videos: list[Path], out_dir: Path, detector, settings: Settings, blin
 def _selected_with_frames(video, detector, settings, full_frames, progress):
     """Selected candidates, with their full frames (read back by a second pass) when asked for."""
     selected = select_from_video(video, detector, settings,
-                                 progress=(lambda i: progress(str(video), i)) if progress else None)
+                                 progress=(lambda i, n: progress(str(video), i, n)) if progress else None)
     if not full_frames:
         return [(c, None) for c in selected]
     wanted = {c.frame for c in selected}

@@ -85,7 +85,9 @@ def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, set
     with RunWriter(run_dir, resume=state != "new", action_units=classifier.action_units) as writer:
         pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier, stop=stop)
         result = pipe.run()
-        writer.close(pipe.run_info({"command": "watch", "complete": True, "outages_s": source.outages,
+        # complete: the source ended or was given up; a run stopped by Ctrl-C or SIGTERM is interrupted instead.
+        writer.close(pipe.run_info({"command": "watch", "complete": not result.totals.interrupted,
+                                    "outages_s": source.outages,
                                     "source_given_up_at_s": source.given_up_at_s,
                                     "resumed_after_minute": earlier[-1].minute if earlier else None}))
     return result

@@ -160,7 +160,8 @@ class Timeline:
             return []
         closed = []
         if end_s is not None:
-            last = max(self._current.minute, int(np.ceil(end_s / 60.0)) - 1)
+            # A video of exactly whole minutes ends at 60.000...01 s after rounding: no empty minute after it.
+            last = max(self._current.minute, int(np.ceil((end_s - 1e-3) / 60.0)) - 1)
             while self._current.minute < last:
                 next_minute = self._current.minute + 1
                 closed.append(self._close())
@@ -181,7 +182,8 @@ class Timeline:
         if len(scored):
             pain = 1.0 - scored[:, 0]
             m.pain_prob = float(pain.mean())
-            m.pain_score = float((scored[:, 1] + 2 * scored[:, 2]).mean())
+            # The expected level 0-2 needs a model that tells moderate from severe; a binary one leaves it empty.
+            m.pain_score = None if self._binary else float((scored[:, 1] + 2 * scored[:, 2]).mean())
             m.pain_prob_low, m.pain_prob_high = beta_interval(pain.sum(), len(pain) - pain.sum())
             shares = np.bincount(scored.argmax(1), minlength=3) / len(scored)
             if self._binary:  # no claim about severity the model cannot make: those cells stay empty

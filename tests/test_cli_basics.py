@@ -18,6 +18,14 @@ def test_version():
     assert result.exit_code == 0 and result.output.strip() == f"rat-monitor {__version__}"
 
 
+def test_flags_read_as_flags_in_help():
+    """A flag takes no value: --help must not show it with a type as if it did."""
+    for command in ([], ["analyze"], ["watch"], ["predict"]):
+        help_text = runner.invoke(app, [*command, "--help"], terminal_width=200).output
+        assert "--help" in help_text and "<bool>" not in help_text, command
+    assert "<path>" in runner.invoke(app, ["predict", "--help"], terminal_width=200).output  # values keep theirs
+
+
 def short(letter: str, help_text: str) -> bool:
     """The short option -LETTER is listed (not merely the '-o' inside '--out')."""
     return re.search(rf"(?<![-\w])-{letter}\b", help_text) is not None

@@ -182,3 +182,4 @@ def test_ctrl_c_while_a_stream_reconnects_ends_every_run_promptly_and_keeps_it(p
     for name in ("stream", "cage"):
         info = json.loads((tmp_path / "room" / name / "run.json").read_text())
         assert info["totals"]["interrupted"] and info["totals"]["frames"] > 0
+        assert info["complete"] is False  # stopped, not ended: never both

@@ -44,6 +44,7 @@ def test_minutes_count_frames_and_unknown_minutes_stay_empty():
     # a binary model says "pain", never a severity it cannot tell, and leaves the severity shares empty
     assert rows[0].pain_level == "none" and rows[2].pain_level == "pain"
     assert rows[2].share_none is not None and rows[2].share_moderate is None and rows[2].share_severe is None
+    assert rows[2].pain_score is None  # no 0-2 level from a model that cannot tell moderate from severe
     assert rows[0].scored_frames == 6
     # ISO 8601 wall clock of each minute's start
     assert datetime.fromisoformat(rows[2].start_time).timestamp() == 1_700_000_000.0 + 120
@@ -77,6 +78,16 @@ def test_both_rules_on_are_both_named():
     rows = _run([0.95] * 5, rgs_by_minute=[1.5] * 5)
     assert rows[-1].alert == 1 and rows[-1].alert_rule == "p_pain+rgs"
     assert [r.alert_rule for r in _run([0.95] * 5)][-1] == "p_pain"  # no AU model: P(pain) only
+
+
+def test_a_video_of_exactly_one_minute_has_one_row():
+    """600 frames at 10 fps end at 60 s give or take rounding: no empty minute 1 after them."""
+    tl = Timeline()
+    rows = []
+    for i in range(600):
+        rows += tl.add_frame(i * 0.1, has_face=False)
+    rows += tl.finish(end_s=600 * 0.1 + 1e-9)
+    assert [r.minute for r in rows] == [0] and rows[0].end_s == pytest.approx(60.0)
 
 
 def test_no_alert_on_control():

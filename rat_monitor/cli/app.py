@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import typer
+import typer.core
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -18,6 +19,16 @@ from .. import __version__
 from ..classify import KINDS
 from ..classify.familiarity import unfamiliar_advice
 from ..errors import ConfigError, RatMonitorError
+
+def _no_type_for_flags(display_type_rich):
+    """typer 0.29 labels every flag '<bool>' in --help (--help and --version too), as if it took a value; a flag
+    takes none, so it gets no type label."""
+    def display(self, ctx):
+        return None if getattr(self, "is_flag", False) else display_type_rich(self, ctx)
+    return display
+
+
+typer.core.TyperOption.display_type_rich = _no_type_for_flags(typer.core.TyperOption.display_type_rich)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="rich",
                   help="Watch laboratory rats on video and report pain from facial expressions (Rat Grimace "

@@ -94,8 +94,8 @@ def curate(
         task = progress.add_task("selecting", total=None, rate="")
         counts = cu.export(videos, out_dir, det, settings, blind=blind, full_frames=full_frames, subject=subject,
                            subject_from=subject_from,
-                           progress=lambda name, i: progress.update(task, completed=i,
-                                                                    description=Path(name).name))
+                           progress=lambda name, i, n: progress.update(task, completed=i, total=n,
+                                                                       description=Path(name).name))
     animals = ", ".join(counts["subjects"])
     out.print(f"{counts['images']} face frames of {len(counts['subjects'])} animal(s) ({animals}) from "
               f"{counts['videos']} video(s) → {out_dir}/manifest.csv", highlight=False)

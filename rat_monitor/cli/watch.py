@@ -46,7 +46,8 @@ def watch(
     give_up: float = typer.Option(300.0, help="Seconds to keep retrying a lost camera or stream before ending the run."),
 ):
     """Live pain timeline from cameras, streams or files, with a terminal view and, with --serve, a live page in
-    the browser (frames with face boxes, scored crops, the timeline, alerts); Ctrl-C stops cleanly.
+    the browser (frames with face boxes, scored crops, the timeline, alerts); Ctrl-C or SIGTERM (a service stop)
+    stops cleanly: the partial minute is written and the run marked interrupted.
 
     [bold]Example:[/] rat-monitor watch --camera 0 --out runs/cage3
     (after a crash or a stop: the same with --resume; several cages: --camera 0 --camera 1 --serve 8080)
