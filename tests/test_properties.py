@@ -97,3 +97,31 @@ def test_any_card_field_value_loads_or_is_a_model_error(model_copy, field, value
         pass
     finally:
         card_path.write_text(original)
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(alphabet=st.sampled_from("ab1._-/\\ <>\x00"), max_size=8) | st.sampled_from([".", "..", ".x"]))
+def test_a_name_that_names_a_folder_stays_inside_it(name, tmp_path_factory):
+    """A rater name or a live source's --name becomes a folder: whatever is accepted resolves to a folder directly
+    inside its parent, and '.', '..' and hidden names are refused (they wrote scores at the project root, or
+    scores that were never counted)."""
+    from rat_monitor.cli.watch import source_specs
+    from rat_monitor.label.project import LabelError, Project
+
+    root = tmp_path_factory.mktemp("names")
+    project = Project.open(root / "p", create=True)
+    try:
+        project.blind_queue(name)
+        accepted = True
+    except LabelError:
+        accepted = False
+    try:
+        source_specs([0], [], [], [name])
+        accepted_source = True
+    except ConfigError:
+        accepted_source = False
+    assert accepted == accepted_source
+    if accepted:
+        assert (root / "p" / "scores" / name).resolve().parent == (root / "p" / "scores").resolve()
+        assert not name.startswith(".")
+    assert name not in (".", "..") or not accepted

@@ -96,6 +96,9 @@ def source_specs(cameras: list[int], urls: list[str], videos: list[Path], names:
     """(name, kind, value) per source, in the order cameras, URLs, videos; names given or derived, made unique."""
     import re
 
+    from ..names import RULE as NAME_RULE
+    from ..names import is_safe_name
+
     specs = [("camera", c) for c in cameras] + [("url", u) for u in urls] + [("video", v) for v in videos]
     if len(names) > len(specs):
         raise ConfigError(f"{len(names)} --name for {len(specs)} source(s)")
@@ -103,8 +106,8 @@ def source_specs(cameras: list[int], urls: list[str], videos: list[Path], names:
     for k, (kind, value) in enumerate(specs):
         if k < len(names):
             label = names[k]
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", label):
-                raise ConfigError(f"--name {label!r}: use letters, digits, '.', '_' or '-' (it names a folder)")
+            if not is_safe_name(label, 60):
+                raise ConfigError(f"--name {label!r}: use {NAME_RULE} (it names a folder)")
         else:
             raw = (f"camera{value}" if kind == "camera" else Path(value).stem if kind == "video"
                    else re.sub(r"^\w+://", "", str(value)))

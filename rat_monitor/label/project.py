@@ -23,6 +23,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..imaging import square_crop
+from ..names import RULE as NAME_RULE
+from ..names import is_safe_name
 from ..models import atomic_write_text
 from ..types import ACTION_UNITS
 from ..web import RequestError
@@ -30,7 +32,6 @@ from ..web import RequestError
 STATUSES = ("unlabelled", "labelled", "no_face")
 LEVELS = ("none", "moderate", "severe")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,120}$")
-RATER_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,40}$")
 CROP_SIZE = 160
 MIN_BOX_PX = 4
 
@@ -312,8 +313,8 @@ def _record(folder: Path, kind: str, item: str) -> dict:
 
 
 def _check_rater(rater: str) -> None:
-    if not RATER_PATTERN.match(rater or ""):
-        raise LabelError("give a rater name (letters, digits, '.', '_' or '-', up to 40)")
+    if not is_safe_name(rater, 40):
+        raise LabelError(f"give a rater name ({NAME_RULE}, up to 40)")
 
 
 def _checked_boxes(boxes: object, width: int, height: int) -> list[list[float]]:
