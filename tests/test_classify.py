@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +190,23 @@ def test_dataset_readers_and_errors(tmp_path, small_dataset):
         load_dataset(manifest(f"path,subject,label\n{tmp_path / 'bad.jpg'},r1,0\n")).images()
     result = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nowhere")])
     assert result.exit_code == 5 and "no such dataset" in result.output
+
+
+def test_evaluation_refuses_an_image_listed_twice(small_dataset, tmp_path):
+    """The same image under two animals would let a held-out animal be scored on a training image; under one it
+    would count twice. evaluate refuses both (exit 5) and names the files."""
+    import csv
+
+    src = small_dataset.source
+    manifest = Path(src) if str(src).endswith(".csv") else Path(src) / "manifest.csv"
+    rows = list(csv.DictReader(manifest.open()))
+    for name, extra in (("across", {**rows[0], "subject": rows[-1]["subject"]}), ("within", rows[1])):
+        out = manifest.parent / f"{name}.csv"
+        with out.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows + [extra])
+        result = runner.invoke(app, ["evaluate", "--data", str(out)])
+        assert result.exit_code == 5, result.output
+        assert Path(extra["path"]).name in result.output and "listed more than once" in result.output
+        assert ("under different animals" in result.output) == (name == "across")

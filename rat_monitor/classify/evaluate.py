@@ -77,6 +77,7 @@ def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None,
     crops of the dataset (a learning curve's subsets). With AU labels the result also holds per-AU accuracy,
     quadratic-weighted kappa, MAE and the RGS score's ICC(2,1), pooled and per fold."""
     t0 = time.time()
+    ds.check_no_repeats()
     rows = np.arange(len(ds)) if rows is None else np.asarray(rows)
     y = ds.targets(task)[rows]
     if trainer is None:

@@ -3,6 +3,7 @@ ROOT/<subject>/<label>/*, and subject-grouped splits (no animal ever in both tra
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,28 @@ class Dataset:
                     "these are not animal ids, folds are by image, not by animal, and overstate accuracy; put each "
                     "animal's id in the subject column (curate --subject / --subject-from)")
         return None
+
+    def check_no_repeats(self) -> None:
+        """Refuses (DatasetError) a dataset in which one image (the same bytes) is listed more than once: under two
+        animals, a held-out animal is scored on an image the model was trained on (a fold at 1.000 that means
+        nothing); under one, it is counted twice."""
+        by_content: dict[str, list[int]] = {}
+        for i, path in enumerate(self.paths):
+            try:
+                digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            except OSError:
+                continue  # an unreadable file is reported where it is read
+            by_content.setdefault(digest, []).append(i)
+        repeats = [rows for rows in by_content.values() if len(rows) > 1]
+        if not repeats:
+            return
+        across = [rows for rows in repeats if len(set(self.subjects[rows].tolist())) > 1]
+        shown = "; ".join(" = ".join(f"{Path(self.paths[i]).name} ({self.subjects[i]})" for i in rows[:3])
+                          for rows in (across or repeats)[:3])
+        why = ("under different animals, so a held-out animal would be scored on images the model was trained on"
+               if across else "so they would be counted more than once")
+        raise DatasetError(f"{self.source}: {len(repeats)} image(s) are listed more than once, {why} ({shown}"
+                           f"{'; ...' if len(repeats) > 3 else ''}); keep one row per image")
 
     def describe(self) -> str:
         """One line for people: how many crops, of how many animals, per label."""
