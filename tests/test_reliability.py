@@ -454,3 +454,44 @@ def test_a_dataset_with_one_class_is_a_dataset_error(tmp_path):
         result = runner.invoke(app, command)
         assert result.exit_code == 5 and "no crop labelled pain" in result.output, result.output
         assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", [
+    ["synth", "--minutes", "inf", "--out", "{tmp}/v.mp4"], ["synth", "--fps", "1e308", "--out", "{tmp}/v.mp4"],
+    ["synth", "--crf", "-1", "--out", "{tmp}/v.mp4"], ["synth", "--dataset", "{tmp}/d", "--per-subject", "0"],
+    ["train", "--data", "{tmp}", "--epochs", "0", "--out", "{tmp}/m"],
+    ["detector", "train", "--epochs", "0", "--out", "{tmp}/m"], ["label", "VIDEO", "-p", "{tmp}/p", "--port", "70000"],
+    ["label", "VIDEO", "-p", "{tmp}/p", "--frames", "0"], ["analyze", "VIDEO", "--per-window", "0", "--out", "{tmp}/r"],
+    ["analyze", "VIDEO", "--workers", "0", "--out", "{tmp}/r"], ["watch", "--video", "VIDEO", "--speed", "-2"],
+    ["analyze", "VIDEO", "--overwrite", "--resume", "--out", "{tmp}/r"],
+    ["analyze", "VIDEO", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "--out", "{tmp}/r"],
+    ["curate", "VIDEO", "--subject", "rat1", "--subject-from", "(rat\\d+)", "--out", "{tmp}/c"],
+])
+def test_numbers_out_of_range_and_contradictions_get_exit_2_and_one_line(short_video, tmp_path, args):
+    result = runner.invoke(app, [a.replace("VIDEO", str(short_video)).replace("{tmp}", str(tmp_path / "w"))
+                                 for a in args])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.output
+    assert not (tmp_path / "w").exists()  # nothing written
+
+
+def test_every_numeric_option_has_a_range():
+    """A new int or float option cannot slip past the range check: each has a rule by its name."""
+    import typing
+
+    import typer
+
+    from rat_monitor.cli.app import NUMBER_RULES
+
+    def walk(cmd):
+        yield cmd
+        for sub in getattr(cmd, "commands", {}).values():
+            yield from walk(sub)
+
+    def is_number(annotation) -> bool:
+        return annotation in (int, float) or any(a in (int, float) for a in typing.get_args(annotation))
+
+    numeric = {p.name for cmd in walk(typer.main.get_command(app)) for p in cmd.params
+               if isinstance(p, typer.core.TyperOption) and is_number(p.type_descriptor.annotation)}
+    assert numeric and numeric <= set(NUMBER_RULES), numeric - set(NUMBER_RULES)

@@ -4,6 +4,7 @@ one line and an exit code, and the small pieces every command shares."""
 from __future__ import annotations
 
 import functools
+import math
 import signal
 import sys
 import threading
@@ -68,12 +69,55 @@ DEFAULT_KIND = next(iter(KINDS))
 KIND_HELP = "Model kind to train: " + " | ".join(KINDS) + "."
 
 
+# Every numeric option's sane range, by option name (one name has one meaning in every command): (lowest,
+# highest, whether the lowest itself is allowed). Checked before a command does anything, so that nan, inf, 1e308,
+# zero or a negative gets exit 2 and one line, never a silent "unlimited" or a crash later.
+NUMBER_RULES: dict[str, tuple[float, float, bool]] = {
+    "minutes": (0, 7 * 24 * 60, False), "fps": (0, 1000, False), "seed": (0, 2 ** 32 - 1, True),
+    "subject": (1, 10_000, True), "crf": (0, 51, True), "subjects": (1, 10_000, True),
+    "per_subject": (1, 1_000_000, True), "per_window": (1, 100, True), "frames": (1, 100_000, True),
+    "port": (0, 65_535, True), "epochs": (1, 10_000, True), "synthetic": (0, 10_000_000, True),
+    "repeat_yolo": (1, 1_000, True), "workers": (1, 256, True), "every": (1, 1_000_000, True),
+    "window": (0, 60, False), "duration": (0, 1e8, False), "speed": (0, 1_000, False), "give_up": (0, 1e8, True),
+    "camera": (0, 1_000, True),
+}
+# Options that contradict each other: (first, second, why), each counted as given when set away from its default.
+CONFLICTS = (("overwrite", "resume", "--overwrite starts the run again, --resume continues it: give one"),
+             ("subject", "subject_from", "--subject names one animal for every video, --subject-from reads it "
+                                         "from each file name: give one"),
+             ("workers", "scheduler", "--workers runs videos in processes here, --scheduler sends them to a Dask "
+                                      "cluster: give one"))
+
+
+def _given(name: str, value) -> bool:
+    return value > 1 if name == "workers" else bool(value)
+
+
+def check_options(options: dict) -> None:
+    """Numbers in range and no contradictory pair, before anything runs (ConfigError, exit 2)."""
+    numbers = [(name, v) for name, value in options.items() if name in NUMBER_RULES
+               for v in (value if isinstance(value, (list, tuple)) else [value])]
+    for name, value in numbers:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            low, high, low_ok = NUMBER_RULES[name]
+            if not (math.isfinite(value) and (low <= value if low_ok else low < value) and value <= high):
+                flag = "--" + name.replace("_", "-")
+                lowest = f"{low:g} or more" if low_ok else f"more than {low:g}"
+                raise ConfigError(f"{flag} must be a number {lowest} and at most {high:g}, not {value!r}")
+    for first, second, why in CONFLICTS:
+        if first in options and second in options and _given(first, options[first]) \
+                and _given(second, options[second]):
+            raise ConfigError(why)
+
+
 def friendly_errors(fn):
-    """One clear line and a non-zero exit for anything the user can fix; never a traceback."""
+    """One clear line and a non-zero exit for anything the user can fix; never a traceback. The command's
+    options are checked first (check_options)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
+            check_options(kwargs)
             return fn(*args, **kwargs)
         except RatMonitorError as exc:
             # the message is text, never markup: "rat-monitor[train]" must print as written
