@@ -33,3 +33,8 @@ class ConfigError(RatMonitorError):
 
 class RunExists(ConfigError):
     """The run folder already holds a run that this command may not replace; it is kept as it is."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (ONNX Runtime's span several, with stack frames)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

@@ -388,7 +388,12 @@ def _damaged_copy(tmp_path, name, damage):
     ("lbp-svm-synthetic", ("card", ("features", {"size": "big"}))),
     ("lbp-svm-synthetic", ("tensor", "support_vectors")),
     ("lbp-svm-synthetic", ("tensor", "intercept")),
-], ids=["detector-input-size", "detector-threshold", "features-size", "tensor-shape", "nan-weights"])
+    ("rat-face-detector", ("card", ("threshold", float("nan")))),
+    ("rat-face-detector", ("card", ("threshold", -1.0))),
+    ("lbp-svm-synthetic", ("card", ("task", "3class"))),
+    ("lbp-svm-synthetic", ("card", ("features", {"size": 100_000, "grid": 4, "radii": [1, 2, 3]}))),
+], ids=["detector-input-size", "detector-threshold", "features-size", "tensor-shape", "nan-weights",
+        "threshold-nan", "threshold-negative", "task-contradicts-weights", "features-of-gigabytes"])
 def test_a_damaged_model_is_refused_before_any_run_folder(short_video, tmp_path, which, damage):
     folder = _damaged_copy(tmp_path, which, damage)
     option = "--detector" if which == "rat-face-detector" else "--model"

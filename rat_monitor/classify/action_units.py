@@ -43,8 +43,12 @@ class RegionSettings:
 
     @classmethod
     def from_card(cls, card: dict) -> RegionSettings:
-        return cls(size=card["size"], grid=card["grid"], radii=tuple(card["radii"]),
-                   orientation_grid=card["orientation_grid"])
+        from .base import card_int
+
+        return cls(size=card_int(card["size"], 16, 512, "action_units.features.size"),
+                   grid=card_int(card["grid"], 1, 16, "action_units.features.grid"),
+                   radii=tuple(card_int(r, 1, 8, "action_units.features.radii") for r in card["radii"]),
+                   orientation_grid=card_int(card["orientation_grid"], 1, 32, "action_units.features.orientation_grid"))
 
 
 def region_features(crops: list[np.ndarray], settings: RegionSettings = RegionSettings()) -> np.ndarray:

@@ -69,6 +69,21 @@ def to_three(probs: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return out
 
 
+def card_binary(card: dict) -> bool:
+    """Whether a classifier's card says it is binary; a task that is neither known one is refused."""
+    if card.get("task") not in TASKS:
+        raise ModelError(f"card.json task {card.get('task')!r} is not one of {', '.join(TASKS)}")
+    return card["task"] == "binary"
+
+
+def card_int(value: object, low: int, high: int, what: str) -> int:
+    """A whole number from a card within sane bounds: a feature size that would allocate gigabytes is refused
+    before anything is allocated."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ModelError(f"card.json {what} {value!r} is not a whole number from {low} to {high}")
+    return value
+
+
 def safe_load_tensors(path: Path) -> dict[str, np.ndarray]:
     """Loads a safetensors file as numpy arrays; anything else (a pickle, a truncated file) is refused."""
     try:

@@ -17,8 +17,8 @@ from safetensors.numpy import save_file
 from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
 from .action_units import AuScorer, RegionSettings, region_features, scores_from
-from .base import (Fitted, TrainOptions, class_names, load_familiarity, safe_load_tensors, save_familiarity,
-                   to_predictions, to_three)
+from .base import (Fitted, TrainOptions, card_binary, card_int, class_names, load_familiarity, safe_load_tensors,
+                   save_familiarity, to_predictions, to_three)
 from .familiarity import fit_grouped
 from .features import LbpFeatures
 from .svm import LbpSvmClassifier, SvmArrays
@@ -34,10 +34,13 @@ class Model:
     def __init__(self, folder: Path):
         self.card = read_card(folder)
         self.name = self.card.get("name", Path(folder).name)
-        self.binary = self.card["task"] == "binary"
+        self.binary = card_binary(self.card)
         f = self.card["features"]
-        self._features = LbpFeatures(size=f["size"], grid=f["grid"], radii=tuple(f["radii"]))
+        self._features = LbpFeatures(size=card_int(f["size"], 16, 512, "features.size"),
+                                     grid=card_int(f["grid"], 1, 16, "features.grid"),
+                                     radii=tuple(card_int(r, 1, 8, "features.radii") for r in f["radii"]))
         self._svm = SvmArrays.from_tensors(safe_load_tensors(verified_file(folder, "svm.safetensors")))
+        self.classes = self._svm.classes
         self.familiarity = load_familiarity(folder, self.card)
         self.action_units = bool(self.card.get("action_units"))
         if self.action_units:

@@ -29,8 +29,8 @@ from ..errors import DatasetError, ModelError
 from ..imaging import rgb_batch
 from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
-from .base import (Fitted, TrainOptions, class_names, load_familiarity, safe_load_tensors, save_familiarity,
-                   to_predictions, to_three)
+from .base import (Fitted, TrainOptions, card_binary, card_int, class_names, load_familiarity, safe_load_tensors,
+                   save_familiarity, to_predictions, to_three)
 from .familiarity import fit_grouped
 
 KIND = "mobilenet-linear"
@@ -176,12 +176,14 @@ class Model:
     def __init__(self, folder: Path, threads: int = 1):
         self.card = read_card(folder)
         self.name = self.card.get("name", Path(folder).name)
-        self.binary = self.card["task"] == "binary"
+        self.binary = card_binary(self.card)
         features = self.card["features"]
-        self._net = FeatureNet(verified_file(folder, FEATURE_FILE), int(features["size"]), threads)
-        dim = int(features["dimensions"])
+        self._net = FeatureNet(verified_file(folder, FEATURE_FILE), card_int(features["size"], 32, 512,
+                                                                             "features.size"), threads)
+        dim = card_int(features["dimensions"], 1, 4096, "features.dimensions")
         tensors = safe_load_tensors(verified_file(folder, HEADS_FILE))
         self._pain = LinearHead.from_tensors(tensors, "pain", dim)
+        self.classes = self._pain.classes
         self.action_units = bool(self.card.get("action_units"))
         self._aus = [LinearHead.from_tensors(tensors, name, dim) for name in ACTION_UNITS] if self.action_units \
             else []

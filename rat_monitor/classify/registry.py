@@ -11,7 +11,7 @@ from types import ModuleType
 
 import numpy as np
 
-from ..errors import ConfigError, ModelError, RatMonitorError
+from ..errors import ConfigError, ModelError, RatMonitorError, first_line
 from ..models import read_card, resolve
 from .base import PainClassifier, TrainOptions
 
@@ -45,10 +45,15 @@ def load_classifier(name_or_path: str | Path) -> PainClassifier:
     try:  # a card field of the wrong type or a tensor of the wrong shape fails here or in the probe, not mid-run
         model = kind_module(kind).Model(folder)
         probe = model.predict([probe_image()])
+    except ModelError as exc:
+        raise exc if str(folder) in str(exc) else ModelError(f"{folder}: {exc}") from None
     except RatMonitorError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever a damaged folder makes the model code raise
-        raise ModelError(f"{folder} does not load or run ({type(exc).__name__}: {exc})") from None
+        raise ModelError(f"{folder} does not load or run ({type(exc).__name__}: {first_line(exc)})") from None
+    if len(model.classes) != (2 if model.binary else 3):
+        raise ModelError(f"{folder}: card.json says task {model.card['task']!r} but the weights have "
+                         f"{len(model.classes)} pain classes")
     if len(probe) != 1 or np.shape(probe[0].probs) != (3,) or not np.isfinite(probe[0].probs).all():
         raise ModelError(f"{folder} gives no finite probabilities on a test image: a damaged or tampered model")
     return model

@@ -22,7 +22,8 @@ from ..imaging import rgb_batch
 from ..pretrained import IMAGENET_MEAN, IMAGENET_STD
 from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
-from .base import Fitted, TrainOptions, class_names, load_familiarity, save_familiarity, to_predictions, to_three
+from .base import (Fitted, TrainOptions, card_binary, class_names, load_familiarity, save_familiarity, to_predictions,
+                   to_three)
 from .familiarity import fit_familiarity
 from .metrics import au_metrics
 
@@ -325,7 +326,7 @@ class Model:
 
         self.card = read_card(folder)
         self.name = self.card.get("name", Path(folder).name)
-        self.binary = self.card["task"] == "binary"
+        self.binary = card_binary(self.card)
         self.classes = np.array(self.card["class_labels"])
         self.action_units = bool(self.card.get("action_units"))
         opts = ort.SessionOptions()

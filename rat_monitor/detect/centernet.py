@@ -13,7 +13,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..imaging import downscale
 from ..models import read_card, verified_file
 from ..types import Detections
@@ -72,8 +72,15 @@ class OnnxFaceDetector:
         self.card = read_card(model_dir)
         onnx_path = verified_file(model_dir, "model.onnx")
         self.name = self.card.get("name", model_dir.name)
-        self.input_w, self.input_h = self.card.get("input_size", [INPUT_W, INPUT_H])
+        size = self.card.get("input_size", [INPUT_W, INPUT_H])
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and 32 <= v <= 4096 and v % 16 == 0
+                                                                 for v in size)):
+            raise ModelError(f"{model_dir}: card.json input_size {size!r} is not [width, height] in pixels "
+                             "(multiples of 16, 32 to 4096)")
+        self.input_w, self.input_h = size
         self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.4))
+        if not (0.0 < self.threshold < 1.0):  # NaN fails too: a NaN threshold found no face, -1 every pixel
+            raise ModelError(f"{model_dir}: the detection threshold {self.threshold!r} is not between 0 and 1")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -81,7 +88,7 @@ class OnnxFaceDetector:
             self.session = ort.InferenceSession(str(onnx_path), opts,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
-            raise ModelError(f"cannot load detector {onnx_path}: {exc}") from None
+            raise ModelError(f"cannot load detector {onnx_path}: {first_line(exc)}") from None
         self._input = self.session.get_inputs()[0].name
 
     def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
