@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")  # still images the tool reads
 CROP_MARGIN = 0.1  # face crops are squares around the box, 10% wider than its longer side
 CROP_JPEG_QUALITY = 90  # scored face crops are kept as JPEG in the run folder
+
+
+MAX_IMAGE_PIXELS = 40_000_000  # an 8K frame has 33 MP; a header claiming more is refused before decoding
+
+
+def read_image(path: Path | str) -> tuple[np.ndarray | None, str]:
+    """A still image as BGR, or None and why. Only regular files are opened (a FIFO named .jpg would block), and
+    the size its header claims is checked before any pixel is decoded (a 60000x60000 header would take GBs)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        return None, "no such file"
+    if not path.is_file():
+        return None, "not a regular file"
+    limit = f"at most {MAX_IMAGE_PIXELS // 1_000_000} MP"
+    try:
+        with Image.open(path) as header:  # reads the header only
+            width, height = header.size
+    except Image.DecompressionBombError:  # Pillow's own refusal, above 2 x 89 MP
+        return None, f"image too large (its header claims over {2 * Image.MAX_IMAGE_PIXELS // 1_000_000} MP; {limit})"
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None, "not a readable image"
+    if width * height > MAX_IMAGE_PIXELS:
+        return None, f"image too large ({width}x{height} pixels; {limit})"
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return (img, "") if img is not None and img.size else (None, "not a readable image")
 
 
 def square_crop(img: np.ndarray, box, margin: float = CROP_MARGIN, shift=(0.0, 0.0), zoom: float = 1.0) -> np.ndarray:

@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .classify.base import PainClassifier
 from .detect.centernet import FaceDetector
-from .imaging import IMAGE_EXTS, as_stored, square_crop
+from .imaging import IMAGE_EXTS, as_stored, read_image, square_crop
 from .types import Prediction
 
 BATCH = 32
@@ -32,13 +31,6 @@ def expand_images(items: list[str | Path]) -> list[Path]:
     return out
 
 
-def _read(path: Path) -> tuple[np.ndarray | None, str]:
-    if not path.is_file():
-        return None, "no such file"
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return (img, "") if img is not None and img.size else (None, "not a readable image")
-
-
 # One face to score: the image it comes from, its box in that image (None for a crop given as is), the crop (None
 # when there is nothing to score) and why not.
 Face = tuple[Path, np.ndarray | None, np.ndarray | None, str]
@@ -47,7 +39,7 @@ Face = tuple[Path, np.ndarray | None, np.ndarray | None, str]
 def given_crops(paths: list[Path]) -> Iterator[Face]:
     """Each image as a face crop."""
     for path in paths:
-        img, error = _read(path)
+        img, error = read_image(path)
         yield path, None, img, error
 
 
@@ -55,7 +47,7 @@ def found_faces(paths: list[Path], detector: FaceDetector) -> Iterator[Face]:
     """Each face the detector finds in each whole frame, cut as the pipeline cuts it; a frame with none gets one
     row saying so."""
     for path in paths:
-        img, error = _read(path)
+        img, error = read_image(path)
         if img is None:
             yield path, None, None, error
             continue

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import cv2
 import imageio_ffmpeg
@@ -500,3 +501,42 @@ def test_every_numeric_option_has_a_range():
     numeric = {p.name for cmd in walk(typer.main.get_command(app)) for p in cmd.params
                if isinstance(p, typer.core.TyperOption) and is_number(p.type_descriptor.annotation)}
     assert numeric and numeric <= set(NUMBER_RULES), numeric - set(NUMBER_RULES)
+
+
+def _png_header(path, width: int, height: int) -> None:
+    """A PNG whose header claims WIDTHxHEIGHT pixels, with hardly any data: what a hostile or broken file is."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b""))
+
+
+def test_images_that_claim_too_much_or_are_not_files_get_their_own_row(tmp_path):
+    """A header claiming 60000x60000 pixels is refused before decoding; a FIFO named .jpg is never opened (it
+    would block); each gets its own error row and the others are scored; train names the file, exit 5."""
+    import os
+
+    import cv2
+
+    _png_header(tmp_path / "huge.png", 60000, 60000)
+    _png_header(tmp_path / "big.png", 8000, 6000)  # under Pillow's own limit, over ours
+    os.mkfifo(tmp_path / "pipe.jpg")
+    cv2.imwrite(str(tmp_path / "face.png"), np.full((96, 96, 3), 120, np.uint8))
+    out = tmp_path / "scores.csv"
+    t0 = time.time()
+    result = runner.invoke(app, ["predict", str(tmp_path / "huge.png"), str(tmp_path / "big.png"), str(tmp_path / "pipe.jpg"),
+                                 str(tmp_path / "face.png"), "--out", str(out)])
+    assert result.exit_code == 0 and time.time() - t0 < 60, result.output
+    rows = {Path(r["path"]).name: r for r in read_rows(out)}
+    assert rows["huge.png"]["error"].startswith("image too large (its header claims over")
+    assert rows["big.png"]["error"].startswith("image too large (8000x6000 pixels")
+    assert rows["pipe.jpg"]["error"] == "not a regular file" and rows["face.png"]["error"] == ""
+    for bad, why in (("huge.png", "too large"), ("pipe.jpg", "not a regular file")):
+        (tmp_path / "m.csv").write_text(f"path,subject,label\n{bad},a,0\nface.png,b,1\n")
+        train = runner.invoke(app, ["train", "--data", str(tmp_path / "m.csv"), "--out", str(tmp_path / "model")])
+        assert train.exit_code == 5 and bad in train.output and why in train.output, train.output
+        assert not (tmp_path / "model").exists()

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import DatasetError
 from ..tables import read_rows
-from ..imaging import IMAGE_EXTS
+from ..imaging import IMAGE_EXTS, read_image
 from ..types import ACTION_UNITS
 
 LABELS = {"0": 0, "1": 1, "2": 2, "none": 0, "no_pain": 0, "nopain": 0, "no pain": 0, "moderate": 1, "severe": 2}
@@ -50,9 +50,9 @@ class Dataset:
     def images(self) -> list[np.ndarray]:
         out = []
         for p in self.paths:
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            img, why = read_image(p)
             if img is None:
-                raise DatasetError(f"cannot read image {p} (missing, not an image, or corrupt)")
+                raise DatasetError(f"cannot read image {p}: {why}")
             out.append(img)
         return out
 
@@ -126,7 +126,7 @@ def read_manifest(path: Path) -> Dataset:
         where = f"{path}:{i}"
         p = (path.parent / row["path"]).resolve() if not Path(row["path"]).is_absolute() else Path(row["path"])
         if not p.is_file():
-            raise DatasetError(f"{where}: image {row['path']} not found")
+            raise DatasetError(f"{where}: image {row['path']} " + ("is not a regular file" if p.exists() else "not found"))
         if not row["subject"].strip():
             raise DatasetError(f"{where}: empty subject")
         paths.append(p)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, DatasetError, ModelError
-from ..imaging import IMAGE_EXTS
+from ..imaging import IMAGE_EXTS, read_image
 from ..models import DETECTOR_CAVEAT, read_card, verified_file, write_card
 from ..synth.lab import lab_frame
 from .centernet import INPUT_H, INPUT_W, preprocess
@@ -131,9 +131,9 @@ def yolo_samples(root: Path) -> list[Sample]:
         raise DatasetError(f"{root} has no images/ folder (YOLO layout: images/ and labels/)")
     out = []
     for img_path in sorted(p for p in img_dir.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
-        img = cv2.imread(str(img_path), cv2.IMREAD_COLOR)
+        img, why = read_image(img_path)
         if img is None:
-            raise DatasetError(f"cannot read image {img_path}")
+            raise DatasetError(f"cannot read image {img_path}: {why}")
         h, w = img.shape[:2]
         lab = lab_dir / img_path.relative_to(img_dir).with_suffix(".txt")
         boxes = []

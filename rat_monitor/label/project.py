@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
-from ..imaging import square_crop
+from ..imaging import read_image, square_crop
 from ..names import RULE as NAME_RULE
 from ..names import is_safe_name
 from ..models import atomic_write_text
@@ -172,13 +172,12 @@ class Project:
 
     def add_crop(self, image: Path, subject: str, source: str) -> str | None:
         """A face crop from elsewhere (a `curate` folder) for scoring; None when it is already in the project."""
-        data = Path(image).read_bytes()
-        cid = hashlib.sha256(data).hexdigest()[:16]
+        picture, why = read_image(image)  # before reading its bytes: a FIFO is never opened
+        if picture is None:
+            raise ConfigError(f"cannot read image {image}: {why}")
+        cid = hashlib.sha256(Path(image).read_bytes()).hexdigest()[:16]
         if (self.crops_dir / f"{cid}.json").exists():
             return None
-        picture = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if picture is None:
-            raise ConfigError(f"cannot read image {image}")
         crop = cv2.resize(picture, (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(self.crops_dir / f"{cid}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
         atomic_write_text(self.crops_dir / f"{cid}.json", json.dumps(
