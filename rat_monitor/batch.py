@@ -9,6 +9,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import traceback
@@ -113,14 +114,15 @@ class Job:
         return cls(**{**d, "settings": settings})
 
 
-def analyze_one(video: Path, out_dir: Path, job: Job, detector, classifier, observer: Observer | None = None) -> dict:
+def analyze_one(video: Path, out_dir: Path, job: Job, detector, classifier, observer: Observer | None = None,
+                stop: threading.Event | None = None) -> dict:
     """One video of a batch into OUT/<stem>/ -> its summary row; a problem the user can fix becomes a failed row
-    (with the exit code it stands for) instead of stopping the batch."""
+    (with the exit code it stands for) instead of stopping the batch. stop: set, the video ends as interrupted."""
     run_dir = out_dir / video.stem
     try:
         result = analyze_video(video, run_dir, detector, classifier, job.settings, overwrite=job.overwrite,
                                resume=job.resume, observer=observer, annotate=job.annotate,
-                               start_epoch=job.start_epoch)
+                               start_epoch=job.start_epoch, stop=stop)
     except RunExists as exc:  # the earlier run stands, and so does its summary row
         return {**summary_row(video, run_dir, KEPT, str(exc)), "exit_code": exc.exit_code}
     except RatMonitorError as exc:
@@ -143,23 +145,52 @@ class _ForwardFrames(Observer):
             self.queue.put((self.video, index, t_s, n_faces, stats))
 
 
-def _worker_job(video: str, out_dir: str, job: dict, threads: int, frames_queue=None) -> dict:
+NOT_STARTED = "not started (the batch was stopped)"
+
+
+def _ignore_interrupts() -> None:
+    """A local worker leaves Ctrl-C to the parent, which tells it to stop (an idle worker hit by Ctrl-C broke the
+    whole pool)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _watch_stop(shared_stop, local: threading.Event, finished: threading.Event) -> None:
+    """In a worker: turns the parent's stop (a manager Event, one IPC call a second) into the run's own Event."""
+    while not finished.is_set():
+        try:
+            if shared_stop.wait(1.0):
+                local.set()
+                return
+        except (EOFError, OSError):  # the parent's manager went away
+            local.set()
+            return
+
+
+def _worker_job(video: str, out_dir: str, job: dict, threads: int, frames_queue=None, shared_stop=None) -> dict:
     """Runs in a worker process (local pool or Dask): loads the models itself, never raises. frames_queue: where
-    its frame reports go (local pool), or None."""
+    its frame reports go (local pool), or None. shared_stop: the parent's stop Event (local pool): set before
+    the video starts, it is not started; set while it runs, it ends as interrupted."""
     import cv2
 
     cv2.setNumThreads(threads)
+    if shared_stop is not None and shared_stop.is_set():
+        return summary_row(Path(video), Path(out_dir) / Path(video).stem, NOT_STARTED)
+    stop, finished = threading.Event(), threading.Event()
+    if shared_stop is not None:
+        threading.Thread(target=_watch_stop, args=(shared_stop, stop, finished), daemon=True).start()
     try:
         j = Job.from_dict(job)
         observer = _ForwardFrames(frames_queue, video) if frames_queue is not None else None
         return analyze_one(Path(video), Path(out_dir), j, load_detector(j.detector), load_classifier(j.model),
-                           observer)
+                           observer, stop)
     except RatMonitorError as exc:
         return {**summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed", str(exc)),
                 "exit_code": exc.exit_code}
     except Exception as exc:  # noqa: BLE001 - one broken video must not stop the batch
         return summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed",
                            f"{type(exc).__name__}: {exc} | {traceback.format_exc(limit=2).splitlines()[-1]}")
+    finally:
+        finished.set()
 
 
 def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, scheduler: str | None = None,
@@ -168,7 +199,8 @@ def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, sch
     """Every analysis of archived videos, one or many: in this process one after the other (workers=1; the
     models loaded once, observer_for(video) sees each video's frames), on a spawned process pool, or on a Dask
     cluster. models: the (detector, classifier) already loaded, used in this process instead of loading them
-    again. done(row) is called as each video finishes; a Ctrl-C stops the batch after the interrupted video.
+    again. done(row) is called as each video finishes; a Ctrl-C or SIGTERM stops the batch: the running videos
+    end as interrupted, the others are not started (each has its row).
     With several videos OUT/summary.csv is written. Returns the summary rows in the order given."""
     out_dir = make_dir(out_dir)
     rows = []
@@ -187,10 +219,12 @@ def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, sch
         rows.sort(key=lambda r: order.get(str(Path(r["video"]).resolve()), 0))
     else:
         detector, classifier = models or (load_detector(job.detector), load_classifier(job.model))
-        for video in videos:
+        for k, video in enumerate(videos):
             finished(analyze_one(video, out_dir, job, detector, classifier,
                                  observer_for(video) if observer_for else None))
-            if rows[-1]["status"] == "interrupted":
+            if rows[-1]["status"] == "interrupted":  # Ctrl-C or SIGTERM: the others are not started
+                for later in videos[k + 1:]:
+                    finished(summary_row(later, out_dir / later.stem, NOT_STARTED))
                 break
     if len(videos) > 1:
         write_summary(rows, out_dir)
@@ -218,14 +252,29 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
     # spawn, not fork: forking a process that already runs decoder, ONNX Runtime and progress threads can
     # deadlock the child.
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+    with context.Manager() as manager, ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
+                                                           initializer=_ignore_interrupts) as pool:
         frames_queue = manager.Queue() if observer_for else None
         relay = threading.Thread(target=_relay_frames, args=(frames_queue, observer_for), daemon=True)
         if frames_queue is not None:
             relay.start()
+        stop = manager.Event()
+        futures = {pool.submit(_worker_job, *job, frames_queue, stop): job for job in jobs}
+        pending = set(futures)
         try:
-            for fut in as_completed([pool.submit(_worker_job, *job, frames_queue) for job in jobs]):
-                finished(fut.result())
+            try:
+                for fut in as_completed(futures):
+                    pending.discard(fut)
+                    finished(fut.result())
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: start nothing new, stop the running videos, wait
+                stop.set()
+                for fut in list(pending):
+                    if fut.cancel():
+                        pending.discard(fut)
+                        video, out_dir = futures[fut][0], futures[fut][1]
+                        finished(summary_row(Path(video), Path(out_dir) / Path(video).stem, NOT_STARTED))
+                for fut in as_completed(pending):
+                    finished(fut.result())
         finally:
             if frames_queue is not None:
                 frames_queue.put(None)

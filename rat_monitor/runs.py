@@ -18,11 +18,11 @@ WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished m
 
 def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Settings, overwrite: bool = False,
                   resume: bool = False, observer: Observer | None = None, annotate: bool = False,
-                  start_epoch: float | None = None) -> RunResult | None:
+                  start_epoch: float | None = None, stop: threading.Event | None = None) -> RunResult | None:
     """One archived video through the pipeline into its run folder. With resume, an interrupted run is finished
     and a complete one is skipped (returns None). A file that ends early keeps its minutes and raises. annotate:
     also RUN/annotated.mp4 (the part analysed by this call). start_epoch: the clock time of the first frame
-    (else the container's, or the resumed run's)."""
+    (else the container's, or the resumed run's). stop: set, the run ends as after Ctrl-C (a batch told to stop)."""
     state = run_state(run_dir) if resume else "new"
     if state == "complete":
         done = recorded_source(run_dir)
@@ -45,7 +45,7 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
                 annotator = Annotator(run_dir / "annotated.mp4", info.width, info.height, info.fps or 30.0,
                                       settings.selection.window_s)
             pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier,
-                            resume_s=resume_s, annotator=annotator)
+                            resume_s=resume_s, annotator=annotator, stop=stop)
             result = pipe.run()
             if annotator:
                 annotated, annotator = annotator.close(), None

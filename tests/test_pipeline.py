@@ -170,25 +170,32 @@ def test_alert_on_the_onset_sample_and_never_on_the_control(tmp_path):
     assert np.mean(errors) < 0.2, errors
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_or_sigterm_stops_a_batch_marks_the_video_interrupted_and_exits_130(tmp_path, sig):
-    videos = [str(SAMPLES / "albino_onset.mp4"), str(SAMPLES / "albino_control.mp4")]
-    proc = subprocess.Popen(RM + ["analyze", *videos, "--out", str(tmp_path), "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    run = tmp_path / "albino_onset"
-    deadline = time.time() + 60
-    while time.time() < deadline and not (run / "timeline.csv").exists():
+@pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGINT, 2)],
+                         ids=["ctrl-c", "sigterm", "sigterm-2-workers", "ctrl-c-2-workers"])
+def test_ctrl_c_or_sigterm_stops_a_batch_marks_the_video_interrupted_and_exits_130(tmp_path, sig, workers):
+    """The running videos end as interrupted, the queued ones are never started (each says so in summary.csv),
+    and the command exits 130 promptly, with one process or with workers."""
+    names = ["albino_onset", "albino_control", "hooded_hard"]
+    videos = [str(SAMPLES / f"{n}.mp4") for n in names]
+    proc = subprocess.Popen(RM + ["analyze", *videos, "--out", str(tmp_path), "--quiet", "--workers", str(workers)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    running = names[:workers]
+    deadline = time.time() + 120
+    while time.time() < deadline and not all((tmp_path / n / "timeline.csv").exists() for n in running):
         time.sleep(0.05)
-    time.sleep(1.0)  # inside the first video
-    proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=60)
+    time.sleep(1.0)  # inside the first video(s)
+    # Ctrl-C reaches the whole process group, as a terminal sends it; SIGTERM the command only, as a service stop
+    os.killpg(proc.pid, sig) if sig == signal.SIGINT else proc.send_signal(sig)
+    t0 = time.time()
+    _, stderr = proc.communicate(timeout=90)
     assert proc.returncode == 130, stderr
-    summary = read_rows(tmp_path / "summary.csv")
-    assert [(Path(r["video"]).name, r["status"]) for r in summary] == [("albino_onset.mp4", "interrupted")]
-    assert not (tmp_path / "albino_control").exists()  # the batch stopped: the next video never started
-    info = json.loads((run / "run.json").read_text())
-    assert info["complete"] is False and info["totals"]["interrupted"] is True
+    assert time.time() - t0 < 30  # promptly: the other videos did not run to their end
+    summary = {Path(r["video"]).stem: r["status"] for r in read_rows(tmp_path / "summary.csv")}
+    assert summary == {n: "interrupted" if n in running else "not started (the batch was stopped)" for n in names}
+    assert not (tmp_path / names[-1]).exists()  # the batch stopped: the last video never started
+    for n in running:
+        info = json.loads((tmp_path / n / "run.json").read_text())
+        assert info["complete"] is False and info["totals"]["interrupted"] is True
 
 
 def test_annotated_video_for_checking_by_eye(short_video, tmp_path):

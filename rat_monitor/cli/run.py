@@ -57,9 +57,12 @@ class FrameBars:
 def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool, note: str, action_units: bool,
                 bars: FrameBars | None) -> None:
     """What a finished video says: its table, its alerts (each with --on-alert), its line and refusals."""
-    from ..batch import KEPT
+    from ..batch import KEPT, NOT_STARTED
     video, run_dir, status = Path(row["video"]), Path(row["run_dir"]), row["status"]
     say = progress.console
+    if status == NOT_STARTED:
+        say.print(f"{video.name}: {status}", highlight=False)
+        return
     if status in ("failed", KEPT):
         err.print(f"[bold red]error:[/] {row['error']}", highlight=False, soft_wrap=True)
         return
@@ -129,7 +132,7 @@ def analyze(
 
     [bold]Example:[/] rat-monitor analyze sample_videos/ --out runs/ --workers 2 --resume
     """
-    from ..batch import KEPT, Job, expand_inputs, run_batch
+    from ..batch import KEPT, NOT_STARTED, Job, expand_inputs, run_batch
 
     start_epoch = clock_time(start_time, "--start-time") if start_time is not None else None
     job = Job(model, detector, settings(window, per_window, None), overwrite, resume, annotate, start_epoch)
@@ -160,7 +163,7 @@ def analyze(
     if len(paths) == 1 and rows[0]["status"] in ("failed", KEPT):
         err.print(f"[bold red]error:[/] {rows[0]['error']}", highlight=False, soft_wrap=True)
         raise typer.Exit(rows[0].get("exit_code", 1))
-    if any(r["status"] == "interrupted" for r in rows):
+    if any(r["status"] in ("interrupted", NOT_STARTED) for r in rows):
         raise typer.Exit(INTERRUPTED)
     failed = [r for r in rows if r["status"] in ("failed", KEPT)]
     if failed and len(failed) == len(rows) and len({r.get("exit_code", 1) for r in failed}) == 1:
