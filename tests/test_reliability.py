@@ -167,7 +167,10 @@ def test_lost_stream_is_given_up_with_exit_3_and_its_time_in_the_timeline(short_
     time.sleep(0.5)
     proc = subprocess.Popen(RM + ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path),
                                   "--give-up", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
+    deadline = time.time() + 60  # on a busy machine the models take seconds to load: lose the stream once it runs
+    while time.time() < deadline and not (tmp_path / "timeline.csv").exists():
+        time.sleep(0.05)
+    time.sleep(2)
     server.kill()
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 3, stderr  # the source was lost: said, and the exit code says so
