@@ -34,9 +34,14 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
     if state == "partial":
         start_epoch = start_epoch or recorded_start(run_dir)
         earlier, resume_s = prepare_resume(run_dir, classifier.action_units)
-    else:
-        prepare_run_dir(run_dir, overwrite)
+    # The source is opened before a new run folder is made: an unreadable input leaves no empty folder behind.
     source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S), start_epoch=start_epoch)
+    if state != "partial":
+        try:
+            prepare_run_dir(run_dir, overwrite)
+        except BaseException:
+            source.close()
+            raise
     annotator = None
     try:
         with RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units) as writer:

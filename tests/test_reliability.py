@@ -543,3 +543,43 @@ def test_images_that_claim_too_much_or_are_not_files_get_their_own_row(tmp_path)
         train = runner.invoke(app, ["train", "--data", str(tmp_path / "m.csv"), "--out", str(tmp_path / "model")])
         assert train.exit_code == 5 and bad in train.output and why in train.output, train.output
         assert not (tmp_path / "model").exists()
+
+
+def test_inputs_that_are_not_what_they_seem_are_named_and_leave_no_run_folder(tmp_path):
+    """A JPEG named .mp4 is a still picture, not a one-frame video; a garbage file is unreadable; neither leaves a
+    run folder behind. A stream port nobody listens on is 'refused', one that answers garbage 'answered, but'."""
+    import socket
+    import threading
+
+    import cv2
+
+    ok, jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 99, np.uint8))
+    (tmp_path / "picture.mp4").write_bytes(jpeg.tobytes())
+    (tmp_path / "garbage.mp4").write_bytes(b"not a video" * 100)
+    for name, said in (("picture.mp4", "is a still picture"), ("garbage.mp4", "is not a video file")):
+        result = runner.invoke(app, ["analyze", str(tmp_path / name), "--out", str(tmp_path / "runs")])
+        assert result.exit_code == 3 and said in result.output, result.output
+        assert not (tmp_path / "runs" / Path(name).stem).exists()
+
+    port = free_port()
+    refused = runner.invoke(app, ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path / "w")])
+    assert refused.exit_code == 3 and "refused the connection" in refused.output, refused.output
+    server = socket.create_server(("127.0.0.1", port))
+
+    def answer_garbage():
+        for _ in range(5):
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(1000)
+                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\n" + b"garbage" * 1000)
+
+    threading.Thread(target=answer_garbage, daemon=True).start()
+    try:
+        garbage = runner.invoke(app, ["watch", "--url", f"http://127.0.0.1:{port}/live.ts", "--out", str(tmp_path / "w")])
+    finally:
+        server.close()
+    assert garbage.exit_code == 3 and "answered, but" in garbage.output, garbage.output
+    assert not (tmp_path / "w").exists()

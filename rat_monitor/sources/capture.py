@@ -40,10 +40,37 @@ def _check_video_path(path: Path) -> None:
         raise SourceError(f"no such video file: {path}")
     if path.is_dir():
         raise SourceError(f"{path} is a directory, not a video file")
+    if not path.is_file():  # a FIFO or a device would block the reader
+        raise SourceError(f"{path} is not a regular file")
     if path.stat().st_size == 0:
         raise SourceError(f"{path} is empty (0 bytes)")
     if not os.access(path, os.R_OK):
         raise SourceError(f"{path} is not readable")
+
+
+def _unreachable(url: str) -> str:
+    """Why a network stream cannot be reached, in words, or '' when its host answers (or the URL names no host and
+    port to try). Told apart before OpenCV tries, which says only that it did not open."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443, "rtsp": 554, "rtmp": 1935}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        return f"stream {url}: the port is not a number"
+    if not parts.hostname or port is None:
+        return ""
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=OPEN_TIMEOUT_MS / 1000):
+            return ""
+    except ConnectionRefusedError:
+        return f"stream {url} refused the connection (nothing listens on {parts.hostname}:{port})"
+    except socket.gaierror:
+        return f"stream {url}: no such host {parts.hostname!r}"
+    except OSError as exc:
+        return f"stream {url} did not answer within {OPEN_TIMEOUT_MS / 1000:g} s ({exc.strerror or exc})"
 
 
 def _creation_time(path: Path) -> float | None:
@@ -145,7 +172,11 @@ class CaptureSource:
             problem = f"camera {camera} did not open (is it connected and free?)"
         else:
             name, live = url, True
-            problem = f"stream {url} did not answer within {OPEN_TIMEOUT_MS / 1000:g} s"
+            unreachable = _unreachable(url)
+            if unreachable:
+                raise SourceError(unreachable)
+            problem = (f"stream {url} answered, but with nothing OpenCV/FFmpeg can read as video within "
+                       f"{OPEN_TIMEOUT_MS / 1000:g} s")
         cap = self._open_capture()
         if not cap.isOpened():
             raise SourceError(problem)
@@ -154,6 +185,10 @@ class CaptureSource:
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
         count = count if count > 0 else None
         facts = ffmpeg.stream_facts(Path(video)) if video is not None else ffmpeg.StreamFacts()
+        if facts.still_image:
+            cap.release()
+            raise SourceError(f"{video} is a still picture ({facts.still_image}), not a video; score pictures with "
+                              "rat-monitor predict")
         self.deinterlaced = facts.interlaced
         if self.deinterlaced:  # OpenCV would hand back black frames; its header still gave rate and count
             size = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
