@@ -17,6 +17,8 @@ from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
 MAX_BODY = 1 << 20  # 1 MB: far more than any request these pages make
+IDLE_TIMEOUT_S = 30  # a connection that sends nothing for this long is closed (half-open ones held a thread each)
+MAX_JSON_DEPTH = 32  # the pages send objects a few levels deep
 DRAIN_LIMIT = 16 << 20  # a bigger body than this is not read at all: the connection is closed on it
 
 
@@ -75,10 +77,34 @@ class TokenServer:
         self.httpd.server_close()
 
 
+def _depth(raw: bytes) -> int:
+    """How deeply a JSON text nests (brackets outside strings), counted without parsing it: json.loads of
+    100,000 nested brackets overflows the stack."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 class Handler(BaseHTTPRequestHandler):
     dispatch: Callable[[Handler, str, str, dict], None]
     token: str
     protocol_version = "HTTP/1.1"
+    timeout = IDLE_TIMEOUT_S  # socketserver applies it to each connection
 
     def log_message(self, *args) -> None:  # the CLI is the only place that prints
         pass
@@ -101,8 +127,8 @@ class Handler(BaseHTTPRequestHandler):
     def body(self):
         """The request's JSON body (at most MAX_BODY)."""
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise RequestError("a body with a Content-Length is required", 411)
+        if length is None or not (length.isascii() and length.isdigit()):
+            raise RequestError("a body with a Content-Length (ASCII digits) is required", 411)
         if int(length) > MAX_BODY:
             # Read it away first (up to a limit): a client still sending would see a broken pipe, not the reason.
             left = int(length) if int(length) <= DRAIN_LIMIT else 0
@@ -110,9 +136,11 @@ class Handler(BaseHTTPRequestHandler):
                 left -= len(self.rfile.read(min(left, 1 << 16))) or left
             raise RequestError(f"the body is over {MAX_BODY // 1024} kB", 413)
         raw = self.rfile.read(int(length))
+        if _depth(raw) > MAX_JSON_DEPTH:
+            raise RequestError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
         try:
             return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
             raise RequestError("the body is not JSON") from None
 
     def _authorised(self, query: dict) -> bool:
@@ -151,6 +179,9 @@ class Handler(BaseHTTPRequestHandler):
             self.json(int(exc.status), {"error": str(exc)})
         except (BrokenPipeError, ConnectionResetError):  # the browser went away mid-answer
             self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - every request gets an answer, never a dropped connection
+            self.close_connection = True
+            self.json(500, {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's names
         self._route("GET")
@@ -166,3 +197,18 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:  # noqa: N802
         self._route("DELETE")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._route("PATCH")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._route("OPTIONS")
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a malformed request line or header, an unknown method) as JSON, like
+        every other answer, instead of its HTML page."""
+        self.close_connection = True
+        try:
+            self.json(int(code), {"error": message or HTTPStatus(code).phrase})
+        except (OSError, ValueError):
+            pass

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -47,12 +49,17 @@ def _video_id(video: Path) -> str:
     return f"{stem}-{hashlib.sha256(str(video.resolve()).encode()).hexdigest()[:6]}"
 
 
+MAX_BOXES = 20  # faces per frame: more is a mistake or an attack (1,000 boxes made 1,000 crop files)
+
+
 class Project:
     def __init__(self, root: Path):
         self.root = Path(root)
         self.frames_dir = self.root / "frames"
         self.crops_dir = self.root / "crops"
         self.scores_dir = self.root / "scores"
+        # One writer at a time in this process: two people saving at once raced while the crops were synced.
+        self.lock = threading.RLock()
 
     # -- creation ----------------------------------------------------------------------------------------
     @classmethod
@@ -67,7 +74,32 @@ class Project:
             atomic_write_text(project.root / "project.json",
                               json.dumps({"version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                           "videos": {}}, indent=2) + "\n")
+        project.rebuild_crops()
         return project
+
+    def rebuild_crops(self) -> int:
+        """Makes the crops what the labelled frames say they are (after a crash between a frame's record and its
+        crops, or a crop file lost): one pass over the crops, then each labelled frame's missing ones made.
+        Returns how many crops were made. Damaged frame records are left alone (they say so when asked for)."""
+        with self.lock:
+            by_frame: dict[str, set[str]] = {}
+            for path in self.crops_dir.glob("*.json"):
+                try:
+                    crop = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    path.unlink(missing_ok=True)  # a crop record cut short is derived data: made again below
+                    continue
+                if crop.get("frame") and (self.crops_dir / f"{crop['id']}.jpg").exists():
+                    by_frame.setdefault(crop["frame"], set()).add(crop["id"])
+            made = 0
+            for frame_id in self.frame_ids():
+                try:
+                    record = self.frame(frame_id)
+                except LabelError:
+                    continue
+                if record.get("status") == "labelled" and set(_crop_ids(record)) - by_frame.get(frame_id, set()):
+                    made += self._sync_crops(record)
+            return made
 
     def meta(self) -> dict:
         return json.loads((self.root / "project.json").read_text())
@@ -110,6 +142,10 @@ class Project:
     def save_frame(self, frame_id: str, body: object) -> dict:
         """A person's boxes and status for one frame: checked completely, then written at once. 'no_face'
         clears the boxes; 'labelled' with no boxes is refused (that is 'no_face'). Crops follow the boxes."""
+        with self.lock:
+            return self._save_frame(frame_id, body)
+
+    def _save_frame(self, frame_id: str, body: object) -> dict:
         record = self.frame(frame_id)
         if not isinstance(body, dict):
             raise LabelError("the body must be a JSON object {boxes, status}")
@@ -146,29 +182,33 @@ class Project:
                 "crops": len(crops), "scored_by": raters}
 
     # -- crops and scores -------------------------------------------------------------------------------
-    def _sync_crops(self, record: dict) -> None:
+    def _sync_crops(self, record: dict) -> int:
         """The crops of a frame are those of its labelled boxes: new boxes get a crop, removed boxes lose theirs
-        (their scores stay on disk but no longer count)."""
-        wanted = {}
-        for box in record["boxes"] if record["status"] == "labelled" else []:
-            digest = hashlib.sha256(f"{record['id']}|{box}".encode()).hexdigest()[:16]
-            wanted[digest] = box
+        (their scores stay on disk but no longer count). Returns how many crops were made."""
+        wanted = _crop_ids(record)
         for path in self.crops_dir.glob("*.json"):
-            crop = json.loads(path.read_text())
-            if crop["frame"] == record["id"] and crop["id"] not in wanted:
-                path.unlink()
+            try:
+                crop = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if crop.get("frame") == record["id"] and crop["id"] not in wanted:
+                path.unlink(missing_ok=True)
                 (self.crops_dir / f"{crop['id']}.jpg").unlink(missing_ok=True)
-        image = None
+        image, made = None, 0
         for cid, box in wanted.items():
-            if (self.crops_dir / f"{cid}.json").exists():
+            if (self.crops_dir / f"{cid}.json").exists() and (self.crops_dir / f"{cid}.jpg").exists():
                 continue
             if image is None:
                 image = cv2.imread(str(self.frames_dir / f"{record['id']}.jpg"))
+                if image is None:
+                    raise LabelError(f"the picture of frame {record['id']} is missing or damaged", 500)
             crop = cv2.resize(square_crop(image, np.array(box, np.float32)), (CROP_SIZE, CROP_SIZE),
                               interpolation=cv2.INTER_AREA)
             cv2.imwrite(str(self.crops_dir / f"{cid}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
             atomic_write_text(self.crops_dir / f"{cid}.json", json.dumps(
                 {"id": cid, "frame": record["id"], "box": box, "subject": record["subject"]}) + "\n")
+            made += 1
+        return made
 
     def add_crop(self, image: Path, subject: str, source: str) -> str | None:
         """A face crop from elsewhere (a `curate` folder) for scoring; None when it is already in the project."""
@@ -213,6 +253,10 @@ class Project:
 
     def save_score(self, rater: str, cid: str, body: object) -> dict:
         """One rater's scores of one crop: each AU 0/1/2, a pain level, or not scorable (then nothing else)."""
+        with self.lock:
+            return self._save_score(rater, cid, body)
+
+    def _save_score(self, rater: str, cid: str, body: object) -> dict:
         _check_rater(rater)
         self.crop(cid)
         if not isinstance(body, dict):
@@ -296,6 +340,12 @@ class Project:
         return out
 
 
+def _crop_ids(record: dict) -> dict[str, list]:
+    """The crop id of each labelled box of a frame record -> the box."""
+    return {hashlib.sha256(f"{record['id']}|{box}".encode()).hexdigest()[:16]: box
+            for box in (record["boxes"] if record.get("status") == "labelled" else [])}
+
+
 def _ids(folder: Path) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.json"))
 
@@ -306,9 +356,12 @@ def _record(folder: Path, kind: str, item: str) -> dict:
     if not ID_PATTERN.match(item or ""):
         raise LabelError(f"not a {kind} id: {item!r}", 400)
     path = folder / f"{item}.json"
-    if not path.exists():
-        raise LabelError(f"no {kind} {item}", 404)
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise LabelError(f"no {kind} {item}", 404) from None
+    except (OSError, ValueError):  # cut short or edited by hand: this record only, never the whole project
+        raise LabelError(f"the record of {kind} {item} is damaged ({path})", 500) from None
 
 
 def _check_rater(rater: str) -> None:
@@ -316,13 +369,19 @@ def _check_rater(rater: str) -> None:
         raise LabelError(f"give a rater name ({NAME_RULE}, up to 40)")
 
 
+def _pixel(v: object) -> bool:
+    """A finite number of pixels (an integer of hundreds of digits is not one: it overflowed a float)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e7 and math.isfinite(v)
+
+
 def _checked_boxes(boxes: object, width: int, height: int) -> list[list[float]]:
     if not isinstance(boxes, list):
         raise LabelError("boxes must be a list of [x0, y0, x1, y1]")
+    if len(boxes) > MAX_BOXES:
+        raise LabelError(f"{len(boxes)} boxes on one frame; at most {MAX_BOXES}")
     out = []
     for k, box in enumerate(boxes):
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                                  and np.isfinite(v) for v in box)):
+        if not (isinstance(box, list) and len(box) == 4 and all(_pixel(v) for v in box)):
             raise LabelError(f"box {k} must be four numbers [x0, y0, x1, y1]")
         x0, y0, x1, y1 = (float(v) for v in box)
         if not (x1 - x0 >= MIN_BOX_PX and y1 - y0 >= MIN_BOX_PX):
