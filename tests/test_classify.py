@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -136,7 +137,8 @@ def test_loso_never_shares_an_animal(small_dataset, monkeypatch):
         return original(self, idx, y, groups)
 
     monkeypatch.setattr(Trainer, "fit", spy)
-    result = evaluate_loso(small_dataset, "lbp-svm", "binary")
+    pain_only = dataclasses.replace(small_dataset, aus=None)  # the folds are the point, not the AU heads (faster)
+    result = evaluate_loso(pain_only, "lbp-svm", "binary")
     assert [f["subject"] for f in result["folds"]] == ["rat01", "rat02", "rat03", "rat04"]
     for fold, train_subjects in zip(result["folds"], seen):
         assert fold["subject"] not in train_subjects and len(train_subjects) == 3

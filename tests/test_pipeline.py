@@ -153,7 +153,7 @@ def test_alert_on_the_onset_sample_and_never_on_the_control(tmp_path):
     (2-4 allowed); the control never alerts. The smoothed curve follows the truth's share of painful frames."""
     alert_cmd = f"cat > {tmp_path / 'alert.json'}"
     result = runner.invoke(app, ["analyze", str(SAMPLES / "albino_onset.mp4"), str(SAMPLES / "albino_control.mp4"),
-                                 "--out", str(tmp_path), "--quiet", "--on-alert", alert_cmd])
+                                 "--out", str(tmp_path), "--quiet", "--on-alert", alert_cmd, "--workers", "2"])
     assert result.exit_code == 0, result.output
     onset = read_rows(tmp_path / "albino_onset" / "timeline.csv")
     raised = [json.loads(line) for line in (tmp_path / "albino_onset" / "alerts.jsonl").read_text().splitlines()]

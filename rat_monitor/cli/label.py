@@ -136,7 +136,7 @@ def label_train(
     """Fine-tune the face detector on the project's labelled frames (from its last detector, else the bundled
     one) into PROJECT/models/detector-N, refill the boxes of the frames not yet labelled with it, and train a
     pain classifier (evaluated by animal) once enough crops of enough animals are scored: mobilenet-linear
-    (ImageNet features) below 200 scored crops per animal when its weights are installed, else lbp-svm.
+    (ImageNet features) below 50 scored crops per animal when its weights are installed, else lbp-svm.
 
     [bold]Example:[/] rat-monitor label train my_labels/
     """

