@@ -183,3 +183,14 @@ def test_clock_time_from_start_time_and_one_aligned_time_axis(report, short_vide
     assert shared.exit_code == 0
     bad = runner.invoke(app, ["analyze", str(short_video), "--out", str(tmp_path / "x"), "--start-time", "noon"])
     assert bad.exit_code == 2 and "ISO 8601" in bad.output
+
+
+def test_names_and_titles_reach_the_report_as_text_never_markup(report, tmp_path):
+    """A --title (or a video's name) with markup is shown as written, never run in the reader's browser."""
+    hostile = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(report.parent / "short"), "--out", str(out), "--title", hostile])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    assert "<img src=x" not in page
