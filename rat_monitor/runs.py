@@ -34,6 +34,7 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
     if state == "partial":
         start_epoch = start_epoch or recorded_start(run_dir)
         earlier, resume_s = prepare_resume(run_dir, classifier.action_units)
+    size_at_start = Path(video).stat().st_size if Path(video).is_file() else None
     # The source is opened before a new run folder is made: an unreadable input leaves no empty folder behind.
     source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S), start_epoch=start_epoch)
     if state != "partial":
@@ -56,11 +57,14 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
                 annotated, annotator = annotator.close(), None
                 result.totals.annotated_frames = annotated
             truncated = source.truncated and not result.totals.interrupted
-            writer.close(pipe.run_info({"command": "analyze", "truncated": truncated,
+            # A file still being recorded grows while it is read: the run is not complete, and --resume later
+            # goes on from where it stopped instead of skipping the rest.
+            grew = size_at_start is not None and Path(video).stat().st_size != size_at_start
+            writer.close(pipe.run_info({"command": "analyze", "truncated": truncated, "file_grew_while_read": grew,
                                         "decode_errors": source.decode_errors, "frames_lost_in_file": source.clock.lost,
                                         "deinterlaced": source.deinterlaced, "resumed_from_s": resume_s or None,
                                         "time_discontinuities": source.clock.discontinuities,
-                                        "complete": not (truncated or result.totals.interrupted)}))
+                                        "complete": not (truncated or grew or result.totals.interrupted)}))
         if truncated:
             raise SourceError(f"{video} ends after {source.frames_read} of the {source.info.frame_count} frames its "
                               f"header promises (cut short or corrupt); the minutes read are kept in {run_dir}")

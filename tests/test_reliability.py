@@ -583,3 +583,33 @@ def test_inputs_that_are_not_what_they_seem_are_named_and_leave_no_run_folder(tm
         server.close()
     assert garbage.exit_code == 3 and "answered, but" in garbage.output, garbage.output
     assert not (tmp_path / "w").exists()
+
+
+def test_a_file_still_being_recorded_is_not_marked_complete(short_video, tmp_path):
+    """A file that grows while it is read (a recording in progress) ends as not complete, says so, and --resume
+    later goes on instead of skipping it as finished."""
+    import shutil
+    import threading
+
+    video = tmp_path / "recording.mp4"
+    shutil.copyfile(short_video, video)
+    out = tmp_path / "runs"
+    timeline = out / "recording" / "timeline.csv"
+
+    def keep_recording():
+        deadline = time.time() + 60
+        while time.time() < deadline and not timeline.exists():
+            time.sleep(0.02)
+        with open(video, "ab") as f:  # more bytes arrive while the run reads the file
+            f.write(b"\0" * 4096)
+
+    writer = threading.Thread(target=keep_recording)
+    writer.start()
+    result = runner.invoke(app, ["analyze", str(video), "--out", str(out)])
+    writer.join()
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "recording" / "run.json").read_text())
+    assert info["file_grew_while_read"] is True and info["complete"] is False
+    assert "still being recorded" in result.output
+    again = runner.invoke(app, ["analyze", str(video), "--out", str(out), "--resume"])
+    assert again.exit_code == 0 and "already complete" not in again.output

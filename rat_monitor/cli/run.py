@@ -92,6 +92,9 @@ def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool
 def _source_remarks(info: dict) -> list[str]:
     """What the decoder had to mend in a file, in words (the numbers are in run.json)."""
     remarks = []
+    if info.get("file_grew_while_read"):
+        remarks.append("the file grew while it was read (still being recorded?): the run is kept as not complete; "
+                       "analyze it again with --resume once the recording has finished")
     if info.get("deinterlaced"):
         remarks.append("interlaced video, decoded through ffmpeg's deinterlacer")
     lost = info.get("frames_lost_in_file") or 0
