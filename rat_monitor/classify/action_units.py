@@ -72,6 +72,17 @@ def region_features(crops: list[np.ndarray], settings: RegionSettings = RegionSe
 COMPONENTS = 128
 
 
+def labelled(aus: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows with action unit J scored and their scores; refused (DatasetError) when fewer than two different
+    scores are there to learn from."""
+    known = np.isfinite(aus[:, j])
+    y = aus[known, j].astype(np.int64)
+    if len(np.unique(y)) < 2:
+        raise DatasetError(f"action unit {ACTION_UNITS[j]!r} needs at least two different scores among the labelled "
+                           f"training images, it has {sorted(set(y.tolist())) or 'none'}")
+    return known, y
+
+
 class AuScorer:
     """fit(region features, AU labels with NaN, groups=subjects) / predict_scores -> (N, 4) expected scores."""
 
@@ -81,12 +92,8 @@ class AuScorer:
 
     def fit(self, feats: np.ndarray, aus: np.ndarray, groups=None) -> AuScorer:
         self.estimators_ = []
-        for j, name in enumerate(ACTION_UNITS):
-            known = np.isfinite(aus[:, j])
-            y = aus[known, j].astype(np.int64)
-            if len(np.unique(y)) < 2:
-                raise DatasetError(f"action unit {name!r} needs at least two different scores among the labelled "
-                                   f"training images, it has {sorted(set(y.tolist())) or 'none'}")
+        for j in range(len(ACTION_UNITS)):
+            known, y = labelled(aus, j)
             g = None if groups is None else np.asarray(groups)[known]
             self.estimators_.append(LbpSvmClassifier(n_jobs=self.n_jobs, components=self.components).fit(
                 feats[known, j], y, groups=g))

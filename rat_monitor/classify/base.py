@@ -84,6 +84,24 @@ def card_int(value: object, low: int, high: int, what: str) -> int:
     return value
 
 
+def card_record(training: dict, metrics: dict | None, familiarity_card: dict | None) -> dict:
+    """The card fields every classifier kind writes alike: familiarity, training data, figures, the synthetic
+    caveat, versions and date."""
+    import platform
+    import time
+
+    import sklearn
+
+    from ..models import SYNTHETIC_CAVEAT
+
+    return {"familiarity": familiarity_card, "training": training, "metrics": metrics or {},
+            "synthetic": bool(training.get("synthetic", False)),
+            "caveat": SYNTHETIC_CAVEAT if training.get("synthetic") else "",
+            "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__,
+                         "python": platform.python_version()},
+            "created": time.strftime("%Y-%m-%d")}
+
+
 def safe_load_tensors(path: Path) -> dict[str, np.ndarray]:
     """Loads a safetensors file as numpy arrays; anything else (a pickle, a truncated file) is refused."""
     try:

@@ -6,19 +6,16 @@ features. Training (Backend), saving with its card, and the saved model run in n
 
 from __future__ import annotations
 
-import platform
-import time
 from pathlib import Path
 
 import numpy as np
-import sklearn
 from safetensors.numpy import save_file
 
-from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
+from ..models import read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
 from .action_units import AuScorer, RegionSettings, region_features, scores_from
-from .base import (Fitted, TrainOptions, card_binary, card_int, class_names, load_familiarity, safe_load_tensors,
-                   save_familiarity, to_predictions, to_three)
+from .base import (Fitted, TrainOptions, card_binary, card_int, card_record, class_names, load_familiarity,
+                   safe_load_tensors, save_familiarity, to_predictions, to_three)
 from .familiarity import fit_grouped
 from .features import LbpFeatures
 from .svm import LbpSvmClassifier, SvmArrays
@@ -90,13 +87,7 @@ def save(fitted: Fitted, out_dir: Path, task: str, training: dict, metrics: dict
                      "lbp": "uniform, 8 neighbours, Hellinger-normalised cell histograms"},
         "hyperparameters": {k: float(v) for k, v in estimator.best_params_.items()},
         "action_units": action_units,
-        "familiarity": familiarity_card,
-        "training": training,
-        "metrics": metrics or {},
-        "synthetic": bool(training.get("synthetic", False)),
-        "caveat": SYNTHETIC_CAVEAT if training.get("synthetic") else "",
-        "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "python": platform.python_version()},
-        "created": time.strftime("%Y-%m-%d"),
+        **card_record(training, metrics, familiarity_card),
     }
     return write_card(out_dir, card, files)
 

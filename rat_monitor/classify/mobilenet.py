@@ -14,23 +14,21 @@ saved model runs with ONNX Runtime and numpy only.
 
 from __future__ import annotations
 
-import platform
 import shutil
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import sklearn
 from safetensors.numpy import save_file
 
-from ..errors import DatasetError, ModelError
+from ..errors import ModelError
 from ..imaging import rgb_batch
-from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
+from ..models import read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
-from .base import (Fitted, TrainOptions, card_binary, card_int, class_names, load_familiarity, safe_load_tensors,
-                   save_familiarity, to_predictions, to_three)
+from .base import (Fitted, TrainOptions, card_binary, card_int, card_record, class_names, load_familiarity,
+                   safe_load_tensors, save_familiarity, to_predictions, to_three)
+from .action_units import labelled
 from .familiarity import fit_grouped
 
 KIND = "mobilenet-linear"
@@ -160,12 +158,8 @@ class LinearHead:
 def fit_au_heads(feats: np.ndarray, aus: np.ndarray, groups: np.ndarray) -> list[LinearHead]:
     """One head per action unit on the crops with that AU labelled (the others are left out of its training)."""
     heads = []
-    for j, name in enumerate(ACTION_UNITS):
-        known = np.isfinite(aus[:, j])
-        y = aus[known, j].astype(np.int64)
-        if len(np.unique(y)) < 2:
-            raise DatasetError(f"action unit {name!r} needs at least two different scores among the labelled "
-                               f"training images, it has {sorted(set(y.tolist())) or 'none'}")
+    for j in range(len(ACTION_UNITS)):
+        known, y = labelled(aus, j)
         heads.append(LinearHead().fit(feats[known], y, groups[known], scoring="neg_mean_absolute_error"))
     return heads
 
@@ -256,12 +250,6 @@ def save(fitted: Fitted, feature_file: Path, out_dir: Path, task: str, training:
         "hyperparameters": {"pain_C": pain.C_, **{f"{name}_C": h.C_ for name, h in zip(ACTION_UNITS, au_heads)}},
         "action_units": {"names": list(ACTION_UNITS), "estimator": "one multinomial logistic regression per action "
                          "unit on the same features; score = expected value of P(0, 1, 2)"} if au_heads else None,
-        "familiarity": familiarity_card,
-        "training": training,
-        "metrics": metrics or {},
-        "synthetic": bool(training.get("synthetic", False)),
-        "caveat": SYNTHETIC_CAVEAT if training.get("synthetic") else "",
-        "versions": {"scikit-learn": sklearn.__version__, "numpy": np.__version__, "python": platform.python_version()},
-        "created": time.strftime("%Y-%m-%d"),
+        **card_record(training, metrics, familiarity_card),
     }
     return write_card(out_dir, card, [FEATURE_FILE, HEADS_FILE, *familiarity_files])
