@@ -322,6 +322,8 @@ def test_a_training_round_is_checked_on_held_out_frames_and_says_so(project, tmp
     assert frames[3]["id"] not in card["training"]["frames"] and len(card["training"]["frames"]) == 3
     assert {"held_out", "held_out_rat-face-detector"} <= set(card["metrics"])
     assert card["metrics"]["held_out"]["frames"] == 1 and "held-out" in card["caveat"] and not card["synthetic"]
+    shown = Project.open(project.root).progress()["detector"]  # what the boxes page says of it
+    assert shown["name"] == "detector-1" and shown["held_out"]["frames"] == 1 and "held-out" in shown["caveat"]
 
 
 def test_crops_from_a_blind_curation_join_the_scoring_queue_with_their_animal(short_video, tmp_path):

@@ -6,7 +6,6 @@ pain classifier on the scored crops once there are enough of them, evaluated by 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,12 +16,6 @@ from .project import Project
 FRAMES_PER_EPOCH = 64  # a few labelled frames are shown several times per epoch
 MIN_CROPS, MIN_ANIMALS = 20, 3  # below this a classifier's by-animal figures mean nothing
 PRETRAINED_BELOW = 50  # scored crops per animal below which mobilenet-linear is trained (learning curve, README)
-
-
-def detectors(project: Project) -> list[Path]:
-    """The project's fine-tuned detectors, oldest first."""
-    found = [p for p in (project.root / "models").glob("detector-*") if re.fullmatch(r"detector-\d+", p.name)]
-    return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
 
 def fine_tune_detector(yolo: Path, out: Path, init: Path, epochs: int, seed: int = 0, synthetic: int = 0,
@@ -79,7 +72,7 @@ def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: in
     from ..detect import load_detector
     from ..models import DEFAULT_DETECTOR, resolve
 
-    earlier = detectors(project)
+    earlier = project.detectors()
     number = int(earlier[-1].name.split("-")[1]) + 1 if earlier else 1
     init = earlier[-1] if earlier else resolve(DEFAULT_DETECTOR, "face-detector")
     train_ids, held_ids, how = split_held_out(project.frames())

@@ -179,7 +179,25 @@ class Project:
         crops = self.crop_ids()
         raters = {r: len(self._scores_of(r)) for r in self.raters()}
         return {"frames": sum(counts.values()), **counts, "done": counts["labelled"] + counts["no_face"],
-                "crops": len(crops), "scored_by": raters}
+                "crops": len(crops), "scored_by": raters, "detector": self.detector_check()}
+
+    def detectors(self) -> list[Path]:
+        """The project's fine-tuned detectors (models/detector-N), oldest first."""
+        found = [p for p in (self.root / "models").glob("detector-*") if re.fullmatch(r"detector-\d+", p.name)]
+        return sorted(found, key=lambda p: int(p.name.split("-")[1]))
+
+    def detector_check(self) -> dict | None:
+        """What the latest fine-tuned detector was checked on (its card's held-out figures and caveat), for the
+        boxes page; None before the first `label train`."""
+        latest = self.detectors()[-1:] or [None]
+        if latest[0] is None:
+            return None
+        try:
+            card = json.loads((latest[0] / "card.json").read_text())
+        except (OSError, ValueError):
+            return {"name": latest[0].name, "held_out": None, "caveat": "its card.json cannot be read"}
+        return {"name": latest[0].name, "held_out": (card.get("metrics") or {}).get("held_out"),
+                "caveat": card.get("caveat", "")}
 
     # -- crops and scores -------------------------------------------------------------------------------
     def _sync_crops(self, record: dict) -> int:
