@@ -475,6 +475,8 @@ def test_a_dataset_with_one_class_is_a_dataset_error(tmp_path):
     ["analyze", "VIDEO", "--overwrite", "--resume", "--out", "{tmp}/r"],
     ["analyze", "VIDEO", "--workers", "2", "--scheduler", "tcp://127.0.0.1:1", "--out", "{tmp}/r"],
     ["curate", "VIDEO", "--subject", "rat1", "--subject-from", "(rat\\d+)", "--out", "{tmp}/c"],
+    ["analyze", "VIDEO", "--start-time", "9999-12-31T23:59:59", "--out", "{tmp}/r"],
+    ["analyze", "VIDEO", "--start-time", "0001-01-01T00:00:00", "--out", "{tmp}/r"],
 ])
 def test_numbers_out_of_range_and_contradictions_get_exit_2_and_one_line(short_video, tmp_path, args):
     result = runner.invoke(app, [a.replace("VIDEO", str(short_video)).replace("{tmp}", str(tmp_path / "w"))

@@ -189,7 +189,11 @@ def clock_time(text: str, option: str) -> float:
     import datetime as dt
 
     try:
-        return dt.datetime.fromisoformat(text.strip()).astimezone().timestamp()
-    except ValueError:
+        when = dt.datetime.fromisoformat(text.strip()).astimezone()
+    except (ValueError, OverflowError):
         raise ConfigError(f"{option} {text!r} is not a date and time like 2026-11-29T14:05 (ISO 8601, local time "
                           "unless a zone is given)") from None
+    # Recordings lie between the first video cameras and the far future; a run's minutes must stay in the calendar.
+    if not 1900 <= when.year <= 2999:
+        raise ConfigError(f"{option} {text!r}: the year must be between 1900 and 2999")
+    return when.timestamp()
