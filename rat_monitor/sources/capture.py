@@ -172,14 +172,12 @@ class CaptureSource:
             problem = f"camera {camera} did not open (is it connected and free?)"
         else:
             name, live = url, True
-            unreachable = _unreachable(url)
-            if unreachable:
-                raise SourceError(unreachable)
-            problem = (f"stream {url} answered, but with nothing OpenCV/FFmpeg can read as video within "
-                       f"{OPEN_TIMEOUT_MS / 1000:g} s")
+            problem = ""  # found out below, only when it fails: a probe connection could take a one-client server
         cap = self._open_capture()
         if not cap.isOpened():
-            raise SourceError(problem)
+            raise SourceError(problem or _unreachable(url) or (
+                f"stream {url} answered, but with nothing OpenCV/FFmpeg can read as video within "
+                f"{OPEN_TIMEOUT_MS / 1000:g} s"))
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = fps if fps and 1 <= fps <= 1000 else 30.0
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
