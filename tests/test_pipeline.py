@@ -177,8 +177,12 @@ def test_ctrl_c_or_sigterm_stops_a_batch_marks_the_video_interrupted_and_exits_1
     and the command exits 130 promptly, with one process or with workers."""
     names = ["albino_onset", "albino_control", "hooded_hard"]
     videos = [str(SAMPLES / f"{n}.mp4") for n in names]
+    def own_group_with_ctrl_c():  # a CI job started in the background has SIGINT ignored: give it back, as a terminal
+        os.setsid()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
     proc = subprocess.Popen(RM + ["analyze", *videos, "--out", str(tmp_path), "--quiet", "--workers", str(workers)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=own_group_with_ctrl_c)
     running = names[:workers]
     deadline = time.time() + 120
     while time.time() < deadline and not all((tmp_path / n / "timeline.csv").exists() for n in running):
