@@ -43,6 +43,11 @@ def given_crops(paths: list[Path]) -> Iterator[Face]:
         yield path, None, img, error
 
 
+def _cut(path: Path, image: np.ndarray, box) -> Face:
+    """The face in BOX cut as the pipeline cuts and stores it (the JPEG a run folder would keep)."""
+    return path, np.asarray(box, np.float64), as_stored(square_crop(image, box))[0], ""
+
+
 def found_faces(paths: list[Path], detector: FaceDetector) -> Iterator[Face]:
     """Each face the detector finds in each whole frame, cut as the pipeline cuts it; a frame with none gets one
     row saying so."""
@@ -55,7 +60,7 @@ def found_faces(paths: list[Path], detector: FaceDetector) -> Iterator[Face]:
         if not len(found.boxes):
             yield path, None, None, NO_FACE[0]
         for box in found.boxes:
-            yield path, np.asarray(box, np.float64), as_stored(square_crop(img, box))[0], ""
+            yield _cut(path, img, box)
 
 
 def labelled_faces(root: Path) -> Iterator[Face]:
@@ -67,7 +72,7 @@ def labelled_faces(root: Path) -> Iterator[Face]:
         if not len(sample.boxes):
             yield sample.path, None, None, NO_FACE[1]
         for box in sample.boxes:
-            yield sample.path, np.asarray(box, np.float64), as_stored(square_crop(sample.image, box))[0], ""
+            yield _cut(sample.path, sample.image, box)
 
 
 def predict_faces(faces: Iterable[Face], classifier: PainClassifier) -> Iterator[tuple[Path, np.ndarray | None,

@@ -27,6 +27,7 @@ CAUSAL_WEIGHTS = (1.0, 0.5, 0.25, 0.125)  # this minute, one before, two before,
 # (Oliver et al. 2014, PLoS One 9(5): e97882; sensitivity 84.6%, specificity 88.6%).
 RGS_INTERVENTION = 0.67
 RGS_SOURCE = "Oliver et al. 2014, PLoS One 9(5): e97882"
+RULE_NAMES = {"p_pain": "P(pain)", "rgs": "RGS"}  # alert_rule's keys, as people read them
 
 
 @dataclass

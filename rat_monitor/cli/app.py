@@ -86,7 +86,9 @@ CONFLICTS = (("overwrite", "resume", "--overwrite starts the run again, --resume
              ("subject", "subject_from", "--subject names one animal for every video, --subject-from reads it "
                                          "from each file name: give one"),
              ("workers", "scheduler", "--workers runs videos in processes here, --scheduler sends them to a Dask "
-                                      "cluster: give one"))
+                                      "cluster: give one"),
+             ("yolo", "paths", "--yolo DIR scores the faces labelled there: give no image paths with it"),
+             ("yolo", "detect", "--yolo DIR cuts the labelled faces: --detect would find them again; give one"))
 
 
 def _given(name: str, value) -> bool:
@@ -167,8 +169,9 @@ def fire_alert(command: str | None, record: dict, where: str = "") -> None:
     from ..sinks.alerts import run_alert_command
 
     rgs = f", RGS {record['rgs']:.2f}" if record.get("rgs") is not None else ""
-    names = {"p_pain": "P(pain)", "rgs": "RGS"}
-    rule = f" ({' and '.join(names.get(k, k) for k in record['rule'].split('+'))} rule)" if record.get("rule") else ""
+    from ..timeline import RULE_NAMES
+
+    rule = f" ({' and '.join(RULE_NAMES.get(k, k) for k in record['rule'].split('+'))} rule)" if record.get("rule") else ""
     err.print(f"[bold red]ALERT[/]{rule} {where}minute {record['minute']}: smoothed P(pain) "
               f"{record['pain_prob_smoothed']:.2f}{rgs}", highlight=False)
     if command:

@@ -149,8 +149,6 @@ def predict(
     from ..predict import NO_FACE, expand_images, found_faces, given_crops, labelled_faces, predict_faces
     from ..sinks.files import score_columns, score_row
 
-    if yolo is not None and (paths or detect):
-        raise ConfigError("--yolo DIR scores the faces labelled there: give no image paths and no --detect with it")
     if yolo is None and not paths:
         raise ConfigError("give face-crop images or folders (whole frames with --detect), or --yolo DIR")
     if out_path.exists():

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import DatasetError
@@ -75,10 +75,10 @@ class Dataset:
                     "animal's id in the subject column (curate --subject / --subject-from)")
         return None
 
-    def check_no_repeats(self) -> None:
-        """Refuses (DatasetError) a dataset in which one image (the same bytes) is listed more than once: under two
-        animals, a held-out animal is scored on an image the model was trained on (a fold at 1.000 that means
-        nothing); under one, it is counted twice."""
+    @cached_property
+    def repeated_rows(self) -> list[list[int]]:
+        """Groups of rows whose files hold the same bytes; hashed once per dataset (a learning curve evaluates
+        many subsets of one)."""
         by_content: dict[str, list[int]] = {}
         for i, path in enumerate(self.paths):
             try:
@@ -86,7 +86,13 @@ class Dataset:
             except OSError:
                 continue  # an unreadable file is reported where it is read
             by_content.setdefault(digest, []).append(i)
-        repeats = [rows for rows in by_content.values() if len(rows) > 1]
+        return [rows for rows in by_content.values() if len(rows) > 1]
+
+    def check_no_repeats(self) -> None:
+        """Refuses (DatasetError) a dataset in which one image (the same bytes) is listed more than once: under two
+        animals, a held-out animal is scored on an image the model was trained on (a fold at 1.000 that means
+        nothing); under one, it is counted twice."""
+        repeats = self.repeated_rows
         if not repeats:
             return
         across = [rows for rows in repeats if len(set(self.subjects[rows].tolist())) > 1]

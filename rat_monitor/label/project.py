@@ -83,12 +83,7 @@ class Project:
         Returns how many crops were made. Damaged frame records are left alone (they say so when asked for)."""
         with self.lock:
             by_frame: dict[str, set[str]] = {}
-            for path in self.crops_dir.glob("*.json"):
-                try:
-                    crop = json.loads(path.read_text())
-                except (OSError, ValueError):
-                    path.unlink(missing_ok=True)  # a crop record cut short is derived data: made again below
-                    continue
+            for crop in self._crop_records(drop_damaged=True):  # derived data: a damaged one is made again below
                 if crop.get("frame") and (self.crops_dir / f"{crop['id']}.jpg").exists():
                     by_frame.setdefault(crop["frame"], set()).add(crop["id"])
             made = 0
@@ -189,28 +184,34 @@ class Project:
     def detector_check(self) -> dict | None:
         """What the latest fine-tuned detector was checked on (its card's held-out figures and caveat), for the
         boxes page; None before the first `label train`."""
-        latest = self.detectors()[-1:] or [None]
-        if latest[0] is None:
+        found = self.detectors()
+        if not found:
             return None
+        latest = found[-1]
         try:
-            card = json.loads((latest[0] / "card.json").read_text())
+            card = json.loads((latest / "card.json").read_text())
         except (OSError, ValueError):
-            return {"name": latest[0].name, "held_out": None, "caveat": "its card.json cannot be read"}
-        return {"name": latest[0].name, "held_out": (card.get("metrics") or {}).get("held_out"),
+            return {"name": latest.name, "held_out": None, "caveat": "its card.json cannot be read"}
+        return {"name": latest.name, "held_out": (card.get("metrics") or {}).get("held_out"),
                 "caveat": card.get("caveat", "")}
+
+    def _crop_records(self, drop_damaged: bool = False):
+        """The readable crop records; a damaged one (cut short) is skipped, or removed with drop_damaged."""
+        for path in self.crops_dir.glob("*.json"):
+            try:
+                yield json.loads(path.read_text())
+            except (OSError, ValueError):
+                if drop_damaged:
+                    path.unlink(missing_ok=True)
 
     # -- crops and scores -------------------------------------------------------------------------------
     def _sync_crops(self, record: dict) -> int:
         """The crops of a frame are those of its labelled boxes: new boxes get a crop, removed boxes lose theirs
         (their scores stay on disk but no longer count). Returns how many crops were made."""
         wanted = _crop_ids(record)
-        for path in self.crops_dir.glob("*.json"):
-            try:
-                crop = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
+        for crop in self._crop_records():
             if crop.get("frame") == record["id"] and crop["id"] not in wanted:
-                path.unlink(missing_ok=True)
+                (self.crops_dir / f"{crop['id']}.json").unlink(missing_ok=True)
                 (self.crops_dir / f"{crop['id']}.jpg").unlink(missing_ok=True)
         image, made = None, 0
         for cid, box in wanted.items():

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..tables import read_rows
 from .files import pain_levels
 from ..models import SYNTHETIC_CAVEAT
-from ..timeline import RGS_INTERVENTION, RGS_SOURCE
+from ..timeline import RGS_INTERVENTION, RGS_SOURCE, RULE_NAMES
 from ..types import ACTION_UNITS, AU_FIELDS
 
 MAX_THUMBNAILS = 600  # per run; every crop stays in the run folder
@@ -170,7 +170,7 @@ def _unknown_why(rows: list[dict]) -> str:
 
 def _rule_words(rules: set[str]) -> str:
     """' (P(pain) rule and RGS rule)': which rules held an alert episode on; '' for runs that did not record it."""
-    names = [name for key, name in (("p_pain", "P(pain) rule"), ("rgs", "RGS rule")) if key in rules]
+    names = [f"{name} rule" for key, name in RULE_NAMES.items() if key in rules]
     return f" ({' and '.join(names)})" if names else ""
 
 

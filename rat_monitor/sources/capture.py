@@ -50,7 +50,8 @@ def _check_video_path(path: Path) -> None:
 
 def _unreachable(url: str) -> str:
     """Why a network stream cannot be reached, in words, or '' when its host answers (or the URL names no host and
-    port to try). Told apart before OpenCV tries, which says only that it did not open."""
+    port to try). Asked only after OpenCV failed to open it (OpenCV says no more than that): a probe connection
+    first could take the only client a one-client server accepts."""
     import socket
     from urllib.parse import urlsplit
 
