@@ -14,6 +14,7 @@ _INTERLACED = re.compile(r"\b(top|bottom)( coded)? first\b")
 _RATE = re.compile(r"([\d.]+) fps\b")
 _BASE_RATE = re.compile(r"([\d.]+k?) tbr\b")
 _INPUT = re.compile(r"Input #0, ([\w,]+?), from ")
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
 
 
 @functools.cache
@@ -34,6 +35,7 @@ class StreamFacts:
     interlaced: bool = False  # stored as fields (broadcast cameras, DVD, many DVRs)
     variable_rate: bool = False  # average frame rate differs from the base rate (phones, screen recorders)
     still_image: str = ""  # the format of a still picture (a JPEG named .mp4 reads as a one-frame "video")
+    duration_s: float | None = None  # what plays: an edit list (a stream-copied cut) hides pre-roll frames
 
 
 def stream_facts(path: Path) -> StreamFacts:
@@ -48,15 +50,19 @@ def stream_facts(path: Path) -> StreamFacts:
                                timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return StreamFacts()
-    still = ""
+    still, duration = "", None
     for line in probe.stderr.decode(errors="replace").splitlines():
+        length = _DURATION.search(line)
+        if length and duration is None:
+            duration = int(length[1]) * 3600 + int(length[2]) * 60 + float(length[3])
         container = _INPUT.match(line)
         if container and (container[1] == "image2" or container[1].endswith("_pipe")):
             still = container[1]  # ffmpeg's image demuxers: image2, jpeg_pipe, png_pipe, ...
         if "Video:" in line:
             average, base = _RATE.search(line), _BASE_RATE.search(line)
             variable = bool(average and base and abs(float(average[1]) / _number(base[1]) - 1) > 0.01)
-            return StreamFacts(interlaced=bool(_INTERLACED.search(line)), variable_rate=variable, still_image=still)
+            return StreamFacts(interlaced=bool(_INTERLACED.search(line)), variable_rate=variable, still_image=still,
+                               duration_s=duration)
     return StreamFacts()
 
 

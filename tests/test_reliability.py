@@ -279,6 +279,19 @@ def test_video_cut_in_half_keeps_the_minutes_read(long_video, tmp_path):
     assert len(rows) >= 1 and int(rows[0]["frames"]) == 900
 
 
+def test_a_stream_copied_cut_is_read_to_its_end_not_called_corrupt(short_video, tmp_path):
+    """`ffmpeg -ss T -c copy` keeps the frames from the keyframe before T and hides them with an edit list: the
+    header counts them, a reader never gets them. The cut is whole: analysed to its end, exit 0."""
+    cut = tmp_path / "cut.mp4"
+    subprocess.run([FFMPEG, "-v", "error", "-ss", "7.3", "-i", str(short_video), "-t", "20", "-c", "copy", str(cut)],
+                   check=True)
+    proc = _analyze(cut, tmp_path / "runs")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads((tmp_path / "runs" / "cut" / "run.json").read_text())
+    assert run["complete"] and abs(run["inputs"]["frame_count"] - 300) <= 10  # cut at packets, not frames
+    assert abs(run["inputs"]["duration_s"] - 20) < 0.5
+
+
 def test_zero_frame_video(tmp_path):
     empty = tmp_path / "zero.mp4"
     _ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x64:d=1", "-frames:v", "0", "-c:v", "libx264", empty)

@@ -184,6 +184,10 @@ class CaptureSource:
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if not live else 0
         count = count if count > 0 else None
         facts = ffmpeg.stream_facts(Path(video)) if video is not None else ffmpeg.StreamFacts()
+        if count and facts.duration_s and count > facts.duration_s * fps * 1.02 + 2:
+            # The header counts the frames stored, but an edit list plays fewer: `ffmpeg -ss T -c copy` keeps
+            # the frames from the keyframe before T and hides them. What plays is what a reader gets.
+            count = max(1, round(facts.duration_s * fps))
         if facts.still_image:
             cap.release()
             raise SourceError(f"{video} is a still picture ({facts.still_image}), not a video; score pictures with "
