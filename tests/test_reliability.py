@@ -181,6 +181,10 @@ def test_lost_stream_is_given_up_with_exit_3_and_its_time_in_the_timeline(short_
     assert info["outages_s"] and info["source_given_up_at_s"] >= 4
     # the time spent retrying is in the timeline: it ends when the source was given up
     assert float(rows[-1]["end_s"]) >= info["source_given_up_at_s"] - 0.5
+    # and the message promises source_lost rows only where there are some (a loss inside minute 0 leaves none)
+    lost_rows = sum(r["status"] == "source_lost" for r in rows)
+    assert (f"{lost_rows} minute(s) without frames are source_lost rows" in stderr) == (lost_rows > 0), stderr
+    assert ("no source_lost row" in stderr) == (lost_rows == 0)
 
 
 def _ffmpeg(*args):

@@ -167,8 +167,17 @@ def _watch_one(name, source, out_dir, det, clf, run_settings, overwrite, resume,
     out.print(f"{stopped}{t.frames} frames, {t.minutes} minute(s), {t.scored_frames} scored, {t.dropped_frames} "
               f"dropped → {out_dir}/timeline.csv", highlight=False)
     if source.given_up_at_s is not None:
-        raise SourceError(f"the source was lost and given up after {give_up:g} s of retrying; the minutes until then "
-                          f"are source_lost rows in {out_dir}/timeline.csv")
+        raise SourceError(f"the source was {_given_up(result, source, give_up)} ({out_dir}/timeline.csv)")
+
+
+def _given_up(result: RunResult, source, give_up: float) -> str:
+    """What a given-up source left in its timeline, as it is: source_lost rows only where whole minutes had no
+    frame (a loss inside a minute that has frames leaves none; run.json's outages_s has every loss)."""
+    lost = sum(r.status == "source_lost" for r in result.rows)
+    rows = (f"{lost} minute(s) without frames are source_lost rows" if lost else
+            "no minute went without frames, so no source_lost row; the outage is in run.json (outages_s)")
+    return (f"lost and given up after {give_up:g} s of retrying; the timeline ends at {source.given_up_at_s:.0f} s; "
+            f"{rows}")
 
 
 def _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, on_alert, give_up, address) -> None:
@@ -209,7 +218,6 @@ def _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, on_
         out.print(f"{n}: {stopped}{t.frames} frames, {t.minutes} minute(s), {t.scored_frames} scored, "
                   f"{t.dropped_frames} dropped → {out_dir / n}/timeline.csv", highlight=False)
         if sources[n].given_up_at_s is not None:
-            problems.append(f"{n}: lost and given up after {give_up:g} s of retrying (source_lost rows in its "
-                            "timeline)")
+            problems.append(f"{n}: {_given_up(result, sources[n], give_up)}")
     if problems:
         raise SourceError("; ".join(problems))
