@@ -13,6 +13,7 @@ import signal
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
@@ -237,7 +238,7 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
                   observer_for: Callable[[Path], Observer] | None = None) -> None:
     if scheduler:
         try:
-            from dask.distributed import Client
+            from dask.distributed import Client, Event
             from dask.distributed import as_completed as dask_completed
         except ImportError:
             raise ConfigError("--scheduler needs dask.distributed: pip install 'rat-monitor[cluster]'") from None
@@ -246,8 +247,17 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
         except OSError as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
         with client:
-            for fut in dask_completed([client.submit(_worker_job, *job, pure=False) for job in jobs]):
-                finished(fut.result())
+            # The cluster-wide stop: the workers' runs watch it as the local pool's watch its manager Event.
+            stop = Event(f"rat-monitor-stop-{uuid.uuid4().hex}", client=client)
+            pending = [client.submit(_worker_job, *job, None, stop, pure=False) for job in jobs]
+            try:
+                for fut in dask_completed(list(pending)):
+                    pending.remove(fut)
+                    finished(fut.result())
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the running videos end interrupted, queued ones at once
+                stop.set()  # as "not started" (a job checks the stop before it loads anything)
+                for fut in dask_completed(pending):
+                    finished(fut.result())
         return
     # spawn, not fork: forking a process that already runs decoder, ONNX Runtime and progress threads can
     # deadlock the child.

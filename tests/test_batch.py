@@ -16,6 +16,7 @@ from helpers import free_port, read_rows
 
 runner = CliRunner()
 BIN = Path(sys.executable).parent
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_videos"
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,24 @@ def test_dask_cluster_on_localhost(archive, tmp_path):
         assert [Path(r["video"]).name for r in rows] == ["rec0.mp4", "rec2.mp4"]
         assert all(r["status"] == "ok" and int(r["frames"]) == 240 for r in rows)
         assert (out / "rec0" / "timeline.csv").exists()  # written where the client asked
+        # SIGTERM to the client stops the cluster's runs too: the running ones interrupted, the queued one not started
+        names = ["albino_onset", "albino_control", "hooded_hard"]
+        stopped = tmp_path / "stopped"
+        proc = subprocess.Popen([sys.executable, "-m", "rat_monitor.cli", "analyze",
+                                 *[str(SAMPLES / f"{n}.mp4") for n in names], "--out", str(stopped), "--quiet",
+                                 "--scheduler", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while time.time() < deadline and not all((stopped / n / "timeline.csv").exists() for n in names[:2]):
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.terminate()
+        t0 = time.time()
+        _, stderr = proc.communicate(timeout=90)
+        assert proc.returncode == 130, stderr
+        assert time.time() - t0 < 30  # promptly: the workers stopped their videos
+        summary = {Path(r["video"]).stem: r["status"] for r in read_rows(stopped / "summary.csv")}
+        assert summary == {"albino_onset": "interrupted", "albino_control": "interrupted",
+                           "hooded_hard": "not started (the batch was stopped)"}
     finally:
         for p in procs:
             p.terminate()
