@@ -78,13 +78,17 @@ class Project:
         return project
 
     def rebuild_crops(self) -> int:
-        """Makes the crops what the labelled frames say they are (after a crash between a frame's record and its
-        crops, or a crop file lost): one pass over the crops, then each labelled frame's missing ones made.
-        Returns how many crops were made. Damaged frame records are left alone (they say so when asked for)."""
+        """Makes the crops what the frames say they are (after a crash between a frame's record and its crops,
+        or a crop file lost): one pass over the crops, then each frame whose crops differ from its boxes mended
+        (missing ones made, those of boxes no longer there removed). Returns how many crops were made. Damaged
+        frame records are left alone (they say so when asked for)."""
         with self.lock:
             by_frame: dict[str, set[str]] = {}
             for crop in self._crop_records(drop_damaged=True):  # derived data: a damaged one is made again below
-                if crop.get("frame") and (self.crops_dir / f"{crop['id']}.jpg").exists():
+                if crop.get("frame"):
+                    if not (self.crops_dir / f"{crop['id']}.jpg").exists():
+                        (self.crops_dir / f"{crop['id']}.json").unlink(missing_ok=True)  # made again if wanted
+                        continue
                     by_frame.setdefault(crop["frame"], set()).add(crop["id"])
             made = 0
             for frame_id in self.frame_ids():
@@ -92,8 +96,8 @@ class Project:
                     record = self.frame(frame_id)
                 except LabelError:
                     continue
-                if record.get("status") == "labelled" and set(_crop_ids(record)) - by_frame.get(frame_id, set()):
-                    made += self._sync_crops(record)
+                if set(_crop_ids(record)) != by_frame.get(frame_id, set()):
+                    made += self._sync_crops(record, by_frame.get(frame_id, set()))
             return made
 
     def meta(self) -> dict:
@@ -152,10 +156,11 @@ class Project:
             boxes = []
         elif status == "labelled" and not boxes:
             raise LabelError("a labelled frame needs at least one box; mark it no_face instead")
+        had = set(_crop_ids(record))  # the crops this frame has: the project is consistent (mended on open)
         record.update(status=status, boxes=boxes, boxes_from="person" if status != "unlabelled" else
                       record.get("boxes_from"), updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
         atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
-        self._sync_crops(record)
+        self._sync_crops(record, had)
         return record
 
     def suggest(self, frame_id: str, boxes: np.ndarray, detector: str) -> bool:
@@ -205,14 +210,14 @@ class Project:
                     path.unlink(missing_ok=True)
 
     # -- crops and scores -------------------------------------------------------------------------------
-    def _sync_crops(self, record: dict) -> int:
-        """The crops of a frame are those of its labelled boxes: new boxes get a crop, removed boxes lose theirs
-        (their scores stay on disk but no longer count). Returns how many crops were made."""
+    def _sync_crops(self, record: dict, had: set[str]) -> int:
+        """The crops of a frame are those of its labelled boxes: new boxes get a crop, removed boxes (of HAD, the
+        crops it had) lose theirs (their scores stay on disk but no longer count). Only this frame's files are
+        touched: a save costs the same in a project of ten crops or ten thousand. Returns how many were made."""
         wanted = _crop_ids(record)
-        for crop in self._crop_records():
-            if crop.get("frame") == record["id"] and crop["id"] not in wanted:
-                (self.crops_dir / f"{crop['id']}.json").unlink(missing_ok=True)
-                (self.crops_dir / f"{crop['id']}.jpg").unlink(missing_ok=True)
+        for cid in had - set(wanted):
+            (self.crops_dir / f"{cid}.json").unlink(missing_ok=True)
+            (self.crops_dir / f"{cid}.jpg").unlink(missing_ok=True)
         image, made = None, 0
         for cid, box in wanted.items():
             if (self.crops_dir / f"{cid}.json").exists() and (self.crops_dir / f"{cid}.jpg").exists():
