@@ -183,3 +183,20 @@ def test_ctrl_c_while_a_stream_reconnects_ends_every_run_promptly_and_keeps_it(p
         info = json.loads((tmp_path / "room" / name / "run.json").read_text())
         assert info["totals"]["interrupted"] and info["totals"]["frames"] > 0
         assert info["complete"] is False  # stopped, not ended: never both
+
+
+def test_no_page_puts_data_into_markup():
+    """Anything that reaches a page is text: innerHTML takes only the pages' own constant templates (the live
+    page's rows and crops, and the scoring page's agreement table, are built with textContent)."""
+    import re
+    from importlib import resources
+
+    for package in ("rat_monitor.live", "rat_monitor.label"):
+        for page in resources.files(package).joinpath("static").iterdir():
+            if not page.name.endswith(".html"):
+                continue
+            text = page.read_text()
+            for statement in re.findall(r"innerHTML\s*=\s*(.*?);\n", text, flags=re.S):
+                placeholders = set(re.findall(r"\$\{(\w+)\}", statement))
+                assert not re.search(r"\$\{(?!\w+\})", statement), (page.name, statement[:80])  # ${a.b}: data
+                assert placeholders <= {"key", "label", "v"}, (page.name, placeholders)  # the AU names, 0-2
