@@ -158,3 +158,15 @@ def test_training_from_imagenet_features_writes_a_detector_that_runs_without_tor
     (old / "card.json").write_text(json.dumps({"name": "old", "kind": "face-detector", "files": {}}))
     with pytest.raises(ModelError, match="another network layout"):
         train_detector(synthetic_samples(4, seed=3), tmp_path / "tuned", epochs=1, init=old)
+
+
+def test_two_peaks_on_one_face_give_one_box_and_two_faces_side_by_side_two():
+    from rat_monitor.detect.centernet import decode
+
+    heat = np.zeros((20, 36), np.float32)
+    size = np.full((2, 20, 36), np.log(8.0), np.float32)  # 8 cells = 64 px boxes
+    offset = np.zeros((2, 20, 36), np.float32)
+    heat[10, 10], heat[10, 12] = 0.9, 0.6  # one big face that raised two peaks two cells apart
+    heat[10, 25] = 0.8  # another face, well apart
+    found = decode(heat, size, offset, 1.0, 1.0, threshold=0.4)
+    assert len(found.boxes) == 2 and sorted(found.scores.tolist()) == pytest.approx([0.8, 0.9])
