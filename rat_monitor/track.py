@@ -131,18 +131,19 @@ class Tracker:
 
 
 class DetectionSchedule:
-    """Runs the detector every k frames, k adapting to motion: every frame while something moves fast or
-    nothing is tracked, up to every k_max frames while the faces are still."""
+    """Runs the detector on every frame while something moves fast or nothing is tracked, and at least every
+    STILL_EVERY_S seconds while the faces are still (the tracker carries them between runs). Seconds, not
+    frames: a 10-fps and a 30-fps camera get the same check rate on a still face."""
 
-    def __init__(self, k_max: int = 3, fast: float = 0.02):
-        self.k_max = k_max
+    def __init__(self, still_every_s: float = 0.2, fast: float = 0.02):
+        self.still_every_s = still_every_s
         self.fast = fast
-        self._since = 0
+        self._last_t: float | None = None
 
-    def due(self, tracker: Tracker) -> bool:
-        k = 1 if (tracker.lost or tracker.max_speed > self.fast) else self.k_max
-        if self._since + 1 >= k:
-            self._since = 0
+    def due(self, tracker: Tracker, t_s: float) -> bool:
+        moving = tracker.lost or tracker.max_speed > self.fast
+        # a millisecond of slack: frame times such as 6/30 s fall a hair below 0.2 in floating point
+        if moving or self._last_t is None or t_s - self._last_t >= self.still_every_s - 1e-3 or t_s < self._last_t:
+            self._last_t = t_s
             return True
-        self._since += 1
         return False

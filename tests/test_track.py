@@ -63,18 +63,19 @@ def test_two_rats_crossing_keep_their_identities():
 
 
 def test_schedule_adapts_to_motion():
-    sched = DetectionSchedule(k_max=3)
+    sched = DetectionSchedule(still_every_s=0.2)
     tr = Tracker()
-    assert sched.due(tr)  # nothing tracked: detect now
+    assert sched.due(tr, 0.0)  # nothing tracked: detect now
     tr.update(_dets(_box(100, 100)))
-    for _ in range(5):  # still face: every third frame
+    for _ in range(5):  # still face: every 0.2 s, whatever the frame rate
         tr.update(_dets(_box(100, 100)))
-    runs = [sched.due(tr) for _ in range(9)]
-    assert sum(runs) == 3
+    assert sum(sched.due(tr, i / 30) for i in range(1, 31)) == 5  # 30 fps: every sixth frame
+    assert sum(sched.due(tr, 1 + i / 10) for i in range(1, 11)) == 5  # 10 fps: every second frame
     fast = Tracker()
     for i in range(6):
         fast.update(_dets(_box(100 + 20 * i, 100)))
-    assert all(sched.due(fast) for _ in range(5))
+    assert all(sched.due(fast, 2 + i / 30) for i in range(5))
+    assert sched.due(tr, 0.5)  # time going back (a new file, a seek): detect at once
 
 
 def test_pose_hint_from_box_shape():
