@@ -249,14 +249,14 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
         with client:
             # The cluster-wide stop: the workers' runs watch it as the local pool's watch its manager Event.
             stop = Event(f"rat-monitor-stop-{uuid.uuid4().hex}", client=client)
-            pending = [client.submit(_worker_job, *job, None, stop, pure=False) for job in jobs]
+            pending = {client.submit(_worker_job, *job, None, stop, pure=False) for job in jobs}
             try:
                 for fut in dask_completed(list(pending)):
-                    pending.remove(fut)
+                    pending.discard(fut)
                     finished(fut.result())
-            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the running videos end interrupted, queued ones at once
-                stop.set()  # as "not started" (a job checks the stop before it loads anything)
-                for fut in dask_completed(pending):
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the running videos end interrupted; the queued ones
+                stop.set()  # end at once as "not started" (a job checks the stop before it loads anything)
+                for fut in dask_completed(list(pending)):
                     finished(fut.result())
         return
     # spawn, not fork: forking a process that already runs decoder, ONNX Runtime and progress threads can

@@ -135,7 +135,7 @@ class DetectionSchedule:
     STILL_EVERY_S seconds while the faces are still (the tracker carries them between runs). Seconds, not
     frames: a 10-fps and a 30-fps camera get the same check rate on a still face."""
 
-    def __init__(self, still_every_s: float = 0.2, fast: float = 0.02):
+    def __init__(self, still_every_s: float, fast: float = 0.02):  # still_every_s: pipeline.Settings says
         self.still_every_s = still_every_s
         self.fast = fast
         self._last_t: float | None = None

@@ -68,7 +68,7 @@ def suppress_duplicates(boxes: np.ndarray, iou_max: float = DUPLICATE_IOU) -> np
     overlap = iou(boxes, boxes)
     keep: list[int] = []
     for i in range(len(boxes)):  # at most max_faces boxes: a loop over boxes, never over pixels
-        if all(overlap[i, j] <= iou_max for j in keep):
+        if (overlap[i, keep] <= iou_max).all():
             keep.append(i)
     return np.array(keep, int)
 
