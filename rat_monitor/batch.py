@@ -26,6 +26,7 @@ from .pipeline import Observer, Settings
 from .runs import analyze_video
 from .models import atomic_write_text
 from .sinks.files import make_dir, pain_levels
+from .stopping import signals_set
 from .tables import read_rows
 from .select import SelectionSettings
 from .timeline import AlertRule
@@ -220,13 +221,14 @@ def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, sch
         rows.sort(key=lambda r: order.get(str(Path(r["video"]).resolve()), 0))
     else:
         detector, classifier = models or (load_detector(job.detector), load_classifier(job.model))
-        for k, video in enumerate(videos):
-            finished(analyze_one(video, out_dir, job, detector, classifier,
-                                 observer_for(video) if observer_for else None))
-            if rows[-1]["status"] == "interrupted":  # Ctrl-C or SIGTERM: the others are not started
-                for later in videos[k + 1:]:
-                    finished(summary_row(later, out_dir / later.stem, NOT_STARTED))
-                break
+        with signals_set(threading.Event()) as stop:  # the run in this thread stops between two frames
+            for k, video in enumerate(videos):
+                finished(analyze_one(video, out_dir, job, detector, classifier,
+                                     observer_for(video) if observer_for else None, stop))
+                if rows[-1]["status"] == "interrupted":  # Ctrl-C or SIGTERM: the others are not started
+                    for later in videos[k + 1:]:
+                        finished(summary_row(later, out_dir / later.stem, NOT_STARTED))
+                    break
     if len(videos) > 1:
         write_summary(rows, out_dir)
     for r in rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -186,6 +187,7 @@ def demo(
     [bold]Example:[/] rat-monitor demo
     """
     from ..runs import analyze_video
+    from ..stopping import signals_set
 
     video = SAMPLES / DEMO_SAMPLE
     if not video.exists():
@@ -195,11 +197,14 @@ def demo(
         err.print(f"replacing the earlier demo run in {out_dir}", highlight=False)
     with progress_bars() as progress:
         bars = FrameBars(progress)
-        result = analyze_video(video, out_dir, det, clf, settings(10.0, 3, None), overwrite=True,
-                               observer=bars(video))
+        with signals_set(threading.Event()) as stop:
+            result = analyze_video(video, out_dir, det, clf, settings(10.0, 3, None), overwrite=True,
+                                   observer=bars(video), stop=stop)
         bars.finish(video, result.totals.frames)
     out.print(timeline_table(result.rows, title=f"Demo: {video.name} (synthetic video)", caveat=caveat(clf),
                              action_units=clf.action_units))
     out.print(f"{result.totals.frames} frames at {result.totals.fps:.0f} fps; timeline → {out_dir / 'timeline.csv'}",
               highlight=False)
     print_refusal(result.totals.refused_frames, result.totals.scored_frames)
+    if result.totals.interrupted:
+        raise typer.Exit(INTERRUPTED)
