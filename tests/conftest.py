@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import shutil
+import tempfile
+from concurrent.futures import Future, ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from rat_monitor.synth import VideoSpec, write_video
+from rat_monitor.synth.dataset import write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 REAL = ROOT.parent / "shared" / "real"
@@ -26,19 +32,71 @@ def real_mouse_video() -> Path:
     return path
 
 
+# What the fixtures render (videos, crop sets) takes minutes of one core, while the tests use one core
+# (OMP_NUM_THREADS=1 above): it is rendered on the other core in a background process from the start of the
+# session, in the order the collected tests need it; a fixture waits only for what is not ready yet.
+# fixture name -> (renderer called with the output path, file or folder name)
+RENDERS = {
+    # 40 s of an albino rat, 320x180 at 15 fps, pain from second 20 on
+    "short_video": (partial(write_video, VideoSpec(width=320, height=180, fps=15, minutes=40 / 60, seed=11,
+                                                   subject=3, schedule="0:0,0.34:2")), "short.mp4"),
+    # 2 minutes, 480x270 at 10 fps: control first minute, severe pain in the second
+    "two_minute_video": (partial(write_video, VideoSpec(width=480, height=270, fps=10, minutes=2, seed=12,
+                                                        subject=4, schedule="0:0,1:2")), "two_min.mp4"),
+    # a fresh seed with extra dashes (motion blur), 1.5 minutes at 640x360, 15 fps
+    "busy_video": (partial(write_video, VideoSpec(width=640, height=360, fps=15, minutes=1.5, seed=777, subject=9,
+                                                  fast=True)), "busy.mp4"),
+    # 3 minutes at 320x180, pain from minute 2
+    "long_video": (partial(write_video, VideoSpec(width=320, height=180, fps=15, minutes=3, seed=61, subject=7,
+                                                  schedule="0:0,2:2")), "four.mp4"),
+    # 3 minutes of a rat in severe pain from the start, 480x270 at 5 fps: an alert in minute 2
+    "painful": (partial(write_video, VideoSpec(width=480, height=270, fps=5, minutes=3, seed=31, subject=4,
+                                               schedule="0:2")), "painful.mp4"),
+    # 4 synthetic animals x 40 crops with action-unit labels
+    "au_data": (partial(write_dataset, subjects=4, per_subject=40, seed=9), "ds"),
+    # 4 synthetic animals x 60 crops with action-unit labels
+    "small_dataset": (partial(write_dataset, subjects=4, per_subject=60, seed=9), "ds"),
+}
+_pending: dict[str, Future] = {}
+_render_state: dict = {}
+
+
+def pytest_collection_finish(session) -> None:
+    wanted = []
+    for item in session.items:
+        wanted += [n for n in getattr(item, "fixturenames", ()) if n in RENDERS and n not in wanted]
+    if not wanted:
+        return
+    folder = _render_state["folder"] = Path(tempfile.mkdtemp(prefix="rat-monitor-test-renders-"))
+    pool = _render_state["pool"] = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    for name in wanted:
+        render, filename = RENDERS[name]
+        (folder / name).mkdir()
+        _pending[name] = pool.submit(render, folder / name / filename)
+
+
+def pytest_sessionfinish(session) -> None:
+    if "pool" in _render_state:
+        _render_state["pool"].shutdown(cancel_futures=True)
+        shutil.rmtree(_render_state["folder"], ignore_errors=True)
+
+
+def rendered(name: str, tmp_path_factory) -> Path:
+    """The file or folder of RENDERS[name], rendered in the background (or here, if it was not foreseen)."""
+    render, filename = RENDERS[name]
+    if name not in _pending:
+        out = tmp_path_factory.mktemp(name) / filename
+        render(out)
+        return out
+    _pending[name].result()
+    return _render_state["folder"] / name / filename
+
+
 @pytest.fixture(scope="session")
 def short_video(tmp_path_factory) -> Path:
-    """40 s of an albino rat, 320x180 at 15 fps, pain from second 20 on."""
-    out = tmp_path_factory.mktemp("videos") / "short.mp4"
-    spec = VideoSpec(width=320, height=180, fps=15, minutes=40 / 60, seed=11, subject=3, schedule="0:0,0.34:2")
-    write_video(spec, out)
-    return out
+    return rendered("short_video", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def two_minute_video(tmp_path_factory) -> Path:
-    """2 minutes, 480x270 at 10 fps: control first minute, severe pain in the second."""
-    out = tmp_path_factory.mktemp("videos") / "two_min.mp4"
-    spec = VideoSpec(width=480, height=270, fps=10, minutes=2, seed=12, subject=4, schedule="0:0,1:2")
-    write_video(spec, out)
-    return out
+    return rendered("two_minute_video", tmp_path_factory)

@@ -16,7 +16,7 @@ from rat_monitor.classify.metrics import au_metrics, icc_2_1
 from rat_monitor.cli import app
 from rat_monitor.data import load_dataset
 from rat_monitor.sinks import FRAME_COLUMNS, TIMELINE_COLUMNS
-from rat_monitor.synth import write_dataset
+from conftest import rendered
 from rat_monitor.types import AU_FIELDS
 from helpers import read_rows
 
@@ -45,7 +45,7 @@ def _rewrite_manifest(src, dst, drop_columns=(), blank=None):
 def au_data(tmp_path_factory):
     """4 synthetic animals x 40 crops with AU labels, and the same crops as a pain-only manifest."""
     root = tmp_path_factory.mktemp("au")
-    manifest = write_dataset(root / "ds", subjects=4, per_subject=40, seed=9)
+    manifest = rendered("au_data", tmp_path_factory) / "manifest.csv"
     pain_only = _rewrite_manifest(manifest, root / "pain_only.csv", drop_columns=("orbital", "nose", "ears", "whiskers"))
     return manifest, pain_only
 

@@ -27,7 +27,7 @@ from rat_monitor.cli import app
 from rat_monitor.data import load_dataset, loso_splits
 from rat_monitor.errors import DatasetError, ModelError
 from rat_monitor.models import write_card
-from rat_monitor.synth import write_dataset
+from conftest import rendered
 from helpers import PicklePayload
 
 runner = CliRunner()
@@ -36,9 +36,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
     """4 synthetic animals x 60 crops, with action-unit labels."""
-    root = tmp_path_factory.mktemp("ds")
-    write_dataset(root, subjects=4, per_subject=60, seed=9)
-    return load_dataset(root)
+    return load_dataset(rendered("small_dataset", tmp_path_factory))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rat_monitor.synth import VideoSpec, write_video
+from conftest import rendered
 from helpers import free_port, read_rows, serve_stream
 
 RM = [sys.executable, "-m", "rat_monitor.cli"]
@@ -27,10 +27,7 @@ CHROMIUM = shutil.which("chromium")
 
 @pytest.fixture(scope="module")
 def painful(tmp_path_factory):
-    """Three minutes of a rat in severe pain from the start, 480x270 at 5 fps: an alert in minute 2."""
-    out = tmp_path_factory.mktemp("live") / "painful.mp4"
-    write_video(VideoSpec(width=480, height=270, fps=5, minutes=3, seed=31, subject=4, schedule="0:2"), out)
-    return out
+    return rendered("painful", tmp_path_factory)
 
 
 def get(port, token, path, raw=False):

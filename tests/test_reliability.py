@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from rat_monitor.cli import app
 from rat_monitor.synth import VideoSpec, write_video
+from conftest import rendered
 from helpers import free_port, read_rows, serve_stream
 
 runner = CliRunner()
@@ -28,9 +29,7 @@ FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 
 @pytest.fixture(scope="module")
 def long_video(tmp_path_factory):
-    out = tmp_path_factory.mktemp("long") / "four.mp4"
-    write_video(VideoSpec(width=320, height=180, fps=15, minutes=3, seed=61, subject=7, schedule="0:0,2:2"), out)
-    return out
+    return rendered("long_video", tmp_path_factory)
 
 
 def test_sigkill_then_resume_gives_the_uninterrupted_timeline(long_video, tmp_path):

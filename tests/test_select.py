@@ -17,7 +17,7 @@ from rat_monitor.errors import ConfigError
 from rat_monitor.models import DEFAULT_DETECTOR
 from rat_monitor.pipeline import Settings
 from rat_monitor.select import QualityScorer, SelectionSettings, sharpness
-from rat_monitor.synth import VideoSpec, write_video
+from conftest import rendered
 from rat_monitor.types import FaceTrack
 from helpers import read_rows
 
@@ -26,10 +26,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def busy_video(tmp_path_factory):
-    """A fresh seed with extra dashes (motion blur), 1.5 minutes at 640x360, 15 fps."""
-    out = tmp_path_factory.mktemp("busy") / "busy.mp4"
-    write_video(VideoSpec(width=640, height=360, fps=15, minutes=1.5, seed=777, subject=9, fast=True), out)
-    return out
+    return rendered("busy_video", tmp_path_factory)
 
 
 def test_selected_frames_are_sharp_visible_faces_and_cover_the_windows(busy_video):
