@@ -46,8 +46,8 @@ RENDERS = {
     # a fresh seed with extra dashes (motion blur), 1.5 minutes at 640x360, 15 fps
     "busy_video": (partial(write_video, VideoSpec(width=640, height=360, fps=15, minutes=1.5, seed=777, subject=9,
                                                   fast=True)), "busy.mp4"),
-    # 3 minutes at 320x180, pain from minute 2
-    "long_video": (partial(write_video, VideoSpec(width=320, height=180, fps=15, minutes=3, seed=61, subject=7,
+    # 3 minutes at 320x180 and 10 fps, pain from minute 2
+    "long_video": (partial(write_video, VideoSpec(width=320, height=180, fps=10, minutes=3, seed=61, subject=7,
                                                   schedule="0:0,2:2")), "four.mp4"),
     # 3 minutes of a rat in severe pain from the start, 480x270 at 5 fps: an alert in minute 2
     "painful": (partial(write_video, VideoSpec(width=480, height=270, fps=5, minutes=3, seed=31, subject=4,
