@@ -221,7 +221,7 @@ def run_batch(videos: list[Path], out_dir: Path, job: Job, workers: int = 1, sch
         rows.sort(key=lambda r: order.get(str(Path(r["video"]).resolve()), 0))
     else:
         detector, classifier = models or (load_detector(job.detector), load_classifier(job.model))
-        with signals_set(threading.Event()) as stop:  # the run in this thread stops between two frames
+        with signals_set() as stop:  # the run in this thread stops between two frames
             for k, video in enumerate(videos):
                 finished(analyze_one(video, out_dir, job, detector, classifier,
                                      observer_for(video) if observer_for else None, stop))

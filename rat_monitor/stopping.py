@@ -2,7 +2,7 @@
 
 Python's own handling raises KeyboardInterrupt wherever the main thread happens to be: inside a queue's lock,
 half-way through a CSV line, or inside a __del__ (where Python swallows it). A run stopped that way can hang at
-exit or go on to the end (seen once in CI). While `signals_set(stop)` is active, the first signal only sets
+exit or go on to the end (seen once in CI). While `signals_set()` is active, the first signal only sets
 `stop`, which the pipeline checks at each frame; a second one raises KeyboardInterrupt, for a user who insists.
 """
 
@@ -15,10 +15,11 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def signals_set(stop: threading.Event) -> Iterator[threading.Event]:
-    """SIGINT and SIGTERM set STOP while the block runs (on the main thread only: elsewhere Python delivers no
+def signals_set() -> Iterator[threading.Event]:
+    """A stop Event that SIGINT and SIGTERM set while the block runs (on the main thread only: elsewhere Python delivers no
     signals). A SIGINT that was ignored when the process started (a job started in the background) stays
     ignored."""
+    stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
         return

@@ -191,8 +191,10 @@ def _ffmpeg(*args):
 
 
 def _analyze(video, out):
-    return subprocess.run(RM + ["analyze", str(video), "--out", str(out), "--quiet"], capture_output=True, text=True,
-                          timeout=300)
+    """analyze VIDEO (a path, or several for one batch) into OUT, in a process of its own."""
+    videos = [video] if isinstance(video, Path) else list(video)
+    return subprocess.run(RM + ["analyze", *map(str, videos), "--out", str(out), "--quiet"], capture_output=True,
+                          text=True, timeout=300)
 
 
 def test_odd_but_valid_videos_run_without_crashing(short_video, tmp_path):
@@ -205,8 +207,7 @@ def test_odd_but_valid_videos_run_without_crashing(short_video, tmp_path):
     _ffmpeg("-i", short_video, "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated)
     _ffmpeg("-i", short_video, "-vf", "setpts='if(lt(N,100),PTS,PTS*2)'", "-fps_mode", "vfr", "-c:v", "libx264", vfr)
     videos = (tiny, big, grey, rotated, vfr)
-    proc = subprocess.run(RM + ["analyze", *map(str, videos), "--out", str(tmp_path / "runs"), "--quiet"],
-                          capture_output=True, text=True, timeout=300)  # one batch: exit 0 only if each went well
+    proc = _analyze(videos, tmp_path / "runs")  # one batch: exit 0 only if each went well
     assert proc.returncode == 0, proc.stderr
     assert {r["status"] for r in read_rows(tmp_path / "runs" / "summary.csv")} == {"ok"}
     for video in videos:
@@ -639,12 +640,10 @@ def test_a_file_still_being_recorded_is_not_marked_complete(short_video, tmp_pat
 def test_first_signal_asks_the_run_to_stop_a_second_one_aborts():
     """Ctrl-C or SIGTERM during a run becomes a stop the pipeline honours between frames (an exception raised
     inside a lock or a __del__ could hang the process or be swallowed); pressing Ctrl-C again aborts at once."""
-    import threading
-
     from rat_monitor.stopping import signals_set
 
     before = signal.getsignal(signal.SIGTERM)
-    with signals_set(threading.Event()) as stop:
+    with signals_set() as stop:
         os.kill(os.getpid(), signal.SIGTERM)
         deadline = time.time() + 5
         while not stop.is_set() and time.time() < deadline:

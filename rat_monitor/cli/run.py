@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from pathlib import Path
 from typing import Optional
 
@@ -197,7 +196,7 @@ def demo(
         err.print(f"replacing the earlier demo run in {out_dir}", highlight=False)
     with progress_bars() as progress:
         bars = FrameBars(progress)
-        with signals_set(threading.Event()) as stop:
+        with signals_set() as stop:
             result = analyze_video(video, out_dir, det, clf, settings(10.0, 3, None), overwrite=True,
                                    observer=bars(video), stop=stop)
         bars.finish(video, result.totals.frames)
