@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from rat_monitor.detect.train import synthetic_samples
 from rat_monitor.synth import VideoSpec, write_video
 from rat_monitor.synth.dataset import write_dataset
 
@@ -30,6 +31,31 @@ def real_mouse_video() -> Path:
     if not path.exists():
         pytest.skip("../shared/real is not present")
     return path
+
+
+def write_yolo(root: Path, samples) -> Path:
+    """Frames and their face boxes as a YOLO folder (images/, labels/), as annotation tools export them."""
+    import cv2
+
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i, s in enumerate(samples):
+        cv2.imwrite(str(root / "images" / f"{i:04d}.png"), s.image)
+        h, w = s.image.shape[:2]
+        lines = [f"0 {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} "
+                 f"{(b[3] - b[1]) / h:.6f}" for b in s.boxes]
+        (root / "labels" / f"{i:04d}.txt").write_text("\n".join(lines))
+    return root
+
+
+def write_inverted_camera(root: Path) -> None:
+    """A camera the bundled detector never saw: 90 side-view cage frames with their colours inverted (a
+    thermal-like look), 50 in ROOT/train and 40 in ROOT/test."""
+    frames = synthetic_samples(90, seed=4242, setting="cage_side")
+    for s in frames:
+        s.image = 255 - s.image
+    write_yolo(root / "train", frames[:50])
+    write_yolo(root / "test", frames[50:])
 
 
 # What the fixtures render (videos, crop sets) takes minutes of one core, while the tests use one core
@@ -56,6 +82,8 @@ RENDERS = {
     "au_data": (partial(write_dataset, subjects=4, per_subject=40, seed=9), "ds"),
     # 4 synthetic animals x 60 crops with action-unit labels
     "small_dataset": (partial(write_dataset, subjects=4, per_subject=60, seed=9), "ds"),
+    # YOLO folders train/ and test/ of a new camera's look
+    "inverted_camera": (write_inverted_camera, "yolo"),
 }
 _pending: dict[str, Future] = {}
 _render_state: dict = {}

@@ -18,7 +18,7 @@ from rat_monitor.detect.evaluate import evaluate_yolo, score_detections
 from rat_monitor.detect.train import Sample, synthetic_samples, train_detector, yolo_samples
 from rat_monitor.models import DEFAULT_DETECTOR, resolve
 
-from conftest import REAL
+from conftest import REAL, rendered, write_yolo
 
 runner = CliRunner()
 
@@ -60,26 +60,15 @@ def test_score_detections_counts_and_ap():
     assert r["precision"] == 0 and r["recall"] == 0 and r["ap50"] == 0
 
 
-def _write_yolo(root: Path, samples) -> Path:
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for i, s in enumerate(samples):
-        cv2.imwrite(str(root / "images" / f"{i:04d}.png"), s.image)
-        h, w = s.image.shape[:2]
-        lines = [f"0 {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} "
-                 f"{(b[3] - b[1]) / h:.6f}" for b in s.boxes]
-        (root / "labels" / f"{i:04d}.txt").write_text("\n".join(lines))
-    return root
+@pytest.fixture(scope="module")
+def inverted_camera(tmp_path_factory) -> Path:
+    return rendered("inverted_camera", tmp_path_factory)
 
 
-def test_fine_tune_from_fifty_annotated_frames(tmp_path):
+def test_fine_tune_from_fifty_annotated_frames(inverted_camera, tmp_path):
     """A new camera the bundled detector never saw (colour-inverted, a thermal-like look): 50 annotated frames
     and a short fine-tune recover the faces; the held-out frames show it."""
-    frames = synthetic_samples(90, seed=4242, setting="cage_side")
-    for s in frames:
-        s.image = 255 - s.image
-    train_dir = _write_yolo(tmp_path / "train", frames[:50])
-    test_dir = _write_yolo(tmp_path / "test", frames[50:])
+    train_dir, test_dir = inverted_camera / "train", inverted_camera / "test"
     assert len(yolo_samples(train_dir)) == 50
     before = evaluate_yolo(load_detector(DEFAULT_DETECTOR), test_dir)
     train_detector(yolo_samples(train_dir) * 4, tmp_path / "tuned", epochs=10,
@@ -107,7 +96,7 @@ def test_real_mouse_fine_tune_on_four_hand_drawn_boxes(real_mouse_video, tmp_pat
         frames.append(img)
     assert len(frames) == 120
     train = [Sample(frames[i], np.array([boxes[i]], np.float32)) for i in (0, 30, 60, 90)]
-    held_out = _write_yolo(tmp_path / "held_out",
+    held_out = write_yolo(tmp_path / "held_out",
                            [Sample(frames[i], np.array([boxes[i]], np.float32)) for i in (15, 45, 75, 105)])
     train_detector(train * 12, tmp_path / "tuned", epochs=8, init=resolve(DEFAULT_DETECTOR, "face-detector"),
                    lr=1e-3, description="4 hand-drawn boxes on the real mouse trial")
