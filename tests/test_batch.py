@@ -73,12 +73,14 @@ def test_dask_cluster_on_localhost(archive, tmp_path):
     procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                                "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
-        time.sleep(2)
-        for _ in range(2):
+        for _ in range(2):  # a worker started before its scheduler listens keeps trying to reach it
             procs.append(subprocess.Popen([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
                                            "--host", "127.0.0.1"], stdout=subprocess.DEVNULL,
                                           stderr=subprocess.DEVNULL))
-        time.sleep(3)
+        from dask.distributed import Client
+
+        with Client(address, timeout="60s") as client:  # no fixed sleeps: as soon as both workers are in
+            client.wait_for_workers(2, timeout=60)
         out = tmp_path / "runs"
         result = runner.invoke(app, ["analyze", str(archive / "cage0"), "--out", str(out), "--scheduler", address])
         assert result.exit_code == 0, result.output
