@@ -65,6 +65,7 @@ def inverted_camera(tmp_path_factory) -> Path:
     return rendered("inverted_camera", tmp_path_factory)
 
 
+@pytest.mark.slow  # a learning benchmark (35-55 s): make bench; the fine-tune itself is tested on the real mouse
 def test_fine_tune_from_fifty_annotated_frames(inverted_camera, tmp_path):
     """A new camera the bundled detector never saw (colour-inverted, a thermal-like look): 50 annotated frames
     and a short fine-tune recover the faces; the held-out frames show it."""
