@@ -16,9 +16,9 @@ from contextlib import contextmanager
 
 @contextmanager
 def signals_set() -> Iterator[threading.Event]:
-    """A stop Event that SIGINT and SIGTERM set while the block runs (on the main thread only: elsewhere Python delivers no
-    signals). A SIGINT that was ignored when the process started (a job started in the background) stays
-    ignored."""
+    """A stop Event that SIGINT and SIGTERM set while the block runs (on the main thread only: elsewhere Python
+    delivers no signals). A SIGINT that was ignored when the process started (a job started in the background)
+    stays ignored."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop

@@ -11,6 +11,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
+import cv2
 import pytest
 
 from rat_monitor.detect.train import synthetic_samples
@@ -35,8 +36,6 @@ def real_mouse_video() -> Path:
 
 def write_yolo(root: Path, samples) -> Path:
     """Frames and their face boxes as a YOLO folder (images/, labels/), as annotation tools export them."""
-    import cv2
-
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
     for i, s in enumerate(samples):
