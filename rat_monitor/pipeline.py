@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from . import __version__
+from .camera import CONFIDENT_SCORE, camera_check
 from .classify.base import PainClassifier
 from .detect.centernet import FaceDetector
 from .errors import ConfigError
@@ -115,6 +116,7 @@ class RunResult:
 
     rows: list[MinuteSummary]
     totals: Totals
+    camera: dict = field(default_factory=dict)  # whether the detector knew the camera (camera.camera_check)
 
 
 @dataclass
@@ -123,6 +125,7 @@ class Totals:
     dropped_frames: int = 0
     face_frames: int = 0
     detector_runs: int = 0
+    confident_detector_runs: int = 0  # checks with a face at camera.CONFIDENT_SCORE or more
     fixture_tracks: int = 0  # boxes that stayed put with nothing changing inside for a minute: never scored
     scored_frames: int = 0
     refused_frames: int = 0  # selected crops refused as unlike the classifier's training faces
@@ -146,6 +149,9 @@ def model_entry(model) -> dict:
     card = getattr(model, "card", {})
     entry = {"name": getattr(model, "name", "?"), "kind": card.get("kind"), "files": card.get("files", {}),
              "synthetic": bool(card.get("synthetic")), "caveat": card.get("caveat", "")}
+    if card.get("kind") == "face-detector":  # a lab's own detector says what it learnt from and how it was checked
+        entry["fine_tuned_from"] = (card.get("training") or {}).get("fine_tuned_from")
+        entry["validation"] = card.get("validation")
     if card.get("kind") == "pain-classifier":
         entry["task"] = card.get("task")  # binary: levels none/pain; 3class: none/moderate/severe
         fam = getattr(model, "familiarity", None)
@@ -176,6 +182,7 @@ class FaceFinder:
         self.selector = WindowSelector(settings.selection)
         self.fixtures = FixtureFilter()
         self.detector_runs = 0
+        self.confident_runs = 0
 
     def step(self, frame, clock: StageClock | None = None) -> tuple[list, list[Candidate]]:
         """Tracks on this frame, and the selection of the window that closed just before it."""
@@ -185,6 +192,7 @@ class FaceFinder:
         if self.schedule.due(self.tracker, frame.t_s):
             dets = self.detector.detect(frame.image)
             self.detector_runs += 1
+            self.confident_runs += bool(len(dets)) and float(dets.scores.max()) >= CONFIDENT_SCORE
         clock.lap("detect")
         tracks = self.tracker.update(dets)
         clock.lap("track")
@@ -291,6 +299,7 @@ class Pipeline:
             # Whatever ended the run, close the partial window and minute and flush them.
             self._score(self.faces.flush())
             tot.detector_runs = self.faces.detector_runs
+            tot.confident_detector_runs = self.faces.confident_runs
             tot.fixture_tracks = len(self.faces.fixtures.fixtures)
             fps = self.source.info.fps or 30.0
             if last_t >= self.resume_s:
@@ -307,7 +316,11 @@ class Pipeline:
                 ms = 1000 * np.array(latencies)
                 tot.latency_ms = {"p50": round(float(np.percentile(ms, 50)), 1),
                                   "p95": round(float(np.percentile(ms, 95)), 1), "max": round(float(ms.max()), 1)}
-        return RunResult(self.timeline.rows, tot)
+        return RunResult(self.timeline.rows, tot, self.camera_check())
+
+    def camera_check(self) -> dict:
+        return camera_check(self.totals.detector_runs, self.totals.confident_detector_runs,
+                            model_entry(self.detector), self.source.info.name)
 
     def run_info(self, extra: dict | None = None) -> dict:
         info = self.source.info
@@ -317,6 +330,7 @@ class Pipeline:
                        "start_time": info.start_time},
             "settings": asdict(self.settings),
             "models": {"detector": model_entry(self.detector), "classifier": model_entry(self.classifier)},
+            "camera": self.camera_check(),
             "versions": versions(),
             "totals": {**asdict(self.totals), "fps": round(self.totals.fps, 2)},
             **(extra or {}),

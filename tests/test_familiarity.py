@@ -131,7 +131,8 @@ def test_run_with_every_face_refused_is_unknown_and_says_what_to_do(short_video,
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "were refused as unlike the model's training faces" in said
-    assert "rat-monitor curate VIDEO --out to_label/" in said and "rat-monitor train --data to_label/" in said
+    assert "rat-monitor label VIDEO --project my_camera/" in said and "rat-monitor label train my_camera/" in said
+    assert "does not know this camera" not in said  # the detector knows the synthetic camera: only the model is new
     frames = read_rows(out / "short" / "frames.csv")
     assert frames and all(f["refused"] == "1" and f["pain_prob"] == "" and f["p_none"] == "" and f["rgs"] == ""
                           for f in frames)

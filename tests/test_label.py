@@ -5,6 +5,7 @@ fine-tuning round."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import os
 import shutil
@@ -71,7 +72,8 @@ def test_picking_covers_the_video_and_adding_again_changes_nothing(made, short_v
     assert len(frames) == 6 and all(f["subject"] == "rat3" and f["status"] == "unlabelled" for f in frames)
     times = sorted(f["t_s"] for f in frames)
     assert times[-1] - times[0] > 15  # spread over the 40-s video, not the first seconds
-    assert sum(bool(f["boxes"]) for f in frames) >= 4  # the detector's boxes are there as suggestions
+    assert sum(bool(f["proposals"]) for f in frames) >= 4  # the detector's boxes are there as proposals
+    assert not any(f["boxes"] for f in frames)  # and none of them is a label
     copy = tmp_path / "p"
     shutil.copytree(made, copy)
     project = Project.open(copy)
@@ -81,6 +83,8 @@ def test_picking_covers_the_video_and_adding_again_changes_nothing(made, short_v
                                 "--frames", "6", "--no-serve"])
     assert again.exit_code == 0, again.output
     assert project.frame(first)["boxes"] == [[10.0, 10.0, 60.0, 60.0]]  # what was labelled stays
+    assert len(project.frames()) == 12  # asked again: six new frames, never the same six
+    assert re.search(r"^short\.mp4: 6 frames added \(rat3; 12 in the project", again.output, re.M), again.output
 
 
 def test_picks_spread_over_a_still_real_clip(real_mouse_video):
@@ -198,14 +202,15 @@ def test_the_pages_in_chromium_draw_reload_no_face_and_score(server, project):
         page.goto(url)
         page.wait_for_selector("body[data-ready='1']")
         first = project.frames()[0]
-        # delete the suggestions, then draw a box with the mouse
-        while project.frame(first["id"])["boxes"] or page.evaluate("frame.boxes.length"):
-            if not page.evaluate("frame.boxes.length"):
-                break
-            page.evaluate("selected = 0")
+        # turn the proposals down one by one (each stays a proposal, never a label, until answered), then draw
+        # a box with the mouse
+        while page.evaluate("frame.proposals.length"):
+            page.evaluate("selected = frame.boxes.length")  # the first proposal
             page.keyboard.press("Delete")
             page.wait_for_function("document.querySelector('[data-testid=save-status]').textContent === 'saved'")
             page.evaluate("document.querySelector('[data-testid=save-status]').textContent = ''")
+            record = project.frame(first["id"])
+            assert record["status"] == "unlabelled" and record["boxes"] == [] and record["rejected"]
         canvas = page.locator("canvas").bounding_box()
         scale = canvas["width"] / first["width"]
         x0, y0 = canvas["x"] + 40 * scale, canvas["y"] + 30 * scale
@@ -292,38 +297,48 @@ def test_a_training_round_fine_tunes_the_detector_and_refills_the_boxes(project,
     from rat_monitor.label.loop import train_round
 
     frames = project.frames()
-    for f in frames[:3]:  # accept the suggestions of three frames, as a person would after checking them
-        if f["boxes"]:
-            project.save_frame(f["id"], {"boxes": f["boxes"], "status": "labelled"})
+    for f in frames[:3]:  # accept the proposals of three frames, as a person would after checking them
+        if f["proposals"]:
+            project.save_frame(f["id"], {"boxes": f["proposals"], "status": "labelled"})
         else:
             project.save_frame(f["id"], {"boxes": [], "status": "no_face"})
     done = train_round(project, epochs=1)
-    assert (done["detector"] / "model.onnx").exists() and done["detector"].name == "detector-1"
+    assert (done["trained"] / "model.onnx").exists() and done["trained"].name == "detector-1"
     assert done["frames"]["frames"] == 3 and done["refilled"] == 3  # the three frames left were given new boxes
-    assert all(project.frame(f["id"])["boxes_from"] == "detector-1" for f in frames[3:])
+    assert all(project.frame(f["id"])["proposals_from"] == "detector-1" for f in frames[3:])
     assert "skipped" in done["classifier"]  # no scores yet: said, not faked
-    again = train_round(project, epochs=1)
-    assert again["from"] == done["detector"] and again["detector"].name == "detector-2"  # the loop goes on
+    again = train_round(project, epochs=1)  # nothing changed: nothing is trained again
+    assert "unchanged" in again and len(project.detectors()) == 1
+    for f in frames[3:5]:  # two more decided: one of them is held out (the video has 4 now), one learnt from
+        project.save_frame(f["id"], {"boxes": [], "status": "no_face"})
+    again = train_round(project, epochs=1, classifier=False)
+    card = json.loads((again["trained"] / "card.json").read_text())
+    assert len(card["training"]["held_out_frames"]) == 1 and len(card["training"]["frames"]) == 4
+    assert not set(card["training"]["held_out_frames"]) & set(card["training"]["ancestors_frames"])
+    assert again["from"] == done["trained"] and again["trained"].name == "detector-2"  # the loop goes on
 
 
 def test_a_training_round_is_checked_on_held_out_frames_and_says_so(project, tmp_path):
-    """Four labelled frames of one video: the last in time is held out of the fine-tune, the new detector (and
-    the one it started from) is measured on it, and the card and the command's output say so."""
+    """Four labelled frames of one video: one of them is held out of the fine-tune, the new detector (and the
+    one it started from) is measured on it, and the card and the command's output say so, and say that one face
+    is not enough for a figure."""
     from rat_monitor.models import read_card
 
     frames = sorted(project.frames(), key=lambda f: f["t_s"])
     for f in frames[:4]:
-        project.save_frame(f["id"], {"boxes": f["boxes"], "status": "labelled" if f["boxes"] else "no_face"})
-    result = runner.invoke(app, ["label", "train", str(project.root), "--epochs", "1"])
+        project.save_frame(f["id"], {"boxes": f["proposals"] or [[10, 10, 80, 80]], "status": "labelled"})
+    result = runner.invoke(app, ["label", "train", str(project.root), "--epochs", "1", "--no-classifier"])
     assert result.exit_code == 0, result.output
-    assert "checked on 1 held-out frames (by time" in result.output, result.output
+    assert "not enough held-out faces yet (1 in 1 frame(s)" in result.output, result.output
     card = read_card(project.root / "models" / "detector-1")
-    assert card["training"]["held_out_frames"] == [frames[3]["id"]]
-    assert frames[3]["id"] not in card["training"]["frames"] and len(card["training"]["frames"]) == 3
+    held = card["training"]["held_out_frames"]
+    assert len(held) == 1 and held[0] in [f["id"] for f in frames[:4]]
+    assert held[0] not in card["training"]["frames"] and len(card["training"]["frames"]) == 3
     assert {"held_out", "held_out_rat-face-detector"} <= set(card["metrics"])
-    assert card["metrics"]["held_out"]["frames"] == 1 and "held-out" in card["caveat"] and not card["synthetic"]
+    assert card["metrics"]["held_out"]["frames"] == 1 and "not enough held-out faces" in card["caveat"]
+    assert card["validation"]["status"] == "not checked" and not card["synthetic"]
     shown = Project.open(project.root).progress()["detector"]  # what the boxes page says of it
-    assert shown["name"] == "detector-1" and shown["held_out"]["frames"] == 1 and "held-out" in shown["caveat"]
+    assert shown["name"] == "detector-1" and shown["verdict"].startswith("not enough held-out faces")
 
 
 def test_crops_from_a_blind_curation_join_the_scoring_queue_with_their_animal(short_video, tmp_path):
@@ -433,3 +448,64 @@ def test_an_idle_connection_is_closed(project, monkeypatch):
         sock.close()
     finally:
         srv.close()
+
+
+def _two_camera_project(root: Path, per_video: int) -> Project:
+    """A project of two videos (cameras) with PER_VIDEO decided frames each, one face box per frame."""
+    import numpy as np
+
+    project = Project.open(root, create=True)
+    image = np.full((120, 160, 3), 90, np.uint8)
+    for video in ("cam_a.mp4", "cam_b.mp4"):
+        for k in range(per_video):
+            fid = project.add_frame(root / video, "rat1", 10 * k, float(k), image, np.zeros((0, 4)), "test")
+            project.save_frame(fid, {"boxes": [[10 + k, 10, 60 + k, 60]], "status": "labelled"})
+    return project
+
+
+def test_held_out_frames_come_from_every_camera_and_never_from_what_a_detector_learnt(tmp_path):
+    """Two cameras: each is learnt and each is checked (holding a whole camera out measured one camera on the
+    other's training); a frame once held out stays held out; a frame a detector learnt from is never held out."""
+    from rat_monitor.label.loop import split_held_out
+
+    project = _two_camera_project(tmp_path / "p", 8)
+    train, held, how = split_held_out(project)
+    video_of = {f["id"]: Path(f["video"]).name for f in project.frames()}
+    assert {video_of[i] for i in held} == {"cam_a.mp4", "cam_b.mp4"} == {video_of[i] for i in train}
+    assert len(held) == 4 and not set(train) & set(held) and "within each video" in how
+    learnt = {held[0]}  # as if an earlier detector (an ancestor) had learnt from it: never held out
+    project.save_frame(project.frames()[0]["id"], {"boxes": [[20, 20, 70, 70]], "status": "labelled"})
+    train2, held2, _ = split_held_out(project, never_held=learnt)
+    assert held[0] in train2 and set(held[1:]) <= set(held2)  # the other held-out frames stay held out
+
+
+def test_a_proposal_is_a_label_only_once_accepted_and_a_turned_down_one_teaches(server, project):
+    """Two proposals on a frame; turning one down leaves the other a proposal (it was saved as a face before),
+    and the frame undecided with no crop; accepting takes what is shown; turned-down proposals are kept."""
+    fid = project.frames()[0]["id"]
+    record = json.loads((project.frames_dir / f"{fid}.json").read_text())
+    record.update(proposals=[[10.0, 10.0, 60.0, 60.0], [80.0, 20.0, 130.0, 70.0]], boxes=[], status="unlabelled")
+    (project.frames_dir / f"{fid}.json").write_text(json.dumps(record))
+    status, saved = call(server, "PUT", f"/api/frames/{fid}",
+                         {"boxes": [], "status": "unlabelled", "proposals": [[80.0, 20.0, 130.0, 70.0]]})
+    assert status == 200 and saved["status"] == "unlabelled" and saved["boxes"] == []
+    assert saved["proposals"] == [[80.0, 20.0, 130.0, 70.0]] and saved["rejected"] == 1
+    assert project.crop_ids() == [] and call(server, "GET", "/api/progress")[1]["done"] == 0
+    assert call(server, "PUT", f"/api/frames/{fid}", {"boxes": [], "status": "unlabelled",
+                                                      "proposals": [[1, 1, 50, 50]]})[0] == 400  # never added
+    status, saved = call(server, "PUT", f"/api/frames/{fid}", {"boxes": [[80, 20, 130, 70]], "status": "labelled",
+                                                              "proposals": []})
+    assert status == 200 and saved["status"] == "labelled" and len(project.crop_ids()) == 1
+    assert project.frame(fid)["rejected"] == [[10.0, 10.0, 60.0, 60.0]]
+
+
+def test_reopening_with_a_detector_refills_the_undecided_frames_and_train_trains_only_what_asked(project):
+    result = runner.invoke(app, ["label", "--project", str(project.root), "--detector", "rat-face-detector",
+                                 "--no-serve", "--frames", "2"])
+    assert result.exit_code == 0, result.output
+    assert "undecided frames now show the proposals of rat-face-detector" in result.output
+    first = project.frames()[0]["id"]
+    project.save_frame(first, {"boxes": [[10, 10, 70, 70]], "status": "labelled"})
+    result = runner.invoke(app, ["label", "train", str(project.root), "--no-detector"])
+    assert result.exit_code == 0, result.output
+    assert "classifier: not trained: no crop is scored yet" in result.output and not project.detectors()

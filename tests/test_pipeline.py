@@ -168,6 +168,25 @@ def test_alert_on_the_onset_sample_and_never_on_the_control(tmp_path):
         share = sum(t["pain_level"] != "0" for t in minute) / len(minute)
         errors.append(abs(float(r["pain_prob_smoothed"]) - share))
     assert np.mean(errors) < 0.2, errors
+    for name in ("albino_onset", "albino_control"):  # the bundled detector knows its own synthetic camera
+        assert json.loads((tmp_path / name / "run.json").read_text())["camera"]["known"] is True
+    assert "does not know this camera" not in result.output
+
+
+def test_a_camera_the_detector_does_not_know_is_named_with_the_command_that_calibrates_it(real_mouse_video,
+                                                                                          tmp_path):
+    """The real mouse clip with the bundled detector: its few boxes sit on a paw and the holder, never sure;
+    the run says the detector does not know the camera and how to calibrate it, in the terminal, run.json and
+    the report, instead of a face% that reads like coverage."""
+    result = runner.invoke(app, ["analyze", str(real_mouse_video), "--out", str(tmp_path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "does not know this camera" in said and f"rat-monitor label {real_mouse_video} --project" in said
+    check = json.loads((tmp_path / real_mouse_video.stem / "run.json").read_text())["camera"]
+    assert check["known"] is False and check["confident_share"] < 0.2 and check["detector"] == "rat-face-detector"
+    report = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "r.html")])
+    assert report.exit_code == 0, report.output
+    assert "Camera unknown to the detector" in (tmp_path / "r.html").read_text()
 
 
 @pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 1), (signal.SIGTERM, 1), (signal.SIGTERM, 2), (signal.SIGINT, 2)],

@@ -129,7 +129,7 @@ def unfamiliar_advice(refused: int, accepted: int) -> str:
     if refused == 0 or refused <= accepted:
         return ""
     return (f"{refused} of {refused + accepted} selected face crops were refused as unlike the model's training faces "
-            "and were not scored. Teach the tool this camera: export face crops to label (rat-monitor curate VIDEO "
-            "--out to_label/), fill in the label columns of to_label/manifest.csv (the subject column holds each "
-            "animal's id), train (rat-monitor train --data to_label/ --out models/my-camera), check by animal "
-            "(rat-monitor evaluate --data to_label/), and analyse with --model models/my-camera.")
+            "and were not scored. Teach the tool this camera in the browser: rat-monitor label VIDEO --project "
+            "my_camera/ (draw the faces on the boxes page, score them on the scoring page), then rat-monitor label "
+            "train my_camera/ (the detector, and a pain classifier checked by animal once 3 animals are scored), "
+            "and analyse with the --detector and --model it names.")

@@ -164,6 +164,18 @@ def print_refusal(refused: int, accepted: int, console: Console = out) -> None:
         console.print(f"[yellow]note:[/] {advice}", highlight=False, soft_wrap=True)
 
 
+def print_camera(check: dict | None, console: Console = out) -> None:
+    """Says when the detector does not know the camera (and how to calibrate it), or which calibrated detector
+    a run used."""
+    if not check:
+        return
+    if check.get("line"):
+        console.print(f"[yellow]note:[/] {check['line']}", highlight=False, soft_wrap=True)
+    elif check.get("calibrated"):
+        console.print(f"camera: calibrated detector '{check['detector']}' (sure of a face on "
+                      f"{100 * check['confident_share']:.0f}% of its checks)", highlight=False)
+
+
 def fire_alert(command: str | None, record: dict, where: str = "") -> None:
     """An alert raised: said on stderr (naming the video in a batch) and, with --on-alert, run as a command."""
     from ..sinks.alerts import run_alert_command

@@ -8,8 +8,7 @@ from typing import Optional
 import typer
 from typer.core import TyperGroup
 
-from ..models import DEFAULT_DETECTOR
-from .app import DETECTOR_HELP, app, friendly_errors, out, progress_bars
+from .app import app, friendly_errors, out, progress_bars
 
 
 class _DefaultToOpen(TyperGroup):
@@ -41,7 +40,10 @@ def label_open(
                                                           "path (first group), e.g. '(rat\\d+)'."),
     crops: Optional[Path] = typer.Option(None, help="Also put the face crops of a `curate` folder on the scoring "
                                                     "page (their animal from its manifest or key)."),
-    detector: str = typer.Option(DEFAULT_DETECTOR, help=DETECTOR_HELP),
+    detector: Optional[str] = typer.Option(None, help="The detector that proposes boxes: a bundled name or a "
+                                                      "folder. Default: the project's recommended one (after "
+                                                      "`label train`), else the bundled one. Given on a project, its "
+                                                      "proposals replace those of every frame not yet decided."),
     host: str = typer.Option("127.0.0.1", help="Address to serve on (0.0.0.0 opens it to the network)."),
     port: int = typer.Option(8765, help="Port to serve on (0: any free one)."),
     serve: bool = typer.Option(True, help="Serve the pages after adding the videos (--no-serve: only add)."),
@@ -57,6 +59,7 @@ def label_open(
     from ..detect import load_detector
     from ..errors import ConfigError, SourceError
     from ..label.export import import_curated
+    from ..label.loop import refill
     from ..label.pick import pick
     from ..label.project import Project
     from ..label.server import LabelServer
@@ -71,15 +74,25 @@ def label_open(
     project = Project.open(project_dir, create=bool(videos) or crops is not None)
     if crops is not None:
         out.print(f"{import_curated(project, crops)} face crops added from {crops}", highlight=False)
+    det = load_detector(detector or project.recommended_detector())
+    if detector is not None:
+        refilled = refill(project, det)
+        if refilled:
+            out.print(f"{refilled} undecided frames now show the proposals of {det.name}", highlight=False)
     if videos:
-        det = load_detector(detector)
+        added_by_video = {}
         with progress_bars() as progress:
             task = progress.add_task("picking frames", total=len(videos), rate="")
             for video in videos:
-                added = sum(project.add_frame(video, subjects[video], p.index, p.t_s, p.image, p.boxes, det.name)
-                            is not None for p in pick(video, frames, det))
-                progress.console.print(f"{video.name}: {added} frames added ({subjects[video]})", highlight=False)
+                taken = project.frame_indices(video)
+                added_by_video[video] = (sum(project.add_frame(video, subjects[video], p.index, p.t_s, p.image,
+                                                               p.boxes, det.name) is not None
+                                             for p in pick(video, frames, det, taken)), len(taken))
                 progress.advance(task)
+        for video, (added, before) in added_by_video.items():  # after the bar: never glued to its line
+            hint = " (every frame of it is in the project already)" if not added and before else ""
+            out.print(f"{video.name}: {added} frames added ({subjects[video]}; {before + added} in the project, "
+                      f"proposals by {det.name}){hint}", highlight=False)
     state = project.progress()
     out.print(f"{project_dir}: {state['frames']} frames ({state['done']} done), {state['crops']} face crops",
               highlight=False)
@@ -132,37 +145,48 @@ def label_train(
     project_dir: Path = typer.Argument(..., help="The project folder."),
     epochs: int = typer.Option(30, help="Fine-tuning epochs."),
     synthetic: int = typer.Option(0, help="Also train on this many randomised synthetic lab frames."),
+    detector: bool = typer.Option(True, help="Fine-tune the detector (--no-detector: the classifier alone)."),
+    classifier: bool = typer.Option(True, help="Train the pain classifier (--no-classifier: the detector alone)."),
 ):
-    """Fine-tune the face detector on the project's labelled frames (from its last detector, else the bundled
-    one) into PROJECT/models/detector-N, refill the boxes of the frames not yet labelled with it, and train a
-    pain classifier (evaluated by animal) once enough crops of enough animals are scored: mobilenet-linear
-    (ImageNet features) below 50 scored crops per animal when its weights are installed, else lbp-svm.
+    """One turn of the loop, training only what changed since the last one. The detector: fine-tuned on the
+    project's labelled frames (from its recommended detector, else the bundled one) into PROJECT/models/detector-N,
+    at an input size chosen for the camera's frames and faces, checked on held-out frames of every video (never
+    frames it or its ancestors learnt from), and recommended only if it is not worse there than the one it started
+    from; the undecided frames then get its proposals. The classifier: trained when enough crops of enough animals
+    are scored (evaluated by animal): mobilenet-linear (ImageNet features) below 50 scored crops per animal when
+    its weights are installed, else lbp-svm.
 
     [bold]Example:[/] rat-monitor label train my_labels/
     """
     from ..detect.train import require_training_packages
-    from ..label.loop import train_round
+    from ..label.loop import train_round, verdict
     from ..label.project import Project
 
-    require_training_packages(fine_tune=True)
+    if detector:
+        require_training_packages(fine_tune=True)
     project = Project.open(project_dir)
     with progress_bars() as progress:
-        task = progress.add_task("epochs", total=epochs, rate="")
-        done = train_round(project, epochs, synthetic,
+        task = progress.add_task("epochs", total=epochs, rate="", visible=detector)
+        done = train_round(project, epochs, synthetic, detector=detector, classifier=classifier,
                            progress=lambda e, n, loss: progress.update(task, completed=e,
                                                                         description=f"epochs (loss {loss:.3f})"))
-    f = done["frames"]
-    out.print(f"detector → {done['detector']} (from {done['from'].name}; trained on {f['frames']} frames, {f['boxes']} "
-              f"boxes, {done['seconds']} s); new boxes on {done['refilled']} unlabelled frames", highlight=False)
-    checked = done["checked"]
-    if checked:
-        a, b = checked["after"], checked["before"]
-        out.print(f"checked on {a['frames']} held-out frames ({checked['how']}): {a['true_positives']} of {a['faces']} "
-                  f"faces found, {a['false_positives']} false boxes (precision {a['precision']:.2f}, recall "
-                  f"{a['recall']:.2f}, AP@0.5 {a['ap50']:.2f}); {done['from'].name} before it: {b['true_positives']} "
-                  f"of {b['faces']}, {b['false_positives']} false", highlight=False)
-    else:
-        out.print(f"[yellow]not checked: {done['held_out']}[/]", highlight=False)
+    if "unchanged" in done:
+        out.print(f"detector: {done['unchanged']}", highlight=False)
+    elif done.get("trained"):
+        f = done["frames"]
+        out.print(f"detector → {done['trained']} (from {done['from'].name}; {f['frames']} frames, {f['boxes']} boxes, "
+                  f"input {done['input_size'][0]}x{done['input_size'][1]}, {done['seconds']} s)", highlight=False)
+        checked = done["checked"]
+        out.print(f"held-out check: {verdict(checked['after'] if checked else None)} ({done['held_out']})",
+                  highlight=False)
+        if checked and checked["after"]["faces"] >= 5:
+            b = checked["before"]
+            out.print(f"  {done['from'].name} on the same frames: {b['true_positives']} of {b['faces']} found, "
+                      f"{b['false_positives']} false (AP@0.5 {b['ap50']:.2f})", highlight=False)
+        if not done["kept_better"]:
+            out.print(f"[yellow]{done['trained'].name} was worse on the held-out frames: {done['recommended'].name} "
+                      "stays the recommended detector[/]", highlight=False)
+        out.print(f"new proposals on {done['refilled']} undecided frames", highlight=False)
     clf = done["classifier"]
     if clf and "skipped" in clf:
         out.print(f"classifier: not trained: {clf['skipped']}", highlight=False)
@@ -171,4 +195,5 @@ def label_train(
         out.print(f"classifier → {clf['classifier']} ({clf['kind']}: {clf['why']}; {clf['crops']} crops of "
                   f"{clf['animals']} animals; by animal: macro-F1 {m.get('macro_f1', float('nan')):.3f})",
                   highlight=False)
-    out.print(f"use it: rat-monitor analyze VIDEO --detector {done['detector']}", highlight=False)
+    if done.get("recommended") is not None:
+        out.print(f"use it: rat-monitor analyze VIDEO --detector {done['recommended']}", highlight=False)

@@ -14,7 +14,7 @@ from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from ..pipeline import Observer
 from ..sinks.files import read_timeline
 from .app import (DETECTOR_HELP, MODEL_HELP, SAMPLES, app, caveat, clock_time, err, fire_alert, friendly_errors,
-                  out, print_refusal, progress_bars, settings)
+                  out, print_camera, print_refusal, progress_bars, settings)
 from .views import batch_table, timeline_table
 
 DEMO_SAMPLE = "albino_onset.mp4"
@@ -87,6 +87,7 @@ def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool
     for remark in _source_remarks(info):
         say.print(f"note: {video.name}: {remark}", highlight=False)
     print_refusal(totals["refused_frames"], totals["scored_frames"], say)
+    print_camera(info.get("camera"), say)
 
 
 def _source_remarks(info: dict) -> list[str]:

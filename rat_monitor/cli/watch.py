@@ -14,7 +14,8 @@ from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from ..pipeline import Observer, RunResult
 from ..sinks.files import alert_record, recorded_start
-from .app import DETECTOR_HELP, MODEL_HELP, app, caveat, fire_alert, friendly_errors, out, settings
+from .app import (DETECTOR_HELP, MODEL_HELP, app, caveat, fire_alert, friendly_errors, out, print_camera,
+                  settings)
 from .run import load_models
 from .views import LiveView, sources_table
 
@@ -166,6 +167,7 @@ def _watch_one(name, source, out_dir, det, clf, run_settings, overwrite, resume,
     stopped = "stopped (Ctrl-C or SIGTERM); " if t.interrupted else ""
     out.print(f"{stopped}{t.frames} frames, {t.minutes} minute(s), {t.scored_frames} scored, {t.dropped_frames} "
               f"dropped → {out_dir}/timeline.csv", highlight=False)
+    print_camera(result.camera)
     if source.given_up_at_s is not None:
         raise SourceError(f"the source was {_given_up(result, source, give_up)} ({out_dir}/timeline.csv)")
 
@@ -217,6 +219,7 @@ def _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, on_
         stopped = "stopped; " if t.interrupted else ""
         out.print(f"{n}: {stopped}{t.frames} frames, {t.minutes} minute(s), {t.scored_frames} scored, "
                   f"{t.dropped_frames} dropped → {out_dir / n}/timeline.csv", highlight=False)
+        print_camera(result.camera)
         if sources[n].given_up_at_s is not None:
             problems.append(f"{n}: {_given_up(result, sources[n], give_up)}")
     if problems:

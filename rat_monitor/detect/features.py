@@ -36,16 +36,42 @@ def _zoom(img: np.ndarray, b: np.ndarray, rng: np.random.Generator, zoom_in: boo
     return out, c.astype(np.float32)
 
 
+def _window(img: np.ndarray, b: np.ndarray, rng: np.random.Generator,
+            size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A SIZE (width, height) part of a large input, around one of its faces most of the time (so that the few
+    labelled faces are all seen), else anywhere (background is what teaches 'not a face'); faces less than half
+    inside are no longer labelled, the others are clipped to it."""
+    h, w = img.shape[:2]
+    sw, sh = size
+    if len(b) and rng.random() < 0.75:
+        x0, y0, x1, y1 = b[rng.integers(len(b))]
+        cx, cy = rng.uniform(x0, x1), rng.uniform(y0, y1)  # the face somewhere in the window, never cut in two
+        left, top = int(np.clip(cx - rng.uniform(0.2, 0.8) * sw, 0, w - sw)), int(np.clip(cy - rng.uniform(0.2, 0.8) * sh, 0, h - sh))
+    else:
+        left, top = int(rng.integers(0, w - sw + 1)), int(rng.integers(0, h - sh + 1))
+    area = np.maximum(b[:, 2] - b[:, 0], 1e-3) * np.maximum(b[:, 3] - b[:, 1], 1e-3)
+    c = np.stack([np.clip(b[:, 0], left, left + sw), np.clip(b[:, 1], top, top + sh), np.clip(b[:, 2], left, left + sw),
+                  np.clip(b[:, 3], top, top + sh)], axis=1)
+    kept = (c[:, 2] - c[:, 0]) * (c[:, 3] - c[:, 1]) >= 0.5 * area
+    return img[top:top + sh, left:left + sw], (c[kept] - np.float32([left, top, left, top])).astype(np.float32)
+
+
 def _augmented(images: np.ndarray, boxes: list[np.ndarray], rng: np.random.Generator,
-               zoom: float) -> tuple[np.ndarray, list[np.ndarray]]:
+               zoom: float, window: tuple[int, int] | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """One random view of each frame (uint8 NHWC RGB, boxes in input pixels) -> float NCHW [0, 1] and boxes:
-    mirrored half of the time, zoomed out or in with probability ZOOM, then exposure, contrast, colour cast,
-    greyscale and blur varied."""
+    a WINDOW (width, height) of it when given (large inputs train on parts: the network is convolutional, and a
+    part costs what the bundled input costs), mirrored half of the time, zoomed out or in with probability ZOOM,
+    then exposure, contrast, colour cast, greyscale and blur varied."""
     n, h, w = images.shape[:3]
+    if window:
+        w, h = window
     out = np.empty((n, 3, h, w), np.float32)
     moved = []
     for k in range(n):
         img, b = np.ascontiguousarray(images[k]), boxes[k].copy()
+        if window:
+            img, b = _window(img, b, rng, window)
+            img = np.ascontiguousarray(img)
         if rng.random() < 0.5:
             img = np.ascontiguousarray(img[:, ::-1])
             b[:, [0, 2]] = w - b[:, [2, 0]]
@@ -78,8 +104,9 @@ class FeatureCache:
 
 
 def cache_features(net, data, views: int, seed: int, zoom: float = 0.3,
-                   batch_size: int = 32) -> FeatureCache:
-    """VIEWS augmented views of every frame through the frozen trunk (ONNX Runtime on every core)."""
+                   batch_size: int = 32, window: tuple[int, int] | None = None) -> FeatureCache:
+    """VIEWS augmented views of every frame (or of a WINDOW of it) through the frozen trunk (ONNX Runtime on
+    every core)."""
     import os
     import tempfile
 
@@ -90,6 +117,11 @@ def cache_features(net, data, views: int, seed: int, zoom: float = 0.3,
 
     rng = np.random.default_rng([seed, 5151])
     h, w = data.images.shape[1:3]
+    if window and (window[0] >= w and window[1] >= h):
+        window = None
+    if window:
+        w, h = min(window[0], w), min(window[1], h)
+        window = (w, h)
     gw, gh = w // STRIDE, h // STRIDE
     with tempfile.TemporaryDirectory() as tmp:
         export_trunk_onnx(net, Path(tmp) / "trunk.onnx", w, h)
@@ -99,7 +131,7 @@ def cache_features(net, data, views: int, seed: int, zoom: float = 0.3,
     parts: dict[str, list] = {k: [] for k in ("f8", "f16", "heat", "reg", "mask")}
     for _ in range(views):
         for a in range(0, len(data), batch_size):
-            x, boxes = _augmented(data.images[a:a + batch_size], data.boxes[a:a + batch_size], rng, zoom)
+            x, boxes = _augmented(data.images[a:a + batch_size], data.boxes[a:a + batch_size], rng, zoom, window)
             f8, f16 = session.run(None, {"image": x})
             parts["f8"].append(torch.from_numpy(f8.astype(np.float16)))
             parts["f16"].append(torch.from_numpy(f16.astype(np.float16)))

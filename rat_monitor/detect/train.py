@@ -177,7 +177,8 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
                    extra_card: dict | None = None) -> dict:
     """Trains the head on the frozen ImageNet trunk (or fine-tunes it from INIT/weights.safetensors) and writes
     OUT/model.onnx, weights.safetensors, card.json. views: augmented views of each frame, whose trunk features
-    are computed once. synthetic: every frame it learnt from (its initial detector's too) was synthetic, and
+    are computed once. input_size: the network input (width, height); by default INIT's (the network is fully
+    convolutional, so a fine-tune may change it for a camera's frames). synthetic: every frame it learnt from (its initial detector's too) was synthetic, and
     the card says so. Returns the card."""
     import torch
     from safetensors.torch import save_file
@@ -187,12 +188,12 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
 
     torch.manual_seed(seed)
     net = _init_net(init)
-    width, height = input_size_of(init) if init is not None else (input_size or (INPUT_W, INPUT_H))
+    width, height = input_size or input_size_of(init)
     data = samples if isinstance(samples, Prepared) else prepare(samples, width, height)
     if data.images.shape[1:3] != (height, width):
         data = prepare([Sample(img[:, :, ::-1], b) for img, b in zip(data.images, data.boxes)], width, height)
     t0 = time.time()
-    cache = cache_features(net, data, views, seed, zoom)
+    cache = cache_features(net, data, views, seed, zoom, window=training_window(width, height))
     feature_seconds = time.time() - t0
     loss_value = fit_head(net, cache, epochs, lr, batch_size, seed, fine_tune=init is not None, progress=progress)
     net.eval()
@@ -263,6 +264,16 @@ def fit_head(net, cache: FeatureCache, epochs: int, lr: float, batch_size: int, 
             progress(epoch + 1, epochs, loss_value)
     head.eval()
     return loss_value
+
+
+TRAINING_WINDOW = 256  # px: a larger input trains on parts this big, so a fine-tune costs the same at any size
+
+
+def training_window(width: int, height: int) -> tuple[int, int] | None:
+    """The part of a large input each training view shows (None: the whole input)."""
+    if width * height <= TRAINING_WINDOW * TRAINING_WINDOW:
+        return None
+    return min(width, TRAINING_WINDOW), min(height, TRAINING_WINDOW)
 
 
 def input_size_of(init: Path | None) -> tuple[int, int]:

@@ -9,6 +9,8 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import ConfigError
 from .export import export_manifest, export_yolo
 from .project import Project
@@ -20,91 +22,213 @@ PRETRAINED_BELOW = 50  # scored crops per animal below which mobilenet-linear is
 
 def fine_tune_detector(yolo: Path, out: Path, init: Path, epochs: int, seed: int = 0, synthetic: int = 0,
                        progress: Callable[[int, int, float], None] | None = None,
-                       extra_card: dict | None = None) -> dict:
+                       extra_card: dict | None = None, camera_size: bool = True) -> dict:
     """The detector of INIT fine-tuned on a YOLO folder (plus SYNTHETIC randomised lab frames, which keep what
-    it knew); returns its card."""
+    it knew); returns its card. camera_size: the network input chosen for these frames (their shape, their
+    faces' size: detect.sizing), else INIT's."""
+    from ..detect.sizing import input_size_for
     from ..detect.train import input_size_of, prepare, render_prepared, train_detector, yolo_samples
 
     samples = yolo_samples(yolo)
     size = input_size_of(init)
+    if camera_size:
+        size = input_size_for([s.image.shape[1::-1] for s in samples],
+                              [float(side) for s in samples for side in np.maximum(s.boxes[:, 2] - s.boxes[:, 0],
+                                                                                     s.boxes[:, 3] - s.boxes[:, 1])])
     data = prepare(samples * max(1, math.ceil(FRAMES_PER_EPOCH / len(samples))), *size)
     parts = [f"{len(samples)} labelled frames ({yolo})"]
     if synthetic > 0:
         data = data + render_prepared(synthetic, seed, size=size)
         parts.append(f"{synthetic} randomised synthetic lab frames")
     return train_detector(data, out, epochs=epochs, init=init, seed=seed, description="; ".join(parts),
-                          progress=progress, extra_card=extra_card)
+                          progress=progress, extra_card=extra_card, input_size=size)
 
 
-HELD_OUT_SHARE = 0.25  # of the labelled frames, kept out of the fine-tune to check it
-MIN_FRAMES_TO_HOLD_OUT = 4
+HELD_OUT_SHARE = 0.25  # of each video's decided frames, kept out of every fine-tune to check them
+MIN_FRAMES_TO_HOLD_OUT = 4  # a video's decided frames before one of them is held out
+MIN_HELD_OUT_FACES = 5  # a held-out figure on fewer faces is not a check, and is not shown as one
 
 
-def split_held_out(frames: list[dict]) -> tuple[list[str], list[str], str]:
-    """(training frame ids, held-out frame ids, how): the decided frames of whole videos when there are
-    several (the last videos in name order, about a quarter of the frames), else the last quarter of the
-    video's frames in time, so that no held-out frame has training frames on both sides of it."""
-    decided = [f for f in frames if f["status"] != "unlabelled"]
-    if len(decided) < MIN_FRAMES_TO_HOLD_OUT:
-        return [f["id"] for f in decided], [], (f"{len(decided)} labelled frames: too few to hold any out "
-                                                f"({MIN_FRAMES_TO_HOLD_OUT} needed)")
-    want = max(1, round(HELD_OUT_SHARE * len(decided)))
-    held_videos, held_count = set(), 0
-    for video in sorted({f["video"] for f in decided}, reverse=True)[:-1]:  # one video at least stays to train
-        if held_count >= want:
-            break
-        held_videos.add(video)
-        held_count += sum(f["video"] == video for f in decided)
-    if held_count >= want:
-        return ([f["id"] for f in decided if f["video"] not in held_videos],
-                [f["id"] for f in decided if f["video"] in held_videos],
-                f"by video: the {held_count} labelled frames of {len(held_videos)} video(s) held out")
-    in_time = sorted(decided, key=lambda f: (f["video"], f["t_s"]))
-    held = in_time[-want:]
-    return ([f["id"] for f in in_time[:-want]], [f["id"] for f in held],
-            f"by time: the last {len(held)} labelled frames (from {held[0]['t_s']:.1f} s) held out")
+def ancestors(detector: Path) -> list[Path]:
+    """The detectors DETECTOR was fine-tuned from, nearest first, as far as their cards can be read."""
+    from ..models import read_card
+
+    chain, seen = [], {Path(detector).resolve()}
+    current = Path(detector)
+    while True:
+        try:
+            parent = read_card(current).get("training", {}).get("fine_tuned_from")
+        except Exception:  # noqa: BLE001 - a missing or damaged ancestor ends the chain; what is known counts
+            return chain
+        if not parent or Path(parent).resolve() in seen or not Path(parent).is_dir():
+            return chain
+        current = Path(parent)
+        seen.add(current.resolve())
+        chain.append(current)
+
+
+def learnt_frames(detectors: list[Path]) -> set[str]:
+    """Every frame id that the cards of DETECTORS say they learnt from."""
+    from ..models import read_card
+
+    out: set[str] = set()
+    for d in detectors:
+        try:
+            out.update(read_card(d).get("training", {}).get("frames", []))
+        except Exception:  # noqa: BLE001 - an unreadable card names no frame
+            continue
+    return out
+
+
+def split_held_out(project: Project, never_held: set[str] = frozenset()) -> tuple[list[str], list[str], str]:
+    """(training frame ids, held-out frame ids, how). Held out within each video (camera): about a quarter of
+    its decided frames once it has MIN_FRAMES_TO_HOLD_OUT of them, so every camera is both learnt and checked
+    (holding a whole camera out measured one camera on another's training). A frame's side is chosen once and
+    kept in the project (split.json): a frame held out stays held out, and a frame any detector learnt from
+    (NEVER_HELD: the frames of the starting detector and its ancestors) is never held out."""
+    import hashlib
+    import json
+
+    from ..models import atomic_write_text
+
+    decided = [f for f in project.frames() if f["status"] != "unlabelled"]
+    path = project.root / "split.json"
+    try:
+        sides = json.loads(path.read_text()) if path.exists() else {}
+        sides = {k: v for k, v in sides.items() if v in ("train", "held_out")} if isinstance(sides, dict) else {}
+    except (OSError, ValueError):
+        sides = {}  # a damaged split is chosen again; learnt frames still never become held out
+    for frame_id in never_held:
+        if sides.get(frame_id) == "held_out" or frame_id not in sides:
+            sides[frame_id] = "train"
+    by_video: dict[str, list[dict]] = {}
+    for f in decided:
+        by_video.setdefault(f["video"], []).append(f)
+    for frames in by_video.values():
+        if len(frames) < MIN_FRAMES_TO_HOLD_OUT:
+            continue
+        want = round(HELD_OUT_SHARE * len(frames))
+        have = sum(sides.get(f["id"]) == "held_out" for f in frames)
+        new = sorted((f for f in frames if f["id"] not in sides),
+                     key=lambda f: hashlib.sha256(f["id"].encode()).hexdigest())  # a fixed, unbiased order
+        for f in new:
+            sides[f["id"]] = "held_out" if have < want else "train"
+            have += sides[f["id"]] == "held_out"
+    for f in decided:
+        sides.setdefault(f["id"], "train")
+    atomic_write_text(path, json.dumps(sides, indent=1, sort_keys=True) + "\n")
+    train = [f["id"] for f in decided if sides[f["id"]] == "train"]
+    held = [f["id"] for f in decided if sides[f["id"]] == "held_out"]
+    small = [Path(v).name for v, fs in by_video.items() if len(fs) < MIN_FRAMES_TO_HOLD_OUT]
+    how = (f"within each video: {len(held)} of {len(decided)} decided frames held out, never learnt from"
+           + (f"; {len(small)} video(s) with fewer than {MIN_FRAMES_TO_HOLD_OUT} decided frames hold none out yet"
+              if small else ""))
+    return train, held, how
+
+
+def labels_digest(project: Project, frame_ids: list[str]) -> str:
+    """What a fine-tune would learn from (its frames' boxes and turned-down proposals): the same digest means
+    nothing changed since the detector that recorded it."""
+    import hashlib
+    import json
+
+    records = [project.frame(i) for i in sorted(frame_ids)]
+    text = json.dumps([[r["id"], r["status"], r["boxes"], r["rejected"]] for r in records])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def verdict(figures: dict | None) -> str:
+    """A held-out figure in words, or why it is not one yet."""
+    if not figures:
+        return "not checked: no held-out frame yet (label at least 4 frames of a video)"
+    if figures["faces"] < MIN_HELD_OUT_FACES:
+        return (f"not enough held-out faces yet ({figures['faces']} in {figures['frames']} frame(s); "
+                f"{MIN_HELD_OUT_FACES} needed for a figure): label more frames")
+    return (f"{figures['true_positives']} of {figures['faces']} held-out faces found, {figures['false_positives']} "
+            f"false boxes on {figures['frames']} held-out frames (AP@0.5 {figures['ap50']:.2f})")
 
 
 def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: int = 0,
-                progress: Callable[[int, int, float], None] | None = None) -> dict:
-    """Fine-tunes detector-N from the latest one (or the bundled detector), refills the unlabelled frames'
-    boxes, and trains classifier-N when MIN_CROPS crops of MIN_ANIMALS animals are scored. Returns what it did."""
-    from ..detect import load_detector
-    from ..models import DEFAULT_DETECTOR, resolve
+                progress: Callable[[int, int, float], None] | None = None, detector: bool = True,
+                classifier: bool = True) -> dict:
+    """One turn of the loop, training only what changed: detector-N fine-tuned from the project's recommended
+    detector (or the bundled one) when the labelled frames changed since it, checked on held-out frames against
+    the detector it started from, and recommended only if it is not worse there; the unlabelled frames'
+    proposals refilled from the recommended detector; classifier-N when the scores changed and MIN_CROPS crops
+    of MIN_ANIMALS animals are scored. Returns what it did."""
+    result: dict = {"detector": None, "classifier": None}
+    if detector:
+        result.update(_detector_round(project, epochs, synthetic, seed, progress))
+    if classifier:
+        result["classifier"] = _train_classifier(project)
+    return result
 
-    earlier = project.detectors()
-    number = int(earlier[-1].name.split("-")[1]) + 1 if earlier else 1
-    init = earlier[-1] if earlier else resolve(DEFAULT_DETECTOR, "face-detector")
-    train_ids, held_ids, how = split_held_out(project.frames())
+
+def _detector_round(project: Project, epochs: int, synthetic: int, seed: int,
+                    progress: Callable[[int, int, float], None] | None) -> dict:
+    from ..detect import load_detector
+    from ..detect.evaluate import evaluate_yolo
+    from ..models import read_card, record_figures
+
+    init = project.recommended_detector()
+    lineage = [init, *ancestors(init)]
+    train_ids, held_ids, how = split_held_out(project, learnt_frames(lineage))
+    if not train_ids:
+        raise ConfigError(f"{project.root}: no labelled frame to learn from yet (hold-outs aside): label more")
+    digest = labels_digest(project, train_ids)
+    latest = project.detectors()[-1] if project.detectors() else None
+    if latest is not None and read_card(latest).get("training", {}).get("labels_digest") == digest:
+        return {"unchanged": f"no labelled frame changed since {latest.name}: not fine-tuned again",
+                "recommended": init, "held_out": how}
+    number = int(latest.name.split("-")[1]) + 1 if latest else 1
     yolo = project.root / "train" / f"yolo-{number}"
     counts = export_yolo(project, yolo, train_ids)
     out = project.root / "models" / f"detector-{number}"
-    provenance = {"project": str(project.root), "frames": train_ids, "held_out_frames": held_ids, "held_out": how}
+    provenance = {"project": str(project.root), "frames": train_ids, "held_out_frames": held_ids, "held_out": how,
+                  "labels_digest": digest, "ancestors_frames": sorted(learnt_frames(lineage))}
     card = fine_tune_detector(yolo, out, init, epochs, seed, synthetic, progress, extra_card=provenance)
-    detector = load_detector(out)
     checked = None
     if held_ids:
-        from ..detect.evaluate import evaluate_yolo
-        from ..models import record_figures
-
         held = project.root / "train" / f"held-out-{number}"
         export_yolo(project, held, held_ids)
-        checked = {"after": evaluate_yolo(detector, held), "before": evaluate_yolo(load_detector(init), held),
+        checked = {"after": evaluate_yolo(load_detector(out), held), "before": evaluate_yolo(load_detector(init), held),
                    "how": how}
         for name, figures in (("held_out", checked["after"]), (f"held_out_{init.name}", checked["before"])):
             record_figures(out, name, {**figures, "data": str(held)})
+    better = _not_worse(checked)
     _write_caveat(out, len(train_ids), checked, how)
+    recommended = out if better else init
+    project.recommend_detector(recommended, "" if better else
+                               f"{out.name} found fewer held-out faces than {init.name}: {init.name} stays")
+    from ..detect import load_detector
+
+    refilled = refill(project, load_detector(recommended))
+    return {"trained": out, "from": init, "frames": counts, "seconds": card["training"]["seconds"],
+            "input_size": card["input_size"], "refilled": refilled, "checked": checked, "held_out": how,
+            "recommended": recommended, "kept_better": better}
+
+
+def _not_worse(checked: dict | None) -> bool:
+    """Whether the new detector may replace the one it started from: not worse on the held-out frames (AP@0.5,
+    then faces found less false boxes), or no figure to say otherwise (the newer learnt from more labels)."""
+    if not checked or checked["after"]["faces"] < MIN_HELD_OUT_FACES:
+        return True
+    a, b = checked["after"], checked["before"]
+    return (round(a["ap50"], 3), a["true_positives"] - a["false_positives"]) >= \
+        (round(b["ap50"], 3), b["true_positives"] - b["false_positives"])
+
+
+def refill(project: Project, detector) -> int:
+    """New proposals from DETECTOR (an OnnxFaceDetector) on every frame nobody has decided yet. Returns how
+    many."""
+    import cv2
+
     refilled = 0
     for frame in project.frames():
         if frame["status"] == "unlabelled":
-            import cv2
-
             found = detector.detect(cv2.imread(str(project.frame_image(frame["id"]))))
             refilled += project.suggest(frame["id"], found.boxes, detector.name)
-    result = {"detector": out, "from": init, "frames": counts, "seconds": card["training"]["seconds"],
-              "refilled": refilled, "classifier": None, "checked": checked, "held_out": how}
-    result["classifier"] = _train_classifier(project, number)
-    return result
+    return refilled
 
 
 def _write_caveat(out: Path, trained_on: int, checked: dict | None, how: str) -> None:
@@ -112,15 +236,11 @@ def _write_caveat(out: Path, trained_on: int, checked: dict | None, how: str) ->
     from ..models import read_card, write_card
 
     card = read_card(out)
-    if checked:
-        a = checked["after"]
-        card["caveat"] = (f"fine-tuned on {trained_on} labelled frames of one project; checked on "
-                          f"{a['frames']} held-out frames ({how}): {a['true_positives']} of {a['faces']} faces found, "
-                          f"{a['false_positives']} false boxes; few frames of few videos: check it on more of "
-                          f"your footage before relying on it")
-    else:
-        card["caveat"] = (f"fine-tuned on {trained_on} labelled frames and not checked on any held-out frame "
-                          f"({how}): label more frames")
+    figures = checked["after"] if checked else None
+    card["caveat"] = (f"fine-tuned on {trained_on} labelled frames of one project; {verdict(figures)} ({how}); "
+                      "few frames of few videos: check it on more of your footage before relying on it")
+    card["validation"] = {"status": "held-out frames" if figures and figures["faces"] >= MIN_HELD_OUT_FACES
+                          else "not checked", "held_out_faces": figures["faces"] if figures else 0}
     write_card(out, card, list(card.get("files", {})))
 
 
@@ -140,17 +260,26 @@ def classifier_kind(crops_per_animal: float) -> tuple[str, str]:
                                 "animal ImageNet features did better than LBP+SVM by animal on synthetic crops")
 
 
-def _train_classifier(project: Project, number: int) -> dict | None:
-    """A binary classifier on the consensus scores, when there are enough, with its leave-one-animal-out figures
-    (the kind by classifier_kind); None (and why, in 'skipped') when not."""
+def _train_classifier(project: Project) -> dict:
+    """A binary classifier on the consensus scores, when there are enough and they changed since the last one,
+    with its leave-one-animal-out figures (the kind by classifier_kind); 'skipped' says why not."""
+    import filecmp
+
     from ..classify.evaluate import Trainer, train_and_save
     from ..data import load_dataset
 
+    earlier = sorted((p for p in (project.root / "models").glob("classifier-*") if p.name.split("-")[1].isdigit()),
+                     key=lambda p: int(p.name.split("-")[1]))
+    number = int(earlier[-1].name.split("-")[1]) + 1 if earlier else 1
     manifest = project.root / "train" / f"scores-{number}.csv"
     try:
         counts = export_manifest(project, manifest)
     except ConfigError:
         return {"skipped": "no crop is scored yet"}
+    last = project.root / "train" / f"scores-{number - 1}.csv"
+    if earlier and last.exists() and filecmp.cmp(manifest, last, shallow=False):
+        manifest.unlink()
+        return {"skipped": f"no score changed since {earlier[-1].name}: not trained again"}
     if counts["crops"] < MIN_CROPS or counts["animals"] < MIN_ANIMALS:
         return {"skipped": f"{counts['crops']} scored crops of {counts['animals']} animal(s); a classifier needs "
                            f"{MIN_CROPS} of {MIN_ANIMALS} or more"}

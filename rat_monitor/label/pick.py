@@ -39,13 +39,14 @@ def candidates(video: Path, count: int) -> list[tuple[int, float, np.ndarray]]:
     return out
 
 
-def pick(video: Path, n: int, detector) -> list[Picked]:
+def pick(video: Path, n: int, detector, taken: set[int] = frozenset()) -> list[Picked]:
     """N frames of VIDEO, spread over all of it first: the video is cut into N equal stretches and each gives
     one frame. A quarter of the stretches give the frame the detector is least sure about (a detection near
     its threshold), the others the frame that looks least like those chosen so far (farthest in grey
     thumbnails), so a long still stretch never takes most of the picks (deterministic). detector: an
-    OnnxFaceDetector."""
-    pool = candidates(video, min(max(3 * n, 30), 150))
+    OnnxFaceDetector. TAKEN: frame indices already in the project, never picked again (and looked past: the
+    candidates are drawn from as many more frames)."""
+    pool = [c for c in candidates(video, min(max(3 * n, 30), 150) + len(taken)) if c[0] not in taken]
     if not pool:
         return []
     n = min(n, len(pool))

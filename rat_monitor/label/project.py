@@ -4,7 +4,9 @@ atomically, so a crash, a kill -9 or a power cut loses at most the change being 
 memory, so the files are the truth for the server, the exports and the training loop alike.
 
     DIR/project.json              the videos and the animal each one shows
-    DIR/frames/<id>.jpg, .json    a picked frame; boxes [x0, y0, x1, y1] in its pixels; status
+    DIR/frames/<id>.jpg, .json    a picked frame; boxes [x0, y0, x1, y1] in its pixels (the person's); the
+                                  detector's proposals (never a label until the person accepts them) and the
+                                  proposals the person turned down (hard negatives); status
     DIR/crops/<cid>.jpg, .json    a face crop of a labelled box (cid reveals neither video nor time)
     DIR/scores/<rater>/<cid>.json one rater's scores of one crop
 """
@@ -115,9 +117,8 @@ class Project:
         if not cv2.imwrite(str(self.frames_dir / f"{frame_id}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
             raise ConfigError(f"cannot write {self.frames_dir / frame_id}.jpg")
         record = {"id": frame_id, "video": str(video), "frame": int(index), "t_s": round(float(t_s), 3),
-                  "subject": subject, "width": w, "height": h, "status": "unlabelled",
-                  "boxes": [[round(float(v), 1) for v in b] for b in suggested], "boxes_from": detector,
-                  "updated": None}
+                  "subject": subject, "width": w, "height": h, "status": "unlabelled", "boxes": [],
+                  "proposals": _proposed(suggested, w, h), "proposals_from": detector, "rejected": [], "updated": None}
         atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
         meta = self.meta()
         meta["videos"].setdefault(str(video), {"subject": subject})
@@ -125,11 +126,16 @@ class Project:
         return frame_id
 
     # -- frames --------------------------------------------------------------------------------------------
+    def frame_indices(self, video: Path) -> set[int]:
+        """The frame numbers of VIDEO already in the project."""
+        prefix = _video_id(Path(video).resolve()) + "-"
+        return {int(i[len(prefix):]) for i in self.frame_ids() if i.startswith(prefix) and i[len(prefix):].isdigit()}
+
     def frame_ids(self) -> list[str]:
         return _ids(self.frames_dir)
 
     def frame(self, frame_id: str) -> dict:
-        return _record(self.frames_dir, "frame", frame_id)
+        return _with_proposals(_record(self.frames_dir, "frame", frame_id))
 
     def frames(self) -> list[dict]:
         return [self.frame(i) for i in self.frame_ids()]
@@ -152,23 +158,39 @@ class Project:
         if status not in STATUSES:
             raise LabelError(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         boxes = _checked_boxes(body.get("boxes", []), record["width"], record["height"])
+        proposals = record["proposals"]
+        if "proposals" in body:  # the page turns proposals down one by one: only ones the frame has may stay
+            kept = _checked_boxes(body["proposals"], record["width"], record["height"])
+            if any(p not in proposals for p in kept):
+                raise LabelError("proposals can only be turned down, not added: draw a box instead")
+            proposals = kept
         if status == "no_face":
             boxes = []
         elif status == "labelled" and not boxes:
             raise LabelError("a labelled frame needs at least one box; mark it no_face instead")
+        # a proposal gone from the list is turned down, unless the person kept it (perhaps adjusted) as a box
+        rejected = [p for p in record["proposals"] if p not in proposals and not _kept(p, boxes)]
+        if status != "unlabelled":  # decided: a proposal the person did not keep as a box is not a face
+            rejected += [p for p in proposals if not _kept(p, boxes)]
+            proposals = []
         had = set(_crop_ids(record))  # the crops this frame has: the project is consistent (mended on open)
-        record.update(status=status, boxes=boxes, boxes_from="person" if status != "unlabelled" else
-                      record.get("boxes_from"), updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        record.update(status=status, boxes=boxes, proposals=proposals,
+                      rejected=_unique(record["rejected"] + rejected),
+                      boxes_from="person" if boxes or status != "unlabelled" else None,
+                      updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
         atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
         self._sync_crops(record, had)
         return record
 
     def suggest(self, frame_id: str, boxes: np.ndarray, detector: str) -> bool:
-        """New detector boxes for a frame nobody has labelled yet (after `label train`); False when labelled."""
+        """New detector proposals for a frame nobody has decided yet (after `label train`, or a project reopened
+        with another detector): the person's own boxes on it stay, and a proposal the person turned down is not
+        offered again. False when the frame is decided."""
         record = self.frame(frame_id)
         if record["status"] != "unlabelled":
             return False
-        record.update(boxes=[[round(float(v), 1) for v in b] for b in boxes], boxes_from=detector)
+        offered = [p for p in _proposed(boxes, record["width"], record["height"]) if not _kept(p, record["rejected"]) and not _kept(p, record["boxes"])]
+        record.update(proposals=offered, proposals_from=detector)
         atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
         return True
 
@@ -186,19 +208,52 @@ class Project:
         found = [p for p in (self.root / "models").glob("detector-*") if re.fullmatch(r"detector-\d+", p.name)]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
+    def recommended_detector(self) -> Path:
+        """The detector the project proposes boxes with and fine-tunes from: the one `label train` kept for being
+        no worse on the held-out frames (project.json), else the latest, else the bundled one."""
+        from ..models import DEFAULT_DETECTOR, resolve
+
+        name = (self.meta().get("detector") or {}).get("name")
+        found = {p.name: p for p in self.detectors()}
+        if name in found:
+            return found[name]
+        return self.detectors()[-1] if found else resolve(DEFAULT_DETECTOR, "face-detector")
+
+    def recommend_detector(self, folder: Path, why: str = "") -> None:
+        with self.lock:
+            meta = self.meta()
+            meta["detector"] = {"name": Path(folder).name, "why": why}
+            atomic_write_text(self.root / "project.json", json.dumps(meta, indent=2) + "\n")
+
     def detector_check(self) -> dict | None:
-        """What the latest fine-tuned detector was checked on (its card's held-out figures and caveat), for the
+        """What the recommended fine-tuned detector was checked on (its card's held-out figures, in words, and
+        caveat) and the learning curve of every fine-tune so far (held-out AP against labelled frames), for the
         boxes page; None before the first `label train`."""
+        from .loop import MIN_HELD_OUT_FACES, verdict
+
         found = self.detectors()
         if not found:
             return None
-        latest = found[-1]
+        best = self.recommended_detector()
+        curve = []
+        for folder in found:
+            try:
+                card = json.loads((folder / "card.json").read_text())
+            except (OSError, ValueError):
+                continue
+            held = (card.get("metrics") or {}).get("held_out")
+            curve.append({"name": folder.name, "frames": len(card.get("training", {}).get("frames", [])),
+                          "held_out_faces": held["faces"] if held else 0,
+                          "ap50": held["ap50"] if held and held["faces"] >= MIN_HELD_OUT_FACES else None})
         try:
-            card = json.loads((latest / "card.json").read_text())
+            card = json.loads((best / "card.json").read_text())
         except (OSError, ValueError):
-            return {"name": latest.name, "held_out": None, "caveat": "its card.json cannot be read"}
-        return {"name": latest.name, "held_out": (card.get("metrics") or {}).get("held_out"),
-                "caveat": card.get("caveat", "")}
+            return {"name": best.name, "held_out": None, "verdict": "its card.json cannot be read", "curve": curve,
+                    "caveat": "its card.json cannot be read"}
+        held = (card.get("metrics") or {}).get("held_out")
+        return {"name": best.name, "held_out": held, "verdict": verdict(held), "caveat": card.get("caveat", ""),
+                "curve": curve, "why": (self.meta().get("detector") or {}).get("why", ""),
+                "plateau": _plateau(curve)}
 
     def _crop_records(self, drop_damaged: bool = False):
         """The readable crop records; a damaged one (cut short) is skipped, or removed with drop_damaged."""
@@ -362,6 +417,58 @@ class Project:
             aus = {au: int(np.clip(np.rint(np.mean([s[au] for s in usable])), 0, 2)) for au in ACTION_UNITS}
             out.append({"crop": cid, **self.crop(cid), "level": level, **aus, "raters": len(usable)})
         return out
+
+
+def _plateau(curve: list[dict]) -> str:
+    """Whether more labels still help: the last two checked fine-tunes' held-out AP within 0.02 of each other
+    (on the same held-out frames' growing set) says the curve has flattened."""
+    checked = [c for c in curve if c["ap50"] is not None]
+    if len(checked) < 3:
+        return ""
+    a, b, c = (x["ap50"] for x in checked[-3:])
+    if abs(c - b) <= 0.02 and abs(b - a) <= 0.02:
+        return (f"the held-out AP stayed at {c:.2f} over the last three fine-tunes: more labels of the same "
+                "footage no longer help much; label frames it gets wrong, or another camera")
+    return ""
+
+
+PROPOSAL_KEPT_IOU = 0.5  # a label overlapping a proposal this much is that proposal accepted (perhaps adjusted)
+
+
+def _proposed(boxes, width: int, height: int) -> list[list[float]]:
+    """Detector boxes as proposals: clipped to the image (a face at the edge is found partly outside it), rounded
+    as the page sends them back, and those smaller than a label may be left out."""
+    out = []
+    for x0, y0, x1, y1 in np.asarray(boxes, np.float64).reshape(-1, 4):
+        box = [round(max(0.0, x0), 1), round(max(0.0, y0), 1), round(min(float(width), x1), 1),
+               round(min(float(height), y1), 1)]
+        if box[2] - box[0] >= MIN_BOX_PX and box[3] - box[1] >= MIN_BOX_PX:
+            out.append(box)
+    return out
+
+
+def _unique(boxes: list[list[float]]) -> list[list[float]]:
+    return [b for k, b in enumerate(boxes) if b not in boxes[:k]]
+
+
+def _kept(box: list[float], among: list[list[float]]) -> bool:
+    """Whether a box is matched by one of AMONG (IoU >= PROPOSAL_KEPT_IOU)."""
+    from ..imaging import iou
+
+    return bool(among) and float(iou(np.array([box]), np.array(among)).max()) >= PROPOSAL_KEPT_IOU
+
+
+def _with_proposals(record: dict) -> dict:
+    """A frame record with its proposals apart from its labels. Projects made before proposals were kept apart
+    stored an undecided frame's suggestions as its boxes: they are proposals, never labels."""
+    if "proposals" not in record:
+        undecided = record.get("status") == "unlabelled" and record.get("boxes_from") != "person"
+        record["proposals"] = record.get("boxes", []) if undecided else []
+        record["proposals_from"] = record.get("boxes_from") if undecided else None
+        if undecided:
+            record["boxes"] = []
+    record.setdefault("rejected", [])
+    return record
 
 
 def _crop_ids(record: dict) -> dict[str, list]:

@@ -2,9 +2,12 @@
 same API). Local by default (127.0.0.1) and closed without the access token the command prints, given as
 ?token=... or an 'Authorization: Bearer ...' header. Every accepted change is on disk before it is answered.
 
-    GET  /api/frames                 [{id, image, boxes, status}]   boxes [x0, y0, x1, y1] in frame pixels
+    GET  /api/frames                 [{id, image, boxes, proposals, status}]   [x0, y0, x1, y1] in frame pixels;
+                                     boxes are the person's, proposals the detector's (never labels by themselves)
     GET  /api/frames/{id}            one of them, with width and height
-    PUT  /api/frames/{id}            {boxes, status}  status: unlabelled | labelled | no_face
+    PUT  /api/frames/{id}            {boxes, status[, proposals]}  status: unlabelled | labelled | no_face; the
+                                     proposals still offered (those left out are turned down); a decided frame's
+                                     proposals not kept among its boxes are turned down (hard negatives)
     GET  /api/progress               counts of frames by status, crops, scores per rater
     GET  /api/crops?rater=NAME       the crops in this rater's blind order, with their scores so far
     PUT  /api/scores/{crop}?rater=N  {orbital, nose, ears, whiskers (0-2), level} or {not_scorable: true}
@@ -64,7 +67,8 @@ class LabelServer(TokenServer):
 def _public(frame: dict, full: bool = False) -> dict:
     """What the API shows of a frame: the boxes page needs no video path or animal (labels stay unbiased)."""
     out = {"id": frame["id"], "image": f"/frames/{frame['id']}.jpg", "boxes": frame["boxes"],
-           "status": frame["status"], "boxes_from": frame.get("boxes_from")}
+           "status": frame["status"], "boxes_from": frame.get("boxes_from"), "proposals": frame["proposals"],
+           "proposals_from": frame.get("proposals_from"), "rejected": len(frame["rejected"])}
     if full:
         out.update(width=frame["width"], height=frame["height"])
     return out

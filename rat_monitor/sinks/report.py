@@ -93,6 +93,7 @@ def summarise(run: RunData) -> dict:
         "scored": scored,
         "refused": refused,
         "advice": unfamiliar_advice(refused, scored),
+        "camera": _camera_line(run.info.get("camera")),
         "dropped": sum(int(r["dropped_frames"]) for r in rows),
         "source": run.info.get("inputs", {}).get("source", ""),
         "classifier": models.get("classifier", {}).get("name", "?"),
@@ -100,6 +101,14 @@ def summarise(run: RunData) -> dict:
         "mean_pain": _mean([_f(r["pain_prob"]) for r in rows]),
         "mean_rgs": _mean([_f(r.get("rgs")) for r in rows]),
     }
+
+
+def _camera_line(check: object) -> str:
+    """The run's word on whether its detector knew the camera (run.json's camera), or ''."""
+    if not isinstance(check, dict):
+        return ""
+    line = check.get("line")
+    return line if isinstance(line, str) else ""
 
 
 def _start_label(row: dict) -> str:
