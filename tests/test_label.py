@@ -509,3 +509,34 @@ def test_reopening_with_a_detector_refills_the_undecided_frames_and_train_trains
     result = runner.invoke(app, ["label", "train", str(project.root), "--no-detector"])
     assert result.exit_code == 0, result.output
     assert "classifier: not trained: no crop is scored yet" in result.output and not project.detectors()
+
+
+def test_the_page_fine_tunes_in_the_background_and_stays_responsive(project):
+    """Two decided frames start a background round (auto every 2); while it runs the server answers at once;
+    when it ends the undecided frames carry the new detector's proposals and the state says how it was checked."""
+    from rat_monitor.label.background import BackgroundTrainer
+
+    trainer = BackgroundTrainer(project, epochs=3, auto_every=2)
+    srv = LabelServer(project, port=0, trainer=trainer).start()
+    try:
+        fids = [f["id"] for f in project.frames()]
+        assert call(srv, "GET", "/api/train")[1]["running"] is False
+        call(srv, "PUT", f"/api/frames/{fids[0]}", {"boxes": [[20, 30, 80, 90]], "status": "labelled"})
+        call(srv, "PUT", f"/api/frames/{fids[1]}", {"boxes": [], "status": "no_face"})
+        assert call(srv, "GET", "/api/train")[1]["running"] is True
+        assert call(srv, "POST", "/api/train")[0] == 409  # one round at a time
+        slowest = 0.0
+        while call(srv, "GET", "/api/train")[1]["running"]:
+            t0 = time.perf_counter()
+            assert call(srv, "GET", "/api/progress")[0] == 200
+            slowest = max(slowest, time.perf_counter() - t0)
+            time.sleep(0.2)
+        assert slowest < 1.0, slowest  # the page stays responsive while the detector trains
+        state = call(srv, "GET", "/api/train")[1]
+        assert state["error"] is None and state["last"]["detector"] == "detector-1", state
+        assert "held-out" in state["last"]["verdict"]  # two frames: none held out yet, and it says so
+        assert all(project.frame(f)["proposals_from"] == "detector-1" for f in fids[2:])
+        assert call(srv, "GET", "/api/progress")[1]["detector"]["name"] == "detector-1"
+    finally:
+        trainer.wait(120)
+        srv.close()

@@ -47,10 +47,17 @@ def label_open(
     host: str = typer.Option("127.0.0.1", help="Address to serve on (0.0.0.0 opens it to the network)."),
     port: int = typer.Option(8765, help="Port to serve on (0: any free one)."),
     serve: bool = typer.Option(True, help="Serve the pages after adding the videos (--no-serve: only add)."),
+    train_every: int = typer.Option(3, help="Fine-tune the detector in the background after every N frames decided "
+                                            "on the boxes page, and refill the proposals from it (0: only when "
+                                            "asked on the page). Needs the 'train' extra."),
+    epochs: int = typer.Option(30, help="Fine-tuning epochs of each background round."),
 ):
-    """Pick frames from videos into a labelling project and serve its pages: the boxes page (draw, move, resize
-    and delete face boxes; 'no face'; keys ←/→, Enter, N, Delete) and the scoring page (blind RGS scores, several
-    raters, their agreement). Every change is saved at once. Ctrl-C stops the server.
+    """Calibrate a camera: pick frames from videos into a labelling project and serve its pages. The boxes page
+    shows the detector's proposals (accept with Enter, turn down with Delete, draw or fix boxes; 'no face' with
+    N; ←/→ move), fine-tunes the detector in the background every few decided frames, refills the proposals from
+    it and shows its held-out figure and learning curve; the scoring page takes blind RGS scores of several raters
+    and shows their agreement. Every change is saved at once. Ctrl-C stops the server. The detector it made is
+    PROJECT/models/detector-N (the recommended one is named on the page): analyze --detector takes it.
 
     [bold]Example:[/] rat-monitor label open sample_videos/albino_onset.mp4 --project my_labels/ --subject rat1
     (`rat-monitor label VIDEO ...` is the same command)
@@ -66,6 +73,8 @@ def label_open(
 
     if frames < 1:
         raise ConfigError("--frames must be at least 1")
+    if train_every < 0 or epochs < 1:
+        raise ConfigError("--train-every must be 0 or more and --epochs at least 1")
     videos = videos or []
     for video in videos:  # every video checked before the project is made or changed
         if not video.is_file():
@@ -98,7 +107,12 @@ def label_open(
               highlight=False)
     if not serve:
         return
-    server = LabelServer(project, host, port)
+    from ..label.background import BackgroundTrainer
+
+    trainer = BackgroundTrainer(project, epochs=epochs, auto_every=train_every)
+    server = LabelServer(project, host, port, trainer=trainer)
+    if trainer.unavailable:
+        out.print(f"[yellow]note:[/] no fine-tuning from the page: {trainer.unavailable}", highlight=False)
     out.print(f"boxes page: {server.url()}\nscoring page: {server.url('/score')}\n"
               "(the token in the address is the key: share it only with your raters; Ctrl-C stops)",
               highlight=False, soft_wrap=True)

@@ -186,13 +186,15 @@ class Project:
         """New detector proposals for a frame nobody has decided yet (after `label train`, or a project reopened
         with another detector): the person's own boxes on it stay, and a proposal the person turned down is not
         offered again. False when the frame is decided."""
-        record = self.frame(frame_id)
-        if record["status"] != "unlabelled":
-            return False
-        offered = [p for p in _proposed(boxes, record["width"], record["height"]) if not _kept(p, record["rejected"]) and not _kept(p, record["boxes"])]
-        record.update(proposals=offered, proposals_from=detector)
-        atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
-        return True
+        with self.lock:  # read and written under the lock: a person's save in between is never overwritten
+            record = self.frame(frame_id)
+            if record["status"] != "unlabelled":
+                return False
+            offered = [p for p in _proposed(boxes, record["width"], record["height"])
+                       if not _kept(p, record["rejected"]) and not _kept(p, record["boxes"])]
+            record.update(proposals=offered, proposals_from=detector)
+            atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
+            return True
 
     def progress(self) -> dict:
         counts = {s: 0 for s in STATUSES}
@@ -205,7 +207,9 @@ class Project:
 
     def detectors(self) -> list[Path]:
         """The project's fine-tuned detectors (models/detector-N), oldest first."""
-        found = [p for p in (self.root / "models").glob("detector-*") if re.fullmatch(r"detector-\d+", p.name)]
+        # a round cut short (Ctrl-C while it trained) leaves a folder without its card: not a detector
+        found = [p for p in (self.root / "models").glob("detector-*") if re.fullmatch(r"detector-\d+", p.name)
+                 and (p / "card.json").is_file()]
         return sorted(found, key=lambda p: int(p.name.split("-")[1]))
 
     def recommended_detector(self) -> Path:

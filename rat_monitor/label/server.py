@@ -8,7 +8,10 @@ same API). Local by default (127.0.0.1) and closed without the access token the 
     PUT  /api/frames/{id}            {boxes, status[, proposals]}  status: unlabelled | labelled | no_face; the
                                      proposals still offered (those left out are turned down); a decided frame's
                                      proposals not kept among its boxes are turned down (hard negatives)
-    GET  /api/progress               counts of frames by status, crops, scores per rater
+    GET  /api/progress               counts of frames by status, crops, scores per rater, the recommended
+                                     detector's held-out verdict and the learning curve
+    GET  /api/train                  the background fine-tune: running, epoch, last round's result, error
+    POST /api/train                  start a round now (202; 409 while one runs or when training is unavailable)
     GET  /api/crops?rater=NAME       the crops in this rater's blind order, with their scores so far
     PUT  /api/scores/{crop}?rater=N  {orbital, nose, ears, whiskers (0-2), level} or {not_scorable: true}
     GET  /api/agreement              weighted kappa per action unit and level, ICC(2,1) of the RGS score
@@ -18,14 +21,18 @@ same API). Local by default (127.0.0.1) and closed without the access token the 
 from __future__ import annotations
 
 from ..web import Handler, RequestError, TokenServer, page
+from .background import BackgroundTrainer
 from .project import Project
 
 
 class LabelServer(TokenServer):
-    """The server for one project; serve_forever() in the caller's thread, or start() for a background one."""
+    """The server for one project; serve_forever() in the caller's thread, or start() for a background one.
+    trainer: fine-tunes in the background as frames are decided (None: no training from the page)."""
 
-    def __init__(self, project: Project, host: str = "127.0.0.1", port: int = 0, token: str | None = None):
+    def __init__(self, project: Project, host: str = "127.0.0.1", port: int = 0, token: str | None = None,
+                 trainer: BackgroundTrainer | None = None):
         self.project = project
+        self.trainer = trainer
         super().__init__(self._dispatch, host, port, token)
 
     def _dispatch(self, h: Handler, method: str, path: str, query: dict) -> None:
@@ -47,6 +54,8 @@ class LabelServer(TokenServer):
                 h.json(200, project.blind_queue(rater))
             elif path == "/api/agreement":
                 h.json(200, project.agreement())
+            elif path == "/api/train":
+                h.json(200, self.trainer.status() if self.trainer else {"unavailable": "this server does not train"})
             elif len(segments) == 2 and segments[0] in ("frames", "crops") and segments[1].endswith(".jpg"):
                 item = segments[1][:-4]
                 image = project.frame_image(item) if segments[0] == "frames" else project.crop_image(item)
@@ -56,10 +65,18 @@ class LabelServer(TokenServer):
         elif method == "PUT":
             if len(segments) == 3 and segments[:2] == ["api", "frames"]:
                 h.json(200, _public(project.save_frame(segments[2], h.body()), full=True))
+                if self.trainer:
+                    self.trainer.saved()
             elif len(segments) == 3 and segments[:2] == ["api", "scores"]:
                 h.json(200, project.save_score(rater, segments[2], h.body()))
             else:
                 raise RequestError(f"nothing to change at {path}", 404)
+        elif method == "POST" and path == "/api/train":
+            if not self.trainer or self.trainer.unavailable:
+                raise RequestError(self.trainer.unavailable if self.trainer else "this server does not train", 409)
+            if not self.trainer.start():
+                raise RequestError("a fine-tune is running already", 409)
+            h.json(202, self.trainer.status())
         else:
             raise RequestError(f"{method} is not offered", 405)
 
