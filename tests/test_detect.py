@@ -160,3 +160,41 @@ def test_two_peaks_on_one_face_give_one_box_and_two_faces_side_by_side_two():
     heat[10, 25] = 0.8  # another face, well apart
     found = decode(heat, size, offset, 1.0, 1.0, threshold=0.4)
     assert len(found.boxes) == 2 and sorted(found.scores.tolist()) == pytest.approx([0.8, 0.9])
+
+
+def test_a_cameras_input_keeps_its_shape_and_brings_its_faces_to_the_learnt_size():
+    """A square reach box with 330-px faces needs a small square input (squeezed into 288x160 its faces were
+    twice as wide as tall); 60-px heads in a 1280x720 frame need a large one (15 px at 288x160), capped."""
+    from rat_monitor.detect.sizing import FACE_TARGET_PX, MAX_SIDE, input_size_for, relative_cost
+
+    w, h = input_size_for([(1000, 1000)] * 3, [330, 350, 310])
+    assert w == h and w % 32 == 0 and abs(330 * w / 1000 - FACE_TARGET_PX) < 16 and relative_cost((w, h)) < 1
+    w, h = input_size_for([(1280, 720)] * 2, [60, 64])
+    assert w == MAX_SIDE and abs(w / h - 1280 / 720) < 0.1 and 60 * w / 1280 >= 32
+    assert input_size_for([(1280, 720)], []) == (288, 160)  # no face to go by: the bundled input's area
+
+
+def test_a_fine_tune_at_a_cameras_input_trains_on_parts_of_it_and_runs_at_the_full_size(tmp_path):
+    """A 1280x720 camera with small heads: the fine-tuned detector runs at its chosen larger input, and the
+    training saw windows of it, so a fine-tune costs about what it costs at the bundled size."""
+    from rat_monitor.detect.train import training_window
+    from rat_monitor.label.loop import fine_tune_detector
+    from rat_monitor.synth.lab import lab_frame
+
+    samples = []
+    for i in range(40):
+        image, boxes = lab_frame(11, i)
+        if len(boxes):
+            image = cv2.resize(image, (1280, 720))
+            sx, sy = 1280 / lab_frame(11, i)[0].shape[1], 720 / lab_frame(11, i)[0].shape[0]
+            samples.append(Sample(image, boxes * np.float32([sx, sy, sx, sy])))
+        if len(samples) == 3:
+            break
+    folder = write_yolo(tmp_path / "yolo", samples)
+    card = fine_tune_detector(folder, tmp_path / "tuned", resolve(DEFAULT_DETECTOR, "face-detector"), epochs=1)
+    size = tuple(card["input_size"])
+    assert size != (288, 160) and abs(size[0] / size[1] - 1280 / 720) < 0.1
+    detector = load_detector(tmp_path / "tuned")
+    assert (detector.input_w, detector.input_h) == size
+    if size[0] * size[1] > 256 * 256:
+        assert training_window(*size) == (min(size[0], 256), min(size[1], 256))

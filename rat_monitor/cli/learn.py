@@ -205,7 +205,8 @@ def predict(
 def detector_train(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Detector folder to write."),
     synthetic: int = typer.Option(4000, help="Randomised synthetic frames to train on (0 for none)."),
-    yolo: Optional[Path] = typer.Option(None, help="Annotated frames in YOLO layout (images/ + labels/)."),
+    yolo: Optional[list[Path]] = typer.Option(None, help="Annotated frames in YOLO layout (images/ + labels/); "
+                                                         "repeat for several folders."),
     init: Optional[str] = typer.Option(None, help="Fine-tune from this detector (name or folder)."),
     epochs: int = typer.Option(16, help="Training epochs."),
     seed: int = typer.Option(1, help="Seed of the synthetic frames."),
@@ -224,7 +225,7 @@ def detector_train(
     from ..synth.photos import photo_names
 
     require_training_packages(fine_tune=init is not None)
-    if synthetic <= 0 and yolo is None:
+    if synthetic <= 0 and not yolo:
         raise ConfigError("nothing to train on: give --synthetic N and/or --yolo DIR")
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
@@ -240,20 +241,37 @@ def detector_train(
                                    size=size)
             parts.append(f"{synthetic} randomised synthetic lab frames (synth.lab, seed {seed}; "
                          f"{PHOTO_SHARE:.0%} of them on real photographs)")
-        if yolo is not None:
-            ys = yolo_samples(yolo)
+        for folder in yolo or []:
+            ys = yolo_samples(folder)
             annotated = prepare(ys * max(1, repeat_yolo), *size)
             data = annotated if data is None else data + annotated
-            parts.append(f"{len(ys)} annotated frames from {yolo}")
+            parts.append(f"{len(ys)} annotated frames from {folder}" +
+                         (f" (each shown {repeat_yolo} times per epoch)" if repeat_yolo > 1 else ""))
         # Synthetic only when every frame it learns from, its starting detector's included, was synthetic.
-        synthetic_only = yolo is None and (init_dir is None or bool(read_card(init_dir).get("synthetic")))
+        synthetic_only = not yolo and (init_dir is None or bool(read_card(init_dir).get("synthetic")))
         task = progress.add_task("epochs", total=epochs, rate="")
+        extra = {"photographs": photo_names()} if synthetic > 0 else {}
+        licences = [f"{folder}: {_licence_note(folder)}" for folder in yolo or [] if _licence_note(folder)]
+        if licences:  # the card names each real source's licence and its notes (e.g. commercial use)
+            extra["annotated_sources"] = licences
         card = train_detector(data, out_dir, epochs=epochs, init=init_dir, seed=seed, description="; ".join(parts),
-                              synthetic=synthetic_only,
-                              extra_card={"photographs": photo_names()} if synthetic > 0 else None,
+                              synthetic=synthetic_only, extra_card=extra or None,
                               progress=lambda e, n, loss: progress.update(task, completed=e,
                                                                            description=f"epochs (loss {loss:.3f})"))
     out.print(f"detector → {out_dir} ({card['training']['seconds']} s)", highlight=False)
+
+
+def _licence_note(folder: Path) -> str:
+    """A YOLO folder's LICENSE file in brief, for the card: the licence's title (its first line) and the lines
+    that say where the frames came from, under what notes (e.g. commercial users to contact the authors) and
+    what was changed."""
+    path = Path(folder) / "LICENSE"
+    if not path.is_file():
+        return ""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    said = [line for line in lines[1:] if line.split(" ")[0].rstrip(":") in ("Source", "Note", "Modifications",
+                                                                             "Licence", "License", "Copyright")]
+    return " ".join(lines[:1] + said)[:1500]
 
 
 @detector_app.command("evaluate")
