@@ -173,7 +173,8 @@ def label_train(
     [bold]Example:[/] rat-monitor label train my_labels/
     """
     from ..detect.train import require_training_packages
-    from ..label.loop import train_round, verdict
+    from ..label.figures import MIN_HELD_OUT_FACES, verdict
+    from ..label.loop import train_round
     from ..label.project import Project
 
     if detector:
@@ -193,7 +194,7 @@ def label_train(
         checked = done["checked"]
         out.print(f"held-out check: {verdict(checked['after'] if checked else None)} ({done['held_out']})",
                   highlight=False)
-        if checked and checked["after"]["faces"] >= 5:
+        if checked and checked["after"]["faces"] >= MIN_HELD_OUT_FACES:
             b = checked["before"]
             out.print(f"  {done['from'].name} on the same frames: {b['true_positives']} of {b['faces']} found, "
                       f"{b['false_positives']} false (AP@0.5 {b['ap50']:.2f})", highlight=False)

@@ -9,7 +9,7 @@ import threading
 import time
 
 from ..errors import RatMonitorError, first_line
-from .loop import verdict
+from .figures import verdict
 from .project import Project
 
 AUTO_EVERY = 3  # decided frames since the last round that start the next one

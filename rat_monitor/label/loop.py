@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .export import export_manifest, export_yolo
+from .figures import MIN_HELD_OUT_FACES, verdict
 from .project import Project
 
 FRAMES_PER_EPOCH = 64  # a few labelled frames are shown several times per epoch
@@ -46,7 +47,6 @@ def fine_tune_detector(yolo: Path, out: Path, init: Path, epochs: int, seed: int
 
 HELD_OUT_SHARE = 0.25  # of each video's decided frames, kept out of every fine-tune to check them
 MIN_FRAMES_TO_HOLD_OUT = 4  # a video's decided frames before one of them is held out
-MIN_HELD_OUT_FACES = 5  # a held-out figure on fewer faces is not a check, and is not shown as one
 
 
 def ancestors(detector: Path) -> list[Path]:
@@ -135,17 +135,6 @@ def labels_digest(project: Project, frame_ids: list[str]) -> str:
     records = [project.frame(i) for i in sorted(frame_ids)]
     text = json.dumps([[r["id"], r["status"], r["boxes"], r["rejected"]] for r in records])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def verdict(figures: dict | None) -> str:
-    """A held-out figure in words, or why it is not one yet."""
-    if not figures:
-        return "not checked: no held-out frame yet (label at least 4 frames of a video)"
-    if figures["faces"] < MIN_HELD_OUT_FACES:
-        return (f"not enough held-out faces yet ({figures['faces']} in {figures['frames']} frame(s); "
-                f"{MIN_HELD_OUT_FACES} needed for a figure): label more frames")
-    return (f"{figures['true_positives']} of {figures['faces']} held-out faces found, {figures['false_positives']} "
-            f"false boxes on {figures['frames']} held-out frames (AP@0.5 {figures['ap50']:.2f})")
 
 
 def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: int = 0,

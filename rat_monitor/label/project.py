@@ -32,6 +32,7 @@ from ..names import is_safe_name
 from ..models import atomic_write_text
 from ..types import ACTION_UNITS
 from ..web import RequestError
+from .figures import MIN_HELD_OUT_FACES, plateau, verdict
 
 STATUSES = ("unlabelled", "labelled", "no_face")
 LEVELS = ("none", "moderate", "severe")
@@ -233,8 +234,6 @@ class Project:
         """What the recommended fine-tuned detector was checked on (its card's held-out figures, in words, and
         caveat) and the learning curve of every fine-tune so far (held-out AP against labelled frames), for the
         boxes page; None before the first `label train`."""
-        from .loop import MIN_HELD_OUT_FACES, verdict
-
         found = self.detectors()
         if not found:
             return None
@@ -257,7 +256,7 @@ class Project:
         held = (card.get("metrics") or {}).get("held_out")
         return {"name": best.name, "held_out": held, "verdict": verdict(held), "caveat": card.get("caveat", ""),
                 "curve": curve, "why": (self.meta().get("detector") or {}).get("why", ""),
-                "plateau": _plateau(curve)}
+                "plateau": plateau(curve)}
 
     def _crop_records(self, drop_damaged: bool = False):
         """The readable crop records; a damaged one (cut short) is skipped, or removed with drop_damaged."""
@@ -421,19 +420,6 @@ class Project:
             aus = {au: int(np.clip(np.rint(np.mean([s[au] for s in usable])), 0, 2)) for au in ACTION_UNITS}
             out.append({"crop": cid, **self.crop(cid), "level": level, **aus, "raters": len(usable)})
         return out
-
-
-def _plateau(curve: list[dict]) -> str:
-    """Whether more labels still help: the last two checked fine-tunes' held-out AP within 0.02 of each other
-    (on the same held-out frames' growing set) says the curve has flattened."""
-    checked = [c for c in curve if c["ap50"] is not None]
-    if len(checked) < 3:
-        return ""
-    a, b, c = (x["ap50"] for x in checked[-3:])
-    if abs(c - b) <= 0.02 and abs(b - a) <= 0.02:
-        return (f"the held-out AP stayed at {c:.2f} over the last three fine-tunes: more labels of the same "
-                "footage no longer help much; label frames it gets wrong, or another camera")
-    return ""
 
 
 PROPOSAL_KEPT_IOU = 0.5  # a label overlapping a proposal this much is that proposal accepted (perhaps adjusted)
