@@ -123,7 +123,7 @@ def test_label_train_fits_imagenet_features_on_few_scored_crops_and_says_why(dat
         cid = project.add_crop(path, subject, "test")
         project.save_score("ann", cid, {**dict(zip(("orbital", "nose", "ears", "whiskers"), (int(a) for a in aus))),
                                         "level": LEVELS[int(level)]})
-    done = _train_classifier(project, 1)
+    done = _train_classifier(project)
     assert done["kind"] == KIND and "20 scored crops per animal" in done["why"], done
     assert json.loads((done["classifier"] / "card.json").read_text())["model"] == KIND
     assert 0.0 <= done["metrics"]["macro_f1"] <= 1.0

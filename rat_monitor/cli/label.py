@@ -73,8 +73,6 @@ def label_open(
 
     if frames < 1:
         raise ConfigError("--frames must be at least 1")
-    if train_every < 0 or epochs < 1:
-        raise ConfigError("--train-every must be 0 or more and --epochs at least 1")
     videos = videos or []
     for video in videos:  # every video checked before the project is made or changed
         if not video.is_file():
