@@ -198,3 +198,28 @@ def test_a_fine_tune_at_a_cameras_input_trains_on_parts_of_it_and_runs_at_the_fu
     assert (detector.input_w, detector.input_h) == size
     if size[0] * size[1] > 256 * 256:
         assert training_window(*size) == (min(size[0], 256), min(size[1], 256))
+
+
+def test_a_turned_down_box_is_learnt_as_not_a_face(tmp_path):
+    """The same fine-tune twice, once with a face the person turned down (a "not a face" box over it, as the
+    labelling page keeps a deleted proposal): the detector's score there drops further with it."""
+    from rat_monitor.synth.lab import lab_frame
+
+    frames = [lab_frame(23, i) for i in range(12)]
+    frames = [(image, boxes) for image, boxes in frames if len(boxes) == 1][:4]
+    image, face = frames[-1]
+    init = resolve(DEFAULT_DETECTOR, "face-detector")
+    scores = []
+    for negatives in (None, face):
+        train = [Sample(im, b) for im, b in frames[:-1]] + [Sample(image, np.zeros((0, 4), np.float32), None,
+                                                                    negatives)]
+        # 80 views in batches of 64 for 10 epochs: 20 steps, where the warm-up once divided by zero
+        train_detector(train * 20, tmp_path / "tuned", epochs=10, init=init, seed=3, views=1)
+        detector = load_detector(tmp_path / "tuned")
+        detector.threshold = 0.01
+        found = detector.detect(image)
+        x0, y0, x1, y1 = face[0]
+        inside = [s for b, s in zip(found.boxes, found.scores)
+                  if x0 <= (b[0] + b[2]) / 2 <= x1 and y0 <= (b[1] + b[3]) / 2 <= y1]
+        scores.append(max(inside, default=0.0))
+    assert scores[1] < 0.7 * scores[0], scores

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -479,7 +480,7 @@ def test_held_out_frames_come_from_every_camera_and_never_from_what_a_detector_l
     assert held[0] in train2 and set(held[1:]) <= set(held2)  # the other held-out frames stay held out
 
 
-def test_a_proposal_is_a_label_only_once_accepted_and_a_turned_down_one_teaches(server, project):
+def test_a_proposal_is_a_label_only_once_accepted_and_a_turned_down_one_teaches(server, project, tmp_path):
     """Two proposals on a frame; turning one down leaves the other a proposal (it was saved as a face before),
     and the frame undecided with no crop; accepting takes what is shown; turned-down proposals are kept."""
     fid = project.frames()[0]["id"]
@@ -497,6 +498,14 @@ def test_a_proposal_is_a_label_only_once_accepted_and_a_turned_down_one_teaches(
                                                               "proposals": []})
     assert status == 200 and saved["status"] == "labelled" and len(project.crop_ids()) == 1
     assert project.frame(fid)["rejected"] == [[10.0, 10.0, 60.0, 60.0]]
+    # the fine-tune reads it as a "not a face" box of that frame, beside the face
+    from rat_monitor.detect.train import yolo_samples
+    from rat_monitor.label.export import export_yolo
+
+    assert export_yolo(project, tmp_path / "yolo", [fid])["turned_down"] == 1
+    sample, = yolo_samples(tmp_path / "yolo")
+    assert np.allclose(sample.boxes, [[80, 20, 130, 70]], atol=0.01)
+    assert np.allclose(sample.negatives, [[10, 10, 60, 60]], atol=0.01)
 
 
 def test_reopening_with_a_detector_refills_the_undecided_frames_and_train_trains_only_what_asked(project):

@@ -5,6 +5,21 @@ from __future__ import annotations
 import numpy as np
 
 
+NEGATIVE_WEIGHT = 4.0  # how much more a "not a face" box weighs than the rest of the background
+
+
+def negative_weights(negatives: np.ndarray, img_w: int, img_h: int, grid_w: int, grid_h: int) -> np.ndarray:
+    """(grid_h, grid_w) weights of the heatmap's negative term: NEGATIVE_WEIGHT on the cells inside the boxes
+    a person said are not faces (the proposals they turned down), 1 elsewhere."""
+    weights = np.ones((grid_h, grid_w), np.float32)
+    sx, sy = grid_w / img_w, grid_h / img_h
+    for x0, y0, x1, y1 in np.asarray(negatives, np.float32).reshape(-1, 4):
+        c0, r0 = int(np.clip(np.floor(x0 * sx), 0, grid_w - 1)), int(np.clip(np.floor(y0 * sy), 0, grid_h - 1))
+        c1, r1 = int(np.clip(np.ceil(x1 * sx), c0 + 1, grid_w)), int(np.clip(np.ceil(y1 * sy), r0 + 1, grid_h))
+        weights[r0:r1, c0:c1] = NEGATIVE_WEIGHT
+    return weights
+
+
 def make_targets(boxes: np.ndarray, img_w: int, img_h: int, grid_w: int, grid_h: int):
     """CenterNet targets: Gaussian heatmap at each centre, log size and offset at the centre cell."""
     heat = np.zeros((grid_h, grid_w), np.float32)

@@ -26,6 +26,7 @@ class Sample:
     image: np.ndarray  # BGR
     boxes: np.ndarray  # (N, 4) pixels
     path: Path | None = None  # the file it was read from (YOLO folders)
+    negatives: np.ndarray | None = None  # (M, 4) pixels: boxes a person said are not faces (turned-down proposals)
 
 
 def require_training_packages(fine_tune: bool) -> None:
@@ -73,22 +74,31 @@ class Prepared:
 
     images: np.ndarray  # (N, H, W, 3) uint8 RGB
     boxes: list[np.ndarray]  # per image (K, 4), input pixels
+    negatives: list[np.ndarray] | None = None  # per image (M, 4), input pixels: "not a face" boxes
 
     def __len__(self) -> int:
         return len(self.images)
 
+    def negatives_or_none(self) -> list[np.ndarray]:
+        return self.negatives if self.negatives is not None else [np.zeros((0, 4), np.float32)] * len(self)
+
     def __add__(self, other: "Prepared") -> "Prepared":
-        return Prepared(np.concatenate([self.images, other.images]), self.boxes + other.boxes)
+        negatives = None
+        if self.negatives is not None or other.negatives is not None:
+            negatives = self.negatives_or_none() + other.negatives_or_none()
+        return Prepared(np.concatenate([self.images, other.images]), self.boxes + other.boxes, negatives)
 
 
 def prepare(samples: list[Sample], width: int = INPUT_W, height: int = INPUT_H) -> Prepared:
     images = np.empty((len(samples), height, width, 3), np.uint8)
-    boxes = []
+    boxes, negatives = [], []
     for k, s in enumerate(samples):
         images[k] = (preprocess([s.image], width, height)[0].transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8)
         h, w = s.image.shape[:2]
-        boxes.append(s.boxes * np.array([width / w, height / h, width / w, height / h], np.float32))
-    return Prepared(images, boxes)
+        scale = np.array([width / w, height / h, width / w, height / h], np.float32)
+        boxes.append(s.boxes * scale)
+        negatives.append((s.negatives if s.negatives is not None else np.zeros((0, 4), np.float32)) * scale)
+    return Prepared(images, boxes, negatives if any(len(n) for n in negatives) else None)
 
 
 def _render_prepared(job: tuple) -> Prepared:
@@ -122,11 +132,29 @@ def render_prepared(n: int, seed: int, workers: int = 1, progress: Callable[[int
     return Prepared(np.concatenate([p.images for p in parts]), [b for p in parts for b in p.boxes])
 
 
+def _yolo_boxes(lab: Path, w: int, h: int) -> np.ndarray:
+    """(N, 4) pixel boxes of one YOLO label file ('class cx cy w h' per line, normalised); none if absent."""
+    boxes = []
+    if lab.exists():
+        for ln, line in enumerate(lab.read_text().splitlines(), 1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                _, cx, cy, bw, bh = (float(v) for v in parts[:5])
+            except ValueError:
+                raise DatasetError(f"{lab}:{ln}: expected 'class cx cy w h', got {line!r}") from None
+            boxes.append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
+    return np.array(boxes, np.float32).reshape(-1, 4)
+
+
 def yolo_samples(root: Path) -> list[Sample]:
     """images/ + labels/ (one 'class cx cy w h' line per box, normalised), as CVAT, Label Studio and
-    DeepLabCut-to-YOLO converters export. Images without a label file are negatives."""
+    DeepLabCut-to-YOLO converters export. Images without a label file are negatives. An optional negatives/
+    folder in the same format holds boxes a person said are not faces (the labelling page's turned-down
+    proposals): the fine-tune weighs them as hard negatives."""
     root = Path(root)
-    img_dir, lab_dir = root / "images", root / "labels"
+    img_dir, lab_dir, neg_dir = root / "images", root / "labels", root / "negatives"
     if not img_dir.is_dir():
         raise DatasetError(f"{root} has no images/ folder (YOLO layout: images/ and labels/)")
     out = []
@@ -135,19 +163,9 @@ def yolo_samples(root: Path) -> list[Sample]:
         if img is None:
             raise DatasetError(f"cannot read image {img_path}: {why}")
         h, w = img.shape[:2]
-        lab = lab_dir / img_path.relative_to(img_dir).with_suffix(".txt")
-        boxes = []
-        if lab.exists():
-            for ln, line in enumerate(lab.read_text().splitlines(), 1):
-                parts = line.split()
-                if not parts:
-                    continue
-                try:
-                    _, cx, cy, bw, bh = (float(v) for v in parts[:5])
-                except ValueError:
-                    raise DatasetError(f"{lab}:{ln}: expected 'class cx cy w h', got {line!r}") from None
-                boxes.append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
-        out.append(Sample(img, np.array(boxes, np.float32).reshape(-1, 4), img_path))
+        name = img_path.relative_to(img_dir).with_suffix(".txt")
+        negatives = _yolo_boxes(neg_dir / name, w, h)
+        out.append(Sample(img, _yolo_boxes(lab_dir / name, w, h), img_path, negatives if len(negatives) else None))
     if not out:
         raise DatasetError(f"no images found under {img_dir}")
     return out
@@ -174,7 +192,7 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
                    lr: float = 2e-3, batch_size: int = 64, seed: int = 0, description: str = "",
                    synthetic: bool = False, progress: Callable[[int, int, float], None] | None = None,
                    views: int = 2, zoom: float = 0.3, input_size: tuple[int, int] | None = None,
-                   extra_card: dict | None = None) -> dict:
+                   extra_card: dict | None = None, threshold: float = 0.4) -> dict:
     """Trains the head on the frozen ImageNet trunk (or fine-tunes it from INIT/weights.safetensors) and writes
     OUT/model.onnx, weights.safetensors, card.json. views: augmented views of each frame, whose trunk features
     are computed once. input_size: the network input (width, height); by default INIT's (the network is fully
@@ -191,7 +209,8 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
     width, height = input_size or input_size_of(init)
     data = samples if isinstance(samples, Prepared) else prepare(samples, width, height)
     if data.images.shape[1:3] != (height, width):
-        data = prepare([Sample(img[:, :, ::-1], b) for img, b in zip(data.images, data.boxes)], width, height)
+        data = prepare([Sample(img[:, :, ::-1], b, negatives=n)
+                        for img, b, n in zip(data.images, data.boxes, data.negatives_or_none())], width, height)
     t0 = time.time()
     cache = cache_features(net, data, views, seed, zoom, window=training_window(width, height))
     feature_seconds = time.time() - t0
@@ -210,7 +229,7 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
         "architecture_id": ARCHITECTURE,
         "backbone": MOBILENET_V2.card_entry(),
         "input_size": [width, height],
-        "threshold": 0.4,
+        "threshold": threshold,
         "training": {
             "description": description,
             "samples": len(data),
@@ -241,8 +260,11 @@ def fit_head(net, cache: FeatureCache, epochs: int, lr: float, batch_size: int, 
     head = net.head
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     steps_per_epoch = max(1, int(np.ceil(len(cache) / batch_size)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                pct_start=0.05 if fine_tune else 0.15)
+    total = epochs * steps_per_epoch
+    # warm-up of at least two steps: OneCycleLR divides by zero when its warm-up ends on step 0 (20 steps at 5 %)
+    warmup = max(2, round(total * (0.05 if fine_tune else 0.15)))
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=total, pct_start=warmup / total)
+             if total > warmup else torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0))
     gen = torch.Generator().manual_seed(seed)
     loss_value = float("nan")
     for epoch in range(epochs):
@@ -252,7 +274,7 @@ def fit_head(net, cache: FeatureCache, epochs: int, lr: float, batch_size: int, 
         for b in range(steps_per_epoch):
             idx = order[b * batch_size:(b + 1) * batch_size]
             heat, size, offset = head(cache.f8[idx].float(), cache.f16[idx].float())
-            loss = _focal(heat, cache.heat[idx]) + _masked_l1(torch.cat([size, offset], 1), cache.reg[idx],
+            loss = _focal(heat, cache.heat[idx], cache.negative_weight[idx]) + _masked_l1(torch.cat([size, offset], 1), cache.reg[idx],
                                                               cache.mask[idx])
             opt.zero_grad()
             loss.backward()
@@ -285,8 +307,9 @@ def input_size_of(init: Path | None) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def _focal(logits, target):
-    """CenterNet's penalty-reduced focal loss on the heatmap."""
+def _focal(logits, target, negative_weight=None):
+    """CenterNet's penalty-reduced focal loss on the heatmap; NEGATIVE_WEIGHT weighs its negative term per cell
+    (more on the boxes a person said are not faces)."""
     import torch
 
     p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
@@ -294,6 +317,8 @@ def _focal(logits, target):
     neg = 1 - pos
     pos_loss = torch.log(p) * (1 - p) ** 2 * pos
     neg_loss = torch.log(1 - p) * p**2 * (1 - target) ** 4 * neg
+    if negative_weight is not None:
+        neg_loss = neg_loss * negative_weight
     n = pos.sum().clamp(min=1)
     return -(pos_loss.sum() + neg_loss.sum()) / n
 

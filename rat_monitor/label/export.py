@@ -18,21 +18,25 @@ from .project import LEVELS, Project
 
 def export_yolo(project: Project, out: Path, frame_ids: list[str] | None = None) -> dict:
     """OUT/images/<id>.jpg and OUT/labels/<id>.txt ('0 cx cy w h' per box, normalised; empty for a frame
-    without a face) for every frame a person has decided (or the FRAME_IDS given). Returns counts."""
+    without a face) for every frame a person has decided (or the FRAME_IDS given), and OUT/negatives/<id>.txt
+    (the same format) for the proposals the person turned down on it. Returns counts."""
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    (out / "labels").mkdir(parents=True, exist_ok=True)
-    counts = {"frames": 0, "boxes": 0, "no_face": 0}
+    for folder in ("images", "labels", "negatives"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    counts = {"frames": 0, "boxes": 0, "no_face": 0, "turned_down": 0}
     for frame in project.frames():
         if frame["status"] == "unlabelled" or (frame_ids is not None and frame["id"] not in frame_ids):
             continue
         w, h = frame["width"], frame["height"]
         shutil.copyfile(project.frame_image(frame["id"]), out / "images" / f"{frame['id']}.jpg")
-        lines = [f"0 {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
-                 for x0, y0, x1, y1 in frame["boxes"]]
-        atomic_write_text(out / "labels" / f"{frame['id']}.txt", "".join(line + "\n" for line in lines))
+        for folder, boxes in (("labels", frame["boxes"]), ("negatives", frame["rejected"])):
+            lines = [f"0 {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+                     for x0, y0, x1, y1 in boxes]
+            if lines or folder == "labels":
+                atomic_write_text(out / folder / f"{frame['id']}.txt", "".join(line + "\n" for line in lines))
         counts["frames"] += 1
-        counts["boxes"] += len(lines)
+        counts["boxes"] += len(frame["boxes"])
+        counts["turned_down"] += len(frame["rejected"])
         counts["no_face"] += frame["status"] == "no_face"
     if not counts["frames"]:
         raise ConfigError(f"{project.root}: no frame is labelled yet (label some on the boxes page first)")

@@ -37,7 +37,9 @@ def fine_tune_detector(yolo: Path, out: Path, init: Path, epochs: int, seed: int
                               [float(side) for s in samples for side in np.maximum(s.boxes[:, 2] - s.boxes[:, 0],
                                                                                      s.boxes[:, 3] - s.boxes[:, 1])])
     data = prepare(samples * max(1, math.ceil(FRAMES_PER_EPOCH / len(samples))), *size)
-    parts = [f"{len(samples)} labelled frames ({yolo})"]
+    turned_down = sum(len(s.negatives) for s in samples if s.negatives is not None)
+    parts = [f"{len(samples)} labelled frames ({yolo})" + (f", {turned_down} turned-down proposals weighed as "
+                                                          "not faces" if turned_down else "")]
     if synthetic > 0:
         data = data + render_prepared(synthetic, seed, size=size)
         parts.append(f"{synthetic} randomised synthetic lab frames")
