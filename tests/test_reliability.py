@@ -485,6 +485,26 @@ def test_a_dataset_with_one_class_is_a_dataset_error(tmp_path):
         assert "Traceback" not in result.output
 
 
+def test_one_class_per_animal_cannot_be_evaluated_by_animal_and_says_so(tmp_path):
+    """Each animal's crops all of one class: every leave-one-animal-out fold would train on one class. One line
+    and exit 5, for each kind of model and for train --loso, before any feature is computed."""
+    from rat_monitor.synth import write_dataset
+
+    manifest = write_dataset(tmp_path / "ds", subjects=2, per_subject=6, seed=1)
+    rows = read_rows(manifest)
+    first = rows[0]["subject"]
+    for r in rows:
+        r["label"] = "0" if r["subject"] == first else "2"
+    manifest.write_text("\n".join([",".join(rows[0])] + [",".join(r.values()) for r in rows]) + "\n")
+    for command in (["evaluate", "--data", str(manifest)], ["evaluate", "--data", str(manifest), "--kind", "resnet18"],
+                    ["train", "--data", str(manifest), "--loso", "-o", str(tmp_path / "m")]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 5 and "cannot evaluate by animal" in result.output, result.output
+        assert sum("cannot evaluate" in line for line in result.output.splitlines()) == 1
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("args", [
     ["synth", "--minutes", "inf", "--out", "{tmp}/v.mp4"], ["synth", "--fps", "1e308", "--out", "{tmp}/v.mp4"],
     ["synth", "--crf", "-1", "--out", "{tmp}/v.mp4"], ["synth", "--dataset", "{tmp}/d", "--per-subject", "0"],

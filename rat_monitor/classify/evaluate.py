@@ -11,7 +11,7 @@ import numpy as np
 from ..data import Dataset, loso_splits
 from ..errors import ConfigError, DatasetError
 from ..types import ACTION_UNITS
-from .base import TASKS, Fitted, TrainOptions
+from .base import TASKS, Fitted, TrainOptions, class_names
 from .metrics import au_metrics, metrics
 from .registry import training_backend
 
@@ -69,6 +69,19 @@ class Trainer:
         return self.backend.save(fitted, out_dir, training, metrics)
 
 
+def _check_every_fold_learns(subjects: np.ndarray, y: np.ndarray, names: list[str]) -> None:
+    """Each animal left out must leave crops of two classes or more to train on (one class per animal, or one
+    animal, cannot be evaluated by animal): DatasetError (exit 5) saying which, before any feature is made."""
+    if len(set(subjects.tolist())) < 2:
+        raise DatasetError(f"leave-one-animal-out needs crops of 2 animals or more; these are all of one "
+                           f"({subjects[0] if len(subjects) else 'none'})")
+    for subject in sorted(set(subjects.tolist())):
+        left = set(y[subjects != subject].tolist())
+        if len(left) < 2:
+            raise DatasetError(f"cannot evaluate by animal: without {subject} the other animals' crops are all of "
+                               f"one class ({names[left.pop()]!r}); label crops of each class on 2 or more animals")
+
+
 def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None, epochs: int | None = None,
                   weights: Path | None = None, progress: Callable[[str, dict], None] | None = None,
                   trainer: Trainer | None = None, rows: np.ndarray | None = None) -> dict:
@@ -80,6 +93,7 @@ def evaluate_loso(ds: Dataset, model: str, task: str, n_jobs: int | None = None,
     ds.check_no_repeats()
     rows = np.arange(len(ds)) if rows is None else np.asarray(rows)
     y = ds.targets(task)[rows]
+    _check_every_fold_learns(np.asarray(ds.subjects)[rows], y, class_names(task))
     if trainer is None:
         trainer = Trainer(model, task, n_jobs=n_jobs, epochs=epochs, weights=weights)
         trainer.prepare(ds)

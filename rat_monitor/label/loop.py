@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetError
 from .export import export_manifest, export_yolo
 from .figures import MIN_HELD_OUT_FACES, verdict
 from .project import Project
@@ -281,7 +281,10 @@ def _train_classifier(project: Project) -> dict:
         return {"skipped": str(exc)}
     out = project.root / "models" / f"classifier-{number}"
     kind, why = classifier_kind(counts["crops"] / counts["animals"])
-    card = train_and_save(data, Trainer(kind, "binary", n_jobs=2), out, loso=True, synthetic=False,
-                          description=f"crops scored in the labelling project {project.root}")
+    try:
+        card = train_and_save(data, Trainer(kind, "binary", n_jobs=2), out, loso=True, synthetic=False,
+                              description=f"crops scored in the labelling project {project.root}")
+    except DatasetError as exc:  # e.g. one class per animal: say why, the detector round still counts
+        return {"skipped": str(exc)}
     return {"classifier": out, "kind": kind, "why": why, "metrics": card.get("metrics", {}), "crops": counts["crops"],
             "animals": counts["animals"]}
