@@ -113,7 +113,21 @@ def read_card(folder: Path) -> dict:
         raise ModelError(f"cannot read {path}: {exc}") from None
     if not isinstance(card, dict) or "kind" not in card:
         raise ModelError(f"{path} is not a model card")
+    _check_own_files(Path(folder), card.get("files", {}))
     return card
+
+
+def _check_own_files(folder: Path, files) -> None:
+    """A model folder names only files of its own: a card received from someone else that lists '../x', an
+    absolute path, or a link out of the folder is refused before anything (--record's chmod and hash) touches it."""
+    if not isinstance(files, dict):
+        raise ModelError(f"{folder}/card.json: 'files' is not a table of file names and sha256")
+    for name in files:
+        inside = isinstance(name, str) and name not in ("", ".", "..") and Path(name).name == name and "\\" not in name
+        target = folder / name if inside else None
+        if not inside or (target.is_symlink() and target.resolve().parent != folder.resolve()):
+            raise ModelError(f"{folder}/card.json names {name!r}, which is not a file of the model folder; "
+                             "refusing a model that reaches outside its folder")
 
 
 def verified_file(folder: Path, name: str) -> Path:

@@ -673,3 +673,60 @@ def test_first_signal_asks_the_run_to_stop_a_second_one_aborts():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(1)
     assert signal.getsignal(signal.SIGTERM) == before  # the command's own handling is back after the run
+
+
+def _copy_of_bundled_detector(tmp_path):
+    import shutil
+
+    from rat_monitor.models import DEFAULT_DETECTOR, resolve
+
+    folder = tmp_path / "received-detector"
+    shutil.copytree(resolve(DEFAULT_DETECTOR, "face-detector"), folder)
+    return folder
+
+
+def test_a_model_folder_that_names_files_outside_itself_is_refused_and_touches_nothing(tmp_path):
+    """A card received from someone else that lists '../x' (or an absolute path, or a link out of the folder):
+    exit 4 in one line; the outside file's mode and content are untouched by --record."""
+    outside = tmp_path / "notes.txt"
+    outside.write_text("someone else's file\n")
+    outside.chmod(0o600)
+    frames = tmp_path / "frames"
+    rendered_yolo = frames / "images"
+    rendered_yolo.mkdir(parents=True)
+    (frames / "labels").mkdir()
+    cv2.imwrite(str(rendered_yolo / "a.png"), np.zeros((120, 160, 3), np.uint8))
+    for name in ("../notes.txt", str(outside), "link.bin"):
+        folder = _copy_of_bundled_detector(tmp_path / name.replace("/", "_"))
+        if name == "link.bin":
+            (folder / name).symlink_to(outside)
+        card = json.loads((folder / "card.json").read_text())
+        card["files"][name] = "0" * 64
+        (folder / "card.json").write_text(json.dumps(card))
+        result = runner.invoke(app, ["detector", "evaluate", "--yolo", str(frames), "--detector", str(folder),
+                                     "--record"])
+        assert result.exit_code == 4, result.output
+        assert "not a file of the model folder" in result.output and len(result.output.strip().splitlines()) == 1
+        assert outside.stat().st_mode & 0o777 == 0o600 and outside.read_text() == "someone else's file\n"
+
+
+def test_a_detector_whose_outputs_are_not_its_cards_is_refused(tmp_path):
+    """A network whose heat map has one cell (whatever the input) passed the load check and drew a box on every
+    frame: its outputs' shapes are checked against the card's input size."""
+    torch = pytest.importorskip("torch")
+    from rat_monitor.detect import load_detector
+    from rat_monitor.errors import ModelError
+    from rat_monitor.models import write_card
+
+    class OneCell(torch.nn.Module):
+        def forward(self, image):
+            pooled = image.mean(dim=(2, 3), keepdim=True)  # (N, 3, 1, 1)
+            return pooled[:, :1] + 5.0, pooled[:, :2], pooled[:, :2]
+
+    folder = _copy_of_bundled_detector(tmp_path)
+    torch.onnx.export(OneCell(), torch.zeros(1, 3, 160, 288), str(folder / "model.onnx"), input_names=["image"],
+                      output_names=["heat", "size", "offset"], dynamic_axes={"image": {0: "n"}}, dynamo=False)
+    card = json.loads((folder / "card.json").read_text())
+    write_card(folder, card, list(card["files"]))
+    with pytest.raises(ModelError, match="outputs"):
+        load_detector(folder)

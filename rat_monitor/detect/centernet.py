@@ -109,7 +109,9 @@ class OnnxFaceDetector:
     def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
         if not images:
             return []
-        heat, size, offset = self.session.run(None, {self._input: preprocess(images, self.input_w, self.input_h)})
+        outputs = self.session.run(None, {self._input: preprocess(images, self.input_w, self.input_h)})
+        self._check_shapes(outputs, len(images))
+        heat, size, offset = outputs
         heat = _sigmoid(heat[:, 0])
         out = []
         for i, img in enumerate(images):
@@ -119,3 +121,14 @@ class OnnxFaceDetector:
 
     def detect(self, image: np.ndarray) -> Detections:
         return self.detect_batch([image])[0]
+
+    def _check_shapes(self, outputs: list, n: int) -> None:
+        """A network whose outputs are not the card's heat map, sizes and offsets (one cell per STRIDE pixels of
+        the card's input) is refused: a one-cell heat map would otherwise draw a box on every frame."""
+        cells = (self.input_h // STRIDE, self.input_w // STRIDE)
+        expected = [(n, 1, *cells), (n, 2, *cells), (n, 2, *cells)]
+        shapes = [tuple(np.shape(o)) for o in outputs]
+        if shapes != expected:
+            raise ModelError(f"{self.name}: the network's outputs {shapes} are not the heat map, sizes and offsets "
+                             f"{expected} that its card's input_size {self.input_w}x{self.input_h} gives; "
+                             "a damaged or mismatched detector")
