@@ -8,6 +8,7 @@ key file, so annotators score without knowing time or treatment (as RGS scoring 
 from __future__ import annotations
 
 import csv
+import math
 import re
 import secrets
 from collections.abc import Callable
@@ -31,14 +32,16 @@ BLIND_COLUMNS = ["path", "subject", *LABEL_COLUMNS]
 
 
 def parse_duration(text: str) -> float:
-    """'30s', '2m', '90' (seconds) -> seconds."""
+    """'30s', '2m', '90' (seconds) -> seconds, more than 0 and at most a day ('nans', 'inf' and '-5s' are no
+    durations: float() alone would take them)."""
     t = text.strip().lower()
     try:
-        if t.endswith("m"):
-            return float(t[:-1]) * 60
-        return float(t[:-1] if t.endswith("s") else t)
+        seconds = float(t[:-1]) * 60 if t.endswith("m") else float(t[:-1] if t.endswith("s") else t)
     except ValueError:
-        raise ConfigError(f"bad duration {text!r}: write e.g. 30s, 2m or 45") from None
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= 24 * 3600):
+        raise ConfigError(f"bad duration {text!r}: write e.g. 30s, 2m or 45 (more than 0, at most 24 hours)")
+    return seconds
 
 
 def select_from_video(video: Path, detector, settings: Settings,

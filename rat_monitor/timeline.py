@@ -28,6 +28,9 @@ CAUSAL_WEIGHTS = (1.0, 0.5, 0.25, 0.125)  # this minute, one before, two before,
 RGS_INTERVENTION = 0.67
 RGS_SOURCE = "Oliver et al. 2014, PLoS One 9(5): e97882"
 RULE_NAMES = {"p_pain": "P(pain)", "rgs": "RGS"}  # alert_rule's keys, as people read them
+# Decimals timeline.csv writes probabilities and AU/RGS scores with. The alert rules compare the values as
+# written, so that a reader never sees "0.670" raise an alert for RGS above 0.67.
+PROB_DIGITS, AU_DIGITS = 4, 3
 
 
 @dataclass
@@ -82,15 +85,16 @@ def smooth(rows: list[MinuteSummary], rule: AlertRule, start: int = 0, state: Al
             total = sum(w * m.scored_frames for m, w in near)
             r.pain_prob_smoothed = pain / total
             r.smoothed_low, r.smoothed_high = beta_interval(pain, total - pain)
-            run = run + 1 if r.pain_prob_smoothed >= rule.threshold else 0
+            smoothed = round(r.pain_prob_smoothed, PROB_DIGITS)
+            run = run + 1 if smoothed >= rule.threshold else 0
             if not alert_on and run >= rule.minutes:
                 alert_on = True
-            elif alert_on and r.pain_prob_smoothed < rule.clear_below:
+            elif alert_on and smoothed < rule.clear_below:
                 alert_on = False
                 run = 0
             rgs = (r.action_units or {}).get("rgs")
             if rule.rgs_above is not None and rgs is not None:
-                rgs_run = rgs_run + 1 if rgs > rule.rgs_above else 0
+                rgs_run = rgs_run + 1 if round(rgs, AU_DIGITS) > rule.rgs_above else 0
                 rgs_on = rgs_run >= rule.minutes or (rgs_on and rgs_run > 0)
         # an unknown minute neither raises nor clears an alert
         r.alert = int(alert_on or rgs_on)

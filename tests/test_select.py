@@ -140,8 +140,9 @@ def test_blind_export_and_key_restore_the_mapping(short_video, tmp_path):
 
 def test_durations():
     assert parse_duration("30s") == 30 and parse_duration("2m") == 120 and parse_duration("45") == 45
-    with pytest.raises(ConfigError):
-        parse_duration("soon")
+    for nonsense in ("soon", "nans", "inf", "-5s", "0m", "1e9s"):  # float() takes the middle four
+        with pytest.raises(ConfigError, match="bad duration"):
+            parse_duration(nonsense)
 
 
 def test_real_footage_frames_around_the_stimulus_rank_lowest(real_mouse_video):

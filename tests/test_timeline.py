@@ -74,6 +74,17 @@ def test_the_rgs_intervention_threshold_raises_its_own_alert_and_says_so():
     assert rows[5].alert_event == "cleared" and rows[5].alert_rule == ""
 
 
+def test_the_alert_rules_judge_the_values_as_the_timeline_writes_them():
+    """An RGS of 0.6704 is written 0.670: a reader must not see "0.670" raise the "above 0.67" rule; a smoothed
+    P(pain) of 0.69996 is written 0.7000 and counts as at the 0.7 threshold."""
+    from rat_monitor.sinks.files import timeline_row
+
+    rows = _run([0.2] * 4, rgs_by_minute=[0.6704] * 4)
+    assert not any(r.alert for r in rows) and timeline_row(rows[-1], action_units=True)[-1] == "0.670"
+    assert any(r.alert for r in _run([0.2] * 4, rgs_by_minute=[0.6706] * 4))
+    assert any(r.alert for r in _run([0.69996] * 5))
+
+
 def test_both_rules_on_are_both_named():
     rows = _run([0.95] * 5, rgs_by_minute=[1.5] * 5)
     assert rows[-1].alert == 1 and rows[-1].alert_rule == "p_pain+rgs"

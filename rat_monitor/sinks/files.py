@@ -18,6 +18,7 @@ from ..errors import ConfigError, RunExists
 from ..imaging import CROP_JPEG_QUALITY
 from ..models import atomic_write_text
 from ..tables import read_rows, read_table
+from ..timeline import AU_DIGITS, PROB_DIGITS
 from ..types import AU_FIELDS, MinuteSummary, Prediction, ScoredFrame
 
 TIMELINE_COLUMNS = ["minute", "start_s", "end_s", "start_time", "frames", "dropped_frames", "face_frames",
@@ -42,7 +43,7 @@ def frame_columns(action_units: bool) -> list[str]:
     return FRAME_COLUMNS + list(AU_FIELDS) if action_units else list(FRAME_COLUMNS)
 
 
-def _num(v, digits: int = 4) -> str:
+def _num(v, digits: int = PROB_DIGITS) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
@@ -340,7 +341,7 @@ def recorded_start(run_dir: Path) -> float | None:
 
 def _au_cells(values: dict[str, float] | None) -> list[str]:
     """AU_FIELDS cells: empty when nothing was scored (unknown), never zero."""
-    return [_num(values[k], 3) if values else "" for k in AU_FIELDS]
+    return [_num(values[k], AU_DIGITS) if values else "" for k in AU_FIELDS]
 
 
 def timeline_row(m: MinuteSummary, action_units: bool = False) -> list:
