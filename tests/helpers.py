@@ -42,3 +42,7 @@ class PicklePayload:
 BLOCK_TORCH = ("import sys\nclass NoTorch:\n  def find_spec(self, name, path=None, target=None):\n"
                "    if name.split('.')[0] in ('torch', 'torchvision', 'dask'): raise ModuleNotFoundError(name)\n"
                "sys.meta_path.insert(0, NoTorch())\n")
+# A torch that is installed but broken: its import raises as a missing shared library does
+BROKEN_TORCH = ("import sys\nclass BrokenTorch:\n  def find_spec(self, name, path=None, target=None):\n"
+                "    if name.split('.')[0] == 'torch': raise OSError('libtorch_cpu.so: cannot open shared object file')\n"
+                "sys.meta_path.insert(0, BrokenTorch())\n")

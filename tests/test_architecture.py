@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import BLOCK_TORCH
+from helpers import BLOCK_TORCH, BROKEN_TORCH
 
 PACKAGE = Path(__file__).resolve().parent.parent / "rat_monitor"
 
@@ -118,6 +118,20 @@ def test_training_commands_without_torch_name_the_extra_at_once(command, tmp_pat
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "pip install 'rat-monitor[train]'" in proc.stderr and "Traceback" not in proc.stderr
     assert time.time() - t0 < 30 and not (tmp_path / "det").exists()
+
+
+@pytest.mark.parametrize("command", [["detector", "train", "--out", "{tmp}/det"],
+                                     ["train", "--kind", "resnet18", "--data", "{tmp}/m.csv", "--out", "{tmp}/m"]])
+def test_a_broken_torch_install_is_named_in_one_line_not_a_traceback(command, tmp_path):
+    """A torch whose import raises (a missing shared library) is told apart from a missing one: one line that
+    says it is installed but does not import, and how to reinstall it; exit 2."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    (tmp_path / "m.csv").write_text("path,subject,label\n")
+    proc = subprocess.run([sys.executable, "-c", BROKEN_TORCH + f"from rat_monitor.cli import app\napp({args!r})"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "does not import (OSError: libtorch_cpu.so" in proc.stderr and "--force-reinstall" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_an_unknown_model_kind_is_a_settings_error(tmp_path):

@@ -65,23 +65,17 @@ def probe_image(size: int = 112) -> np.ndarray:
     return (np.clip(rng.normal(128, 30, (size, size, 3)), 0, 255)).astype(np.uint8)
 
 
-def _importable(package: str) -> bool:
-    try:
-        importlib.import_module(package)
-    except ImportError:
-        return False
-    return True
-
-
 def missing_packages(kind: str) -> list[str]:
-    """The packages training KIND needs that are not installed."""
-    return [p for p in KINDS[kind].train_needs if not _importable(p)]
+    """The packages training KIND needs that do not import."""
+    from ..extras import missing
+
+    return missing(KINDS[kind].train_needs)
 
 
 def training_backend(kind: str, options: TrainOptions):
     """The training backend of KIND; a missing optional package is named with the extra that brings it."""
     module = kind_module(kind)
-    missing = missing_packages(kind)
-    if missing:
-        raise ConfigError(f"training {kind} needs {', '.join(missing)}: pip install 'rat-monitor[{KINDS[kind].extra}]'")
+    from ..extras import require
+
+    require(KINDS[kind].train_needs, f"training {kind}", KINDS[kind].extra)
     return module.Backend(options)

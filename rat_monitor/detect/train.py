@@ -37,17 +37,9 @@ def require_training_packages(fine_tune: bool) -> None:
         ConfigError: a package is missing (named with the extra that brings it).
         ModelError: the weights file is missing or not the published one.
     """
-    import importlib.util
+    from ..extras import require
 
-    def importable(name: str) -> bool:
-        try:
-            return importlib.util.find_spec(name) is not None
-        except ImportError:
-            return False
-
-    missing = [p for p in ("torch", "torchvision", "onnx") if not importable(p)]
-    if missing:
-        raise ConfigError(f"training the detector needs {', '.join(missing)}: pip install 'rat-monitor[train]'")
+    require(("torch", "torchvision", "onnx"), "training the detector", "train")
     if not fine_tune:
         from ..pretrained import locate
 
