@@ -65,6 +65,11 @@ def test_analyze_subprocess_and_no_silent_overwrite(short_video, tmp_path):
     assert "Traceback" not in again.stderr
     forced = subprocess.run(cmd + ["--overwrite"], capture_output=True, text=True)
     assert forced.returncode == 0
+    # a run inside another run's folder would be read as part of it: refused, nothing written there
+    nested = subprocess.run(RM + ["analyze", str(short_video), "--out", str(tmp_path / "short"), "--quiet"],
+                            capture_output=True, text=True)
+    assert nested.returncode == 2 and "inside the run folder" in nested.stderr, nested.stderr
+    assert not (tmp_path / "short" / "short").exists()
 
 
 EXIT = {"missing": 3, "directory": 3, "text": 3, "empty": 3, "truncated": 3, "model": 4, "camera": 3, "url": 3,

@@ -122,7 +122,12 @@ def unlock_run_dir(path: Path) -> None:
 
 def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
     """Creates the run folder and locks it; refuses to mix with an earlier run unless overwrite is set, which
-    removes the earlier run's files and crops."""
+    removes the earlier run's files and crops. A folder inside another run's folder is refused: its files would
+    be read as part of that run (and deleted by its --overwrite)."""
+    outer = next((p for p in Path(path).resolve().parents
+                  if (p / "timeline.csv").is_file() or (p / "run.json").is_file()), None)
+    if outer is not None:
+        raise ConfigError(f"{path} is inside the run folder {outer}; choose an --out outside it")
     path = make_dir(path)
     if not os.access(path, os.W_OK):
         raise ConfigError(f"output folder {path} is not writable")
