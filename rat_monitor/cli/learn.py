@@ -221,7 +221,7 @@ def detector_train(
     """
     from ..detect.train import (PHOTO_SHARE, input_size_of, prepare, render_prepared, require_training_packages,
                                 train_detector, yolo_samples)
-    from ..models import read_card, resolve
+    from ..models import mixed_detector_caveat, read_card, resolve
     from ..synth.photos import photo_names
 
     require_training_packages(fine_tune=init is not None)
@@ -232,7 +232,7 @@ def detector_train(
     refuse_to_replace_model(out_dir, overwrite)
     init_dir = resolve(init, "face-detector") if init else None
     size = input_size_of(init_dir)  # frames are prepared once, at the network input they will meet
-    parts = []
+    parts, real = [], 0
     with progress_bars() as progress:
         data = None
         if synthetic > 0:
@@ -243,6 +243,7 @@ def detector_train(
                          f"{PHOTO_SHARE:.0%} of them on real photographs)")
         for folder in yolo or []:
             ys = yolo_samples(folder)
+            real += len(ys)
             annotated = prepare(ys * max(1, repeat_yolo), *size)
             data = annotated if data is None else data + annotated
             parts.append(f"{len(ys)} annotated frames from {folder}" +
@@ -254,8 +255,9 @@ def detector_train(
         licences = [f"{folder}: {_licence_note(folder)}" for folder in yolo or [] if _licence_note(folder)]
         if licences:  # the card names each real source's licence and its notes (e.g. commercial use)
             extra["annotated_sources"] = licences
+        mixed = mixed_detector_caveat(synthetic, real) if synthetic > 0 and yolo and init_dir is None else None
         card = train_detector(data, out_dir, epochs=epochs, init=init_dir, seed=seed, description="; ".join(parts),
-                              synthetic=synthetic_only, extra_card=extra or None,
+                              synthetic=synthetic_only, extra_card=extra or None, caveat=mixed,
                               progress=lambda e, n, loss: progress.update(task, completed=e,
                                                                            description=f"epochs (loss {loss:.3f})"))
     out.print(f"detector → {out_dir} ({card['training']['seconds']} s)", highlight=False)

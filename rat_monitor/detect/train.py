@@ -184,12 +184,13 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
                    lr: float = 2e-3, batch_size: int = 64, seed: int = 0, description: str = "",
                    synthetic: bool = False, progress: Callable[[int, int, float], None] | None = None,
                    views: int = 2, zoom: float = 0.3, input_size: tuple[int, int] | None = None,
-                   extra_card: dict | None = None, threshold: float = 0.4) -> dict:
+                   extra_card: dict | None = None, threshold: float = 0.4, caveat: str | None = None) -> dict:
     """Trains the head on the frozen ImageNet trunk (or fine-tunes it from INIT/weights.safetensors) and writes
     OUT/model.onnx, weights.safetensors, card.json. views: augmented views of each frame, whose trunk features
     are computed once. input_size: the network input (width, height); by default INIT's (the network is fully
-    convolutional, so a fine-tune may change it for a camera's frames). synthetic: every frame it learnt from (its initial detector's too) was synthetic, and
-    the card says so. Returns the card."""
+    convolutional, so a fine-tune may change it for a camera's frames). synthetic: every frame it learnt from
+    (its initial detector's too) was synthetic, and the card says so; caveat: the card's caveat when another
+    applies. Returns the card."""
     import torch
     from safetensors.torch import save_file
 
@@ -238,7 +239,7 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
         "versions": {"torch": torch.__version__},
         "created": time.strftime("%Y-%m-%d"),
         "synthetic": synthetic,
-        "caveat": DETECTOR_CAVEAT if synthetic else "",
+        "caveat": caveat if caveat is not None else DETECTOR_CAVEAT if synthetic else "",
         "metrics": {},  # filled by `rat-monitor detector evaluate --record`
     }
     return write_card(out_dir, card, ["model.onnx", "weights.safetensors"])
