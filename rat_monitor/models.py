@@ -30,6 +30,33 @@ SYNTHETIC_CAVEAT = ("trained on synthetic rat faces only: a demonstration, not a
                     "train on RatsPain or your own labelled frames for real use")
 
 
+def validation_status(card: dict) -> dict:
+    """How far a model was checked, read from what the code that trained it wrote in its card, as one plain line
+    for every screen that shows its output. level: 'by-animal' (a pain classifier with leave-one-animal-out
+    figures on real data), 'held-out' (a detector checked on held-out labelled frames of its camera),
+    'synthetic' (trained on synthetic data only) or 'not-checked'."""
+    caveat = str(card.get("caveat") or "")
+    if card.get("kind") == "face-detector":
+        checked = (card.get("validation") or {}).get("status") == "held-out frames"
+        if checked:
+            return {"level": "held-out", "line": f"detector checked on held-out frames of its camera: {caveat}"}
+        level = "synthetic" if card.get("synthetic") else "not-checked"
+        return {"level": level, "line": f"detector not checked on your camera: {caveat or 'no held-out figure'}"}
+    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+    dataset = (card.get("training") or {}).get("dataset") or {}
+    if metrics.get("protocol") == "leave-one-subject-out":
+        f1 = metrics.get("macro_f1")
+        basis = (f"leave-one-animal-out macro-F1 {f1:.2f}" if isinstance(f1, (int, float)) else "leave-one-animal-out"
+                 ) + f" over {len(dataset.get('subjects') or [])} animals, {dataset.get('images', '?')} crops"
+        if card.get("synthetic"):
+            return {"level": "synthetic", "line": f"pain model trained and validated on synthetic faces only ({basis}):"
+                                                  " a demonstration, not a validated pain model"}
+        return {"level": "by-animal", "line": f"pain model validated by animal ({basis})"}
+    why = (card.get("validation") or {}).get("why") or "trained without leave-one-animal-out evaluation"
+    return {"level": "synthetic" if card.get("synthetic") else "not-checked",
+            "line": f"pain model NOT validated by animal: {why}; its scores are unconfirmed"}
+
+
 def models_dir() -> Path:
     """Bundled models: $RAT_MONITOR_MODELS, else models/ at the project root."""
     env = os.environ.get("RAT_MONITOR_MODELS")

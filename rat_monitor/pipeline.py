@@ -21,6 +21,7 @@ from .classify.base import PainClassifier
 from .detect.centernet import FaceDetector
 from .errors import ConfigError
 from .imaging import as_stored
+from .models import validation_status
 from .select import FixtureFilter, QualityScorer, SelectionSettings, WindowSelector
 from .sinks.files import RunWriter
 from .sources import FrameSource
@@ -148,7 +149,8 @@ class Totals:
 def model_entry(model) -> dict:
     card = getattr(model, "card", {})
     entry = {"name": getattr(model, "name", "?"), "kind": card.get("kind"), "files": card.get("files", {}),
-             "synthetic": bool(card.get("synthetic")), "caveat": card.get("caveat", "")}
+             "synthetic": bool(card.get("synthetic")), "caveat": card.get("caveat", ""),
+             "status": validation_status(card)}  # how far it was checked: every screen shows this line
     if card.get("kind") == "face-detector":  # a lab's own detector says what it learnt from and how it was checked
         entry["fine_tuned_from"] = (card.get("training") or {}).get("fine_tuned_from")
         entry["validation"] = card.get("validation")

@@ -190,6 +190,10 @@ def test_report_and_terminal_table_show_the_action_units(models, short_video, tm
         result = runner.invoke(app, ["analyze", str(short_video), "--out", str(tmp_path / name), "--model", str(model)])
         assert result.exit_code == 0, result.output
         assert ("RGS" in result.output) == (name == "au")  # the per-minute table printed after the video
+        # how far each model was checked, under the table (trained without --loso: not validated by animal)
+        said = " ".join(result.output.split())
+        assert "Model 'rat-face-detector': detector not checked on your camera" in said
+        assert f"Model '{name}': pain model NOT validated by animal" in said
     out = tmp_path / "report.html"
     result = runner.invoke(app, ["report", str(tmp_path / "au" / short_video.stem),
                                  str(tmp_path / "pain" / short_video.stem), "--out", str(out)])

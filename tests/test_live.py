@@ -70,6 +70,9 @@ def test_two_sources_one_process_a_run_folder_each_and_the_api(painful, short_vi
         status, sources = get(port, token, "/api/sources")
         assert status == 200 and [s["name"] for s in sources] == ["cage1", "cage2"]
         assert {"state", "fps", "dropped", "minute", "alert"} <= set(sources[0])
+        # how far each model was checked, one line per model, on every source
+        assert [line.split(":")[0] for line in sources[0]["models"]] == ["Model 'rat-face-detector'",
+                                                                         "Model 'lbp-svm-synthetic'"]
         get(port, token, "/api/sources/cage1/snapshot.jpg", raw=True)  # somebody looks: pictures are drawn
         status, jpeg = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
             get(port, token, "/api/sources/cage1/snapshot.jpg", raw=True)))  # 204 until the first is drawn
@@ -123,6 +126,7 @@ def test_the_live_page_in_chromium(painful, short_video, tmp_path):
             page.wait_for_selector("[data-testid=alert-banner]:visible", timeout=60000)
             assert "painful" in page.locator("[data-testid=alert-banner]").inner_text()
             assert "ALERT" in painful_card.locator("tbody").inner_text()
+            assert "synthetic faces only" in painful_card.locator("[data-testid=models]").inner_text()
             page.screenshot(path=str(tmp_path / "live.png"), full_page=True)
             stream_state = "document.querySelector('[data-source=stream] [data-testid=state]').textContent"
             page.wait_for_function(f"{stream_state} === 'live'")

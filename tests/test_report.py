@@ -194,3 +194,50 @@ def test_names_and_titles_reach_the_report_as_text_never_markup(report, tmp_path
     page = out.read_text()
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
     assert "<img src=x" not in page
+
+
+def test_a_pain_model_not_validated_by_animal_is_said_first_and_beside_every_no_pain(report, tmp_path):
+    """A lab's classifier trained without leave-one-animal-out figures (e.g. 45 crops of 2 animals) must not get
+    a more authoritative-looking report than the synthetic demo model: the first screen says how far each model
+    was checked, the run's conclusion starts with it, and every "none" minute and alert is marked."""
+    import json
+
+    from rat_monitor.models import validation_status
+
+    run = tmp_path / "lab_run"
+    shutil.copytree(report.parent / "two_min", run)
+    info = json.loads((run / "run.json").read_text())
+    card = {"kind": "pain-classifier", "synthetic": False, "caveat": "", "metrics": {},
+            "training": {"dataset": {"subjects": ["a", "b"], "images": 45}}}
+    info["models"]["classifier"].update(name="my-lab", synthetic=False, caveat="", status=validation_status(card))
+    (run / "run.json").write_text(json.dumps(info))
+    out = tmp_path / "r.html"
+    assert runner.invoke(app, ["report", str(run), "--out", str(out)]).exit_code == 0
+    page = out.read_text()
+    top = page[:page.index("<h2>Summary</h2>")]
+    assert "Model 'my-lab': pain model NOT validated by animal" in top
+    conclusion = re.search(r'id="attention-1"><strong>lab_run</strong>:\s*(.*?)</p>', top, re.S).group(1)
+    assert conclusion.lstrip().startswith('<span class="unvalidated">The pain model was not validated by animal')
+    timeline = page[page.index('<table class="timeline">'):]
+    timeline = timeline[:timeline.index("</table>")]
+    marked = timeline.count('<small class="unvalidated">unvalidated</small>')
+    nones = len(re.findall(r"<td>none", timeline))
+    alerts = timeline.count(">ALERT")
+    assert nones + alerts > 0 and marked == nones + alerts
+
+
+def test_validation_status_reads_how_far_a_model_was_checked_from_its_card():
+    from rat_monitor.models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR, read_card, resolve, validation_status
+
+    bundled = validation_status(read_card(resolve(DEFAULT_CLASSIFIER, "pain-classifier")))
+    assert bundled["level"] == "synthetic" and "synthetic faces only" in bundled["line"] and "6 animals" in bundled["line"]
+    lab = {"kind": "pain-classifier", "metrics": {"protocol": "leave-one-subject-out", "macro_f1": 0.81},
+           "training": {"dataset": {"subjects": ["a", "b", "c"], "images": 300}}}
+    assert validation_status(lab) == {"level": "by-animal", "line": "pain model validated by animal "
+                                      "(leave-one-animal-out macro-F1 0.81 over 3 animals, 300 crops)"}
+    assert validation_status({**lab, "metrics": {}})["level"] == "not-checked"
+    detector = validation_status(read_card(resolve(DEFAULT_DETECTOR, "face-detector")))
+    assert detector["level"] == "not-checked" and "not checked on your camera" in detector["line"]
+    tuned = {"kind": "face-detector", "caveat": "fine-tuned on 4 labelled frames of one project; found 5 of 6",
+             "validation": {"status": "held-out frames", "held_out_faces": 6}}
+    assert validation_status(tuned)["level"] == "held-out"

@@ -153,8 +153,11 @@ def progress_bars() -> Progress:
                     TextColumn("{task.fields[rate]}", style="cyan"), TimeRemainingColumn(), console=err)
 
 
-def caveat(clf) -> str:
-    return f"Model '{clf.name}': {clf.card['caveat']}" if clf.card.get("synthetic") else ""
+def caveat(*models) -> str:
+    """How far each model of a run was checked, one plain line per model (models.validation_status)."""
+    from ..models import validation_status
+
+    return "\n".join(f"Model '{m.name}': {validation_status(m.card)['line']}" for m in models)
 
 
 def print_refusal(refused: int, accepted: int, console: Console = out) -> None:

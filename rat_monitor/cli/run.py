@@ -158,7 +158,7 @@ def analyze(
             if overall is not None:
                 progress.update(overall, advance=1, rate=f"{Path(row['video']).name}: {row['status']}")
             if len(paths) > 1 or row["status"] not in ("failed", KEPT):  # one video's error is the command's
-                _video_done(row, progress, on_alert, quiet, caveat(clf), clf.action_units, bars)
+                _video_done(row, progress, on_alert, quiet, caveat(det, clf), clf.action_units, bars)
 
         rows = run_batch(paths, out_dir, job, workers=workers, scheduler=scheduler, done=done, observer_for=bars,
                          models=(det, clf))
@@ -201,7 +201,7 @@ def demo(
             result = analyze_video(video, out_dir, det, clf, settings(10.0, 3, None), overwrite=True,
                                    observer=bars(video), stop=stop)
         bars.finish(video, result.totals.frames)
-    out.print(timeline_table(result.rows, title=f"Demo: {video.name} (synthetic video)", caveat=caveat(clf),
+    out.print(timeline_table(result.rows, title=f"Demo: {video.name} (synthetic video)", caveat=caveat(det, clf),
                              action_units=clf.action_units))
     out.print(f"{result.totals.frames} frames at {result.totals.fps:.0f} fps; timeline → {out_dir / 'timeline.csv'}",
               highlight=False)

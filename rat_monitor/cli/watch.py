@@ -149,9 +149,9 @@ def _watch_one(name, source, out_dir, det, clf, run_settings, overwrite, resume,
     from ..pipeline import FanOut
     from ..runs import watch_source
 
-    board = LiveBoard()
+    board = LiveBoard(caveat(det, clf).splitlines())
     server = _serve_board(board, address)
-    view = LiveView(caveat(clf), lambda row: fire_alert(on_alert, alert_record(row, "raised")), clf.action_units)
+    view = LiveView(caveat(det, clf), lambda row: fire_alert(on_alert, alert_record(row, "raised")), clf.action_units)
     observer = FanOut(view.observer, board.add(name, source, clf.action_units) if server else None)
     started = time.monotonic()
     try:
@@ -196,10 +196,10 @@ def _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, on_
             if row.alert_event == "raised":
                 fire_alert(on_alert, alert_record(row, "raised"), where=f"{self.where} ")
 
-    board = LiveBoard()
+    board = LiveBoard(caveat(det, clf).splitlines())
     runs = {n: (src, out_dir / n, FanOut(board.add(n, src, clf.action_units), Alerts(n))) for n, src in sources.items()}
     server = _serve_board(board, address)
-    note = caveat(clf)
+    note = caveat(det, clf)
     started = time.monotonic()
     try:
         with Live(sources_table(board, note), console=out, refresh_per_second=2, transient=False,

@@ -27,8 +27,9 @@ LAST_CROPS = 6
 class SourceBoard(Observer):
     """One source's live state; the pipeline's observer for it."""
 
-    def __init__(self, name: str, source, action_units: bool):
+    def __init__(self, name: str, source, action_units: bool, models: list[str] | None = None):
         self.name = name
+        self.models = list(models or [])  # how far each model was checked, one line each (models.validation_status)
         self.source = source  # its state (live, reconnecting, lost, ended) and outages
         self.action_units = action_units
         self._lock = threading.Lock()
@@ -92,7 +93,7 @@ class SourceBoard(Observer):
                     "alert": bool(last and last.get("alert") == "1"),
                     "last_minute": last and {k: last[k] for k in ("minute", "pain_level", "pain_prob",
                                                                   "pain_prob_smoothed", "status", "alert")},
-                    "crops": list(self.crops)}
+                    "crops": list(self.crops), "models": self.models}
 
     def timeline(self) -> list[dict]:
         with self._lock:
@@ -106,10 +107,11 @@ class SourceBoard(Observer):
 class LiveBoard:
     """All sources of one watch, by name."""
 
-    def __init__(self):
+    def __init__(self, models: list[str] | None = None):
         self.sources: dict[str, SourceBoard] = {}
+        self.models = models  # every source of one watch runs the same models
 
     def add(self, name: str, source, action_units: bool) -> SourceBoard:
-        board = SourceBoard(name, source, action_units)
+        board = SourceBoard(name, source, action_units, self.models)
         self.sources[name] = board
         return board

@@ -2,7 +2,7 @@
 access token in the printed address, as on the label server).
 
     GET /                                 the page (no CDN: works offline)
-    GET /api/sources                      [{name, state, fps, frames, dropped, minute, alert, last_minute, crops}]
+    GET /api/sources                      [{name, state, fps, frames, dropped, minute, alert, last_minute, crops, models}]
     GET /api/sources/{name}/timeline      the rows of its timeline.csv so far
     GET /api/sources/{name}/snapshot.jpg  the latest frame with its face boxes (204 until one is drawn)
 """

@@ -98,9 +98,33 @@ def summarise(run: RunData) -> dict:
         "source": run.info.get("inputs", {}).get("source", ""),
         "classifier": models.get("classifier", {}).get("name", "?"),
         "synthetic": any(m.get("synthetic") for m in models.values()),
+        "model_status": [_model_status(m) for m in models.values() if isinstance(m, dict)],
+        # a "no pain" or an alert of a pain model that was not validated by animal is marked so wherever it is shown
+        "validated": _model_status(models.get("classifier") or {})["level"] == "by-animal",
+        "unvalidated": _unvalidated_words(_model_status(models.get("classifier") or {})["level"]),
         "mean_pain": _mean([_f(r["pain_prob"]) for r in rows]),
         "mean_rgs": _mean([_f(r.get("rgs")) for r in rows]),
     }
+
+
+def _model_status(entry: dict) -> dict:
+    """A run.json model entry's validation status (models.validation_status, written by the run): name, level
+    and line; a run made before runs recorded it says so."""
+    name = str(entry.get("name", "?"))
+    status = entry.get("status")
+    if isinstance(status, dict) and isinstance(status.get("line"), str) and isinstance(status.get("level"), str):
+        return {"name": name, "level": status["level"], "line": status["line"]}
+    return {"name": name, "level": "synthetic" if entry.get("synthetic") else "not-recorded",
+            "line": "how far this model was checked is not recorded (a run made by an earlier rat-monitor)"}
+
+
+def _unvalidated_words(level: str) -> str:
+    """What a run's conclusion says first when its pain model was not validated by animal on real animals."""
+    if level == "by-animal":
+        return ""
+    if level == "synthetic":
+        return "The pain model was trained on synthetic faces only: what follows is a demonstration, not a finding."
+    return "The pain model was not validated by animal: what follows is unconfirmed."
 
 
 def _camera_line(check: object) -> str:
@@ -429,14 +453,15 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
                          "refused": refused, "refused_total": refused_total,
                          "refused_shown": sum(len(g["faces"]) for g in refused),
                          "info_json": json.dumps(run.info, indent=2, default=str)})
-    # One caveat per model, said once for the whole report (not once per run).
-    model_caveats = sorted({(m.get("name", "?"), m["caveat"]) for run in runs
-                            for m in run.info.get("models", {}).values() if m.get("synthetic") and m.get("caveat")})
+    # How far each model was checked, said once for the whole report (not once per run).
+    model_status = sorted({(m["name"], m["line"], m["level"] in ("by-animal", "held-out"))
+                           for run in runs for m in run.summary["model_status"]})
     # Every template is HTML: escape everything (a video's name or a title is text, never markup).
     env = Environment(loader=PackageLoader("rat_monitor", "sinks/templates"), autoescape=True)
     page = env.get_template("report.html.j2").render(
         title=title, generated=time.strftime("%Y-%m-%d %H:%M"), sections=sections, runs=runs,
-        thresholds=thresholds(runs), model_caveats=model_caveats, time_axis=axis[1],
+        thresholds=thresholds(runs), model_status=model_status,
+        model_unchecked=not all(checked for _, _, checked in model_status), time_axis=axis[1],
         synthetic=any(r.summary["synthetic"] for r in runs), caveat=SYNTHETIC_CAVEAT)
     out.write_text(page, encoding="utf-8")
     return {"html": out, "png": png_path, "runs": len(runs)}
