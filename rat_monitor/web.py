@@ -1,25 +1,32 @@
-"""The small HTTP server under the browser pages (labelling, live view): local by default (127.0.0.1), closed
-without the access token it makes (taken as ?token=... or an 'Authorization: Bearer ...' header; 401
-without it), JSON answers, one-line reasons for refused requests, request bodies capped at 1 MB. Each page
-supplies a dispatch(handler, method, path, query) that answers or raises RequestError."""
+"""The small web server under the browser pages (labelling, live view), on Starlette and uvicorn: local by
+default (127.0.0.1), closed without the access token it makes (taken as ?token=... or an 'Authorization:
+Bearer ...' header; 401 without it), JSON answers, one-line reasons for refused requests, request bodies
+capped at 1 MB, and every request held to a deadline (a client that connects and sends nothing, or trickles a
+request a byte at a time, is cut off). Each page supplies a dispatch(reply, method, path, query) that answers
+through REPLY or raises RequestError; it runs on a worker thread, so a page's file work never holds the
+server's event loop."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
 import secrets
 import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 MAX_BODY = 1 << 20  # 1 MB: far more than any request these pages make
-IDLE_TIMEOUT_S = 30  # a connection that sends nothing for this long is closed (half-open ones held a thread each)
+# From a request's first byte (or the connection's opening) to its answer: a slow or silent client is cut off
+# after this long. uvicorn times out idle keep-alive connections only; the pages' requests take milliseconds.
+REQUEST_DEADLINE_S = 30
+KEEP_ALIVE_S = 5  # an idle connection between requests is closed after this long
 MAX_JSON_DEPTH = 32  # the pages send objects a few levels deep
-DRAIN_LIMIT = 16 << 20  # a bigger body than this is not read at all: the connection is closed on it
+METHODS = ("GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS")
 
 
 class RequestError(ValueError):
@@ -43,38 +50,32 @@ def parse_address(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-class TokenServer:
-    """A threaded HTTP server whose every request must carry the token; serve_forever() in the caller's
-    thread, or start() for a background one."""
+class Reply:
+    """What a page's dispatch answers through (send, json, html) and reads the request's JSON body from."""
 
-    def __init__(self, dispatch: Callable[[Handler, str, str, dict], None], host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None):
-        self.token = token or secrets.token_urlsafe(18)
-        handler = type("BoundHandler", (Handler,), {"dispatch": staticmethod(dispatch), "token": self.token})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        self.httpd.owner = self
-        self.requests = 0
-        self.cpu_s = 0.0  # CPU time spent answering, all threads together: what the pages cost the machine
-        self._count = threading.Lock()
-        self.host, self.port = self.httpd.server_address[:2]
-        self._thread: threading.Thread | None = None
+    def __init__(self, raw_body: bytes | None):
+        self._raw = raw_body
+        self.status, self.content, self.kind = 500, b"", "application/json"
 
-    def url(self, path: str = "/") -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
-        return f"http://{host}:{self.port}{path}?token={self.token}"
+    def send(self, status: int, body: bytes, kind: str) -> None:
+        self.status, self.content, self.kind = int(status), body, kind
 
-    def serve_forever(self) -> None:
-        self.httpd.serve_forever(poll_interval=0.2)
+    def json(self, status: int, value) -> None:
+        self.send(status, json.dumps(value).encode(), "application/json")
 
-    def start(self) -> TokenServer:
-        self._thread = threading.Thread(target=self.serve_forever, name="web-server", daemon=True)
-        self._thread.start()
-        return self
+    def html(self, body: bytes) -> None:
+        self.send(200, body, "text/html; charset=utf-8")
 
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    def body(self):
+        """The request's JSON body (at most MAX_BODY, read before the dispatch)."""
+        if self._raw is None:
+            raise RequestError("a body with a Content-Length (ASCII digits) is required", 411)
+        if _depth(self._raw) > MAX_JSON_DEPTH:
+            raise RequestError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            return json.loads(self._raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise RequestError("the body is not JSON") from None
 
 
 def _depth(raw: bytes) -> int:
@@ -100,115 +101,153 @@ def _depth(raw: bytes) -> int:
     return deepest
 
 
-class Handler(BaseHTTPRequestHandler):
-    dispatch: Callable[[Handler, str, str, dict], None]
-    token: str
-    protocol_version = "HTTP/1.1"
-    timeout = IDLE_TIMEOUT_S  # socketserver applies it to each connection
+def _deadline_protocol():
+    """uvicorn's HTTP/1.1 protocol (h11) with REQUEST_DEADLINE_S from a request's first byte (or the
+    connection's opening) to its answer: a silent or trickling client holds one socket for at most that long."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    def log_message(self, *args) -> None:  # the CLI is the only place that prints
-        pass
+    class DeadlineH11(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
 
-    def send(self, status: int, body: bytes, kind: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", kind)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
 
-    def json(self, status: int, value) -> None:
-        self.send(status, json.dumps(value).encode(), "application/json")
+        def data_received(self, data: bytes) -> None:
+            if self._deadline is None:  # a new request on a kept-alive connection
+                self._arm()
+            super().data_received(data)
 
-    def html(self, body: bytes) -> None:
-        self.send(200, body, "text/html; charset=utf-8")
+        def on_response_complete(self) -> None:
+            self._disarm()
+            super().on_response_complete()
 
-    def body(self):
-        """The request's JSON body (at most MAX_BODY)."""
-        length = self.headers.get("Content-Length")
-        if length is None or not (length.isascii() and length.isdigit()):
-            raise RequestError("a body with a Content-Length (ASCII digits) is required", 411)
-        if int(length) > MAX_BODY:
-            # Read it away first (up to a limit): a client still sending would see a broken pipe, not the reason.
-            left = int(length) if int(length) <= DRAIN_LIMIT else 0
-            while left > 0:
-                left -= len(self.rfile.read(min(left, 1 << 16))) or left
-            raise RequestError(f"the body is over {MAX_BODY // 1024} kB", 413)
-        raw = self.rfile.read(int(length))
-        if _depth(raw) > MAX_JSON_DEPTH:
-            raise RequestError(f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._deadline = self.loop.call_later(REQUEST_DEADLINE_S, self._cut_off)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _cut_off(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return DeadlineH11
+
+
+def _quiet_uvicorn() -> None:
+    """uvicorn's loggers say nothing: the CLI is the only place that prints (a refused request is answered)."""
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = [logging.NullHandler()]
+        logger.propagate = False
+
+
+class TokenServer:
+    """A Starlette app on uvicorn whose every request must carry the token; serve_forever() in the caller's
+    thread (Ctrl-C stops it), or start() for a background one."""
+
+    def __init__(self, dispatch: Callable[[Reply, str, str, dict], None], host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None):
+        import uvicorn
+        from starlette.applications import Starlette
+        from starlette.routing import Route
+
+        self.token = token or secrets.token_urlsafe(18)
+        self.dispatch = dispatch
+        self.requests = 0
+        self.cpu_s = 0.0  # CPU time spent answering, all threads together: what the pages cost the machine
+        self._count = threading.Lock()
+        app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=list(METHODS))])
+        _quiet_uvicorn()
+        config = uvicorn.Config(app, host=host, port=port, http=_deadline_protocol(), lifespan="off",
+                                log_config=None, access_log=False, timeout_keep_alive=KEEP_ALIVE_S,
+                                timeout_graceful_shutdown=2, server_header=False)
+        # Bound and listening now: the port (0 = any free one) is known, and a request made as soon as the
+        # address is printed waits in the backlog instead of being refused.
+        self._socket = config.bind_socket()
+        self._socket.listen(config.backlog)
+        self.host, self.port = self._socket.getsockname()[:2]
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    def url(self, path: str = "/") -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}{path}?token={self.token}"
+
+    def serve_forever(self) -> None:
+        self._server.run(sockets=[self._socket])
+
+    def start(self) -> TokenServer:
+        self._thread = threading.Thread(target=self.serve_forever, name="web-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and self._thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self
+
+    def close(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._socket.close()
+
+    async def _endpoint(self, request):
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import Response
+
+        reply = Reply(None)
         try:
-            return json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            raise RequestError("the body is not JSON") from None
+            path = request.url.path
+            if path == "/api.js":  # the pages' shared code: no data in it, so no token needed
+                reply.send(200, page("rat_monitor", "api.js"), "text/javascript; charset=utf-8")
+            else:
+                if ".." in path or "//" in path:
+                    raise RequestError("no '..' or '//' in paths")
+                query = parse_qs(request.url.query)
+                if not self._authorised(request, query):
+                    raise RequestError("missing or wrong access token (the address the command printed has it)",
+                                       HTTPStatus.UNAUTHORIZED)
+                reply = Reply(await _read_body(request))
+                await run_in_threadpool(self._dispatch, reply, request.method, path.rstrip("/") or "/", query)
+        except RequestError as exc:
+            reply.json(int(exc.status), {"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - every request gets an answer, never a dropped connection
+            reply.json(500, {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
+        return Response(reply.content, status_code=reply.status, media_type=reply.kind,
+                        headers={"Cache-Control": "no-store"})
 
-    def _authorised(self, query: dict) -> bool:
+    def _dispatch(self, reply: Reply, method: str, path: str, query: dict) -> None:
+        started = time.thread_time()
+        try:
+            self.dispatch(reply, method, path, query)
+        finally:
+            with self._count:
+                self.requests += 1
+                self.cpu_s += time.thread_time() - started
+
+    def _authorised(self, request, query: dict) -> bool:
         given = query.get("token", [""])[0]
-        header = self.headers.get("Authorization", "")
+        header = request.headers.get("authorization", "")
         if header.startswith("Bearer "):
             given = header[7:].strip()
         return hmac.compare_digest(given.encode(), self.token.encode())
 
-    def _route(self, method: str) -> None:
-        started = time.thread_time()
-        try:
-            self._answer(method)
-        finally:
-            owner = self.server.owner
-            with owner._count:
-                owner.requests += 1
-                owner.cpu_s += time.thread_time() - started
 
-    def _answer(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        query = parse_qs(parts.query)
-        try:
-            if parts.path == "/api.js":  # the pages' shared code: no data in it, so no token needed
-                self.send(200, page("rat_monitor", "api.js"), "text/javascript; charset=utf-8")
-                return
-            if ".." in parts.path or "//" in parts.path:
-                raise RequestError("no '..' or '//' in paths")
-            if not self._authorised(query):
-                raise RequestError("missing or wrong access token (the address the command printed has it)",
-                                   HTTPStatus.UNAUTHORIZED)
-            self.dispatch(self, method, parts.path.rstrip("/") or "/", query)
-        except RequestError as exc:
-            if method not in ("GET", "HEAD"):  # an unread body would be taken for the next request
-                self.close_connection = True
-            self.json(int(exc.status), {"error": str(exc)})
-        except (BrokenPipeError, ConnectionResetError):  # the browser went away mid-answer
-            self.close_connection = True
-        except Exception as exc:  # noqa: BLE001 - every request gets an answer, never a dropped connection
-            self.close_connection = True
-            self.json(500, {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's names
-        self._route("GET")
-
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._route("HEAD")
-
-    def do_PUT(self) -> None:  # noqa: N802
-        self._route("PUT")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._route("POST")
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._route("DELETE")
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._route("PATCH")
-
-    def do_OPTIONS(self) -> None:  # noqa: N802
-        self._route("OPTIONS")
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (a malformed request line or header, an unknown method) as JSON, like
-        every other answer, instead of its HTML page."""
-        self.close_connection = True
-        try:
-            self.json(int(code), {"error": message or HTTPStatus(code).phrase})
-        except (OSError, ValueError):
-            pass
+async def _read_body(request) -> bytes | None:
+    """The request's body when it has a Content-Length (None without one); over MAX_BODY is refused unread."""
+    length = request.headers.get("content-length")
+    if length is None:
+        return None
+    if not (length.isascii() and length.isdigit()):
+        raise RequestError("a body with a Content-Length (ASCII digits) is required", 411)
+    if int(length) > MAX_BODY:
+        raise RequestError(f"the body is over {MAX_BODY // 1024} kB", 413)
+    return await request.body()

@@ -164,6 +164,10 @@ def test_two_raters_scores_and_their_agreement(server, project):
             assert call(server, "PUT", f"/api/scores/{crop['id']}?rater={rater}", body)[0] == 200
     assert call(server, "PUT", f"/api/scores/{queue_a[0]['id']}?rater=ann", {"orbital": 3})[0] == 400
     assert call(server, "PUT", f"/api/scores/{queue_a[0]['id']}?rater=", {"not_scorable": True})[0] == 400
+    before = call(server, "GET", "/api/crops?rater=ann")[1][0]["score"]
+    for value in ("no", 1, "true"):  # a score is what the page sends: "no" never marks a crop not scorable
+        assert call(server, "PUT", f"/api/scores/{queue_a[0]['id']}?rater=ann", {"not_scorable": value})[0] == 400
+    assert call(server, "GET", "/api/crops?rater=ann")[1][0]["score"] == before
     agreement = call(server, "GET", "/api/agreement")[1]
     assert agreement["raters"] == ["ann", "bob"] and agreement["orbital"]["qwk"] == pytest.approx(1.0)
     assert agreement["nose"]["qwk"] < 1.0 and agreement["rgs"]["crops"] == 4
@@ -282,6 +286,10 @@ def test_kill_9_of_the_server_loses_nothing_acknowledged(made, tmp_path):
     proc, srv = start()
     try:
         assert call(srv, "PUT", f"/api/frames/{fids[0]}", {"boxes": [[5, 5, 50, 50]], "status": "labelled"})[0] == 200
+        # one writer per project: a second server (or label train) on it is refused in one line, changing nothing
+        for second in (["label", "--project", str(root), "--port", str(free_port())], ["label", "train", str(root)]):
+            refused = subprocess.run(RM + second, capture_output=True, text=True, timeout=60)
+            assert refused.returncode == 2 and "open in another rat-monitor label" in refused.stderr, refused.stderr
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         proc, srv = start()
@@ -427,11 +435,15 @@ def test_malformed_requests_get_a_4xx_never_a_dropped_connection(server, project
                  + "Content-Length: ١٢\r\n\r\n".encode())  # Arabic-Indic digits: isdigit() says yes
     answer = http.client.HTTPResponse(sock)
     answer.begin()
-    assert answer.status == 411 and "error" in json.loads(answer.read())
+    assert answer.status == 400 and answer.read()  # refused by the HTTP layer (h11) before any page code
     sock.close()
     (project.frames_dir / f"{fid}.jpg").unlink()
     status, body = call(server, "GET", f"/frames/{fid}.jpg")
     assert status in (404, 500) and "error" in body
+    # a save that needs the missing picture (a new box's crop) is refused, and nothing of it was written
+    before = project.frame(fid)
+    status, body = call(server, "PUT", f"/api/frames/{fid}", {"boxes": [[3, 3, 40, 40]], "status": "labelled"})
+    assert status == 500 and "picture" in body["error"] and project.frame(fid) == before
     assert call(server, "GET", "/api/progress")[0] == 200  # still answering
 
 
@@ -440,13 +452,53 @@ def test_an_idle_connection_is_closed(project, monkeypatch):
 
     from rat_monitor import web
 
-    monkeypatch.setattr(web.Handler, "timeout", 1)
+    monkeypatch.setattr(web, "REQUEST_DEADLINE_S", 1)
     srv = LabelServer(project, port=0).start()
     try:
         sock = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
         t0 = time.time()
         assert sock.recv(100) == b"" and time.time() - t0 < 5  # closed by the server, nothing sent
         sock.close()
+    finally:
+        srv.close()
+
+
+def test_a_trickling_client_is_cut_off_and_a_burst_of_connections_is_answered_at_once(project, monkeypatch):
+    """A client sending one byte every half second never finishes its request: it is cut off at the deadline
+    while others are answered; 30 connections opened at once are all answered promptly (a listen backlog of 5
+    stalled every sixth by a second)."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rat_monitor import web
+
+    monkeypatch.setattr(web, "REQUEST_DEADLINE_S", 2)
+    srv = LabelServer(project, port=0).start()
+    try:
+        slow = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        t0 = time.time()
+        cut_off = False
+        for byte in f"GET /api/progress?token={srv.token} HTTP/1.1\r\nHost: x\r\n".encode():
+            try:
+                slow.sendall(bytes([byte]))
+            except OSError:
+                cut_off = True
+                break
+            assert call(srv, "GET", "/api/progress")[0] == 200  # the others are answered meanwhile
+            time.sleep(0.5)
+            if time.time() - t0 > 6:
+                break
+        slow.settimeout(5)
+        try:
+            cut_off = cut_off or slow.recv(100) == b""
+        except OSError:
+            cut_off = True
+        assert cut_off and time.time() - t0 < 8
+        slow.close()
+        t0 = time.time()
+        with ThreadPoolExecutor(30) as pool:
+            codes = list(pool.map(lambda _: call(srv, "GET", "/api/progress")[0], range(30)))
+        assert codes == [200] * 30 and time.time() - t0 < 3, time.time() - t0
     finally:
         srv.close()
 

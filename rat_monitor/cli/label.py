@@ -78,7 +78,7 @@ def label_open(
         if not video.is_file():
             raise SourceError(f"no such video file: {video}")
     subjects = {v: subject_of(v, subject, subject_from) for v in videos}
-    project = Project.open(project_dir, create=bool(videos) or crops is not None)
+    project = Project.open(project_dir, create=bool(videos) or crops is not None, writer=True)
     if crops is not None:
         out.print(f"{import_curated(project, crops)} face crops added from {crops}", highlight=False)
     det = load_detector(detector or project.recommended_detector())
@@ -177,7 +177,7 @@ def label_train(
 
     if detector:
         require_training_packages(fine_tune=True)
-    project = Project.open(project_dir)
+    project = Project.open(project_dir, writer=True)
     with progress_bars() as progress:
         task = progress.add_task("epochs", total=epochs, rate="", visible=detector)
         done = train_round(project, epochs, synthetic, detector=detector, classifier=classifier,

@@ -63,11 +63,16 @@ class Project:
         self.scores_dir = self.root / "scores"
         # One writer at a time in this process: two people saving at once raced while the crops were synced.
         self.lock = threading.RLock()
+        self.writer_lock = None  # the held lock file when this process is the project's one writer (open(writer=))
 
     # -- creation ----------------------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: Path, create: bool = False) -> Project:
+    def open(cls, root: Path, create: bool = False, writer: bool = False) -> Project:
+        """The project at ROOT (made when CREATE). WRITER: this process becomes its one writer before anything
+        is mended or written (take_writer), held while the process runs."""
         project = cls(root)
+        if writer and project.root.is_dir():
+            project.writer_lock = project.take_writer()
         if not (project.root / "project.json").exists():
             if not create:
                 raise ConfigError(f"{root} is not a labelling project (no project.json); start one with "
@@ -77,8 +82,19 @@ class Project:
             atomic_write_text(project.root / "project.json",
                               json.dumps({"version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                           "videos": {}}, indent=2) + "\n")
+            if writer and project.writer_lock is None:
+                project.writer_lock = project.take_writer()
         project.rebuild_crops()
         return project
+
+    def take_writer(self):
+        """This process becomes the project's one writer (a second `label` server or `label train` on it is
+        refused in one line: two servers saving the same frames left orphan crops). Returns the held lock; close
+        it to release (the process's end does too)."""
+        from ..locking import exclusive
+
+        return exclusive(self.root / ".writer.lock", f"{self.root} is open in another rat-monitor label (server or "
+                                                     "train); stop that one first")
 
     def rebuild_crops(self) -> int:
         """Makes the crops what the frames say they are (after a crash between a frame's record and its crops,
@@ -179,8 +195,11 @@ class Project:
                       rejected=_unique(record["rejected"] + rejected),
                       boxes_from="person" if boxes or status != "unlabelled" else None,
                       updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        # The picture its new crops are cut from is read before anything is written: a save answered with an
+        # error has changed nothing.
+        image = self._picture(record) if any(not self._has_crop(cid) for cid in _crop_ids(record)) else None
         atomic_write_text(self.frames_dir / f"{frame_id}.json", json.dumps(record, indent=1) + "\n")
-        self._sync_crops(record, had)
+        self._sync_crops(record, had, image)
         return record
 
     def suggest(self, frame_id: str, boxes: np.ndarray, detector: str) -> bool:
@@ -268,7 +287,16 @@ class Project:
                     path.unlink(missing_ok=True)
 
     # -- crops and scores -------------------------------------------------------------------------------
-    def _sync_crops(self, record: dict, had: set[str]) -> int:
+    def _has_crop(self, cid: str) -> bool:
+        return (self.crops_dir / f"{cid}.json").exists() and (self.crops_dir / f"{cid}.jpg").exists()
+
+    def _picture(self, record: dict) -> np.ndarray:
+        image = cv2.imread(str(self.frames_dir / f"{record['id']}.jpg"))
+        if image is None:
+            raise LabelError(f"the picture of frame {record['id']} is missing or damaged", 500)
+        return image
+
+    def _sync_crops(self, record: dict, had: set[str], image: np.ndarray | None = None) -> int:
         """The crops of a frame are those of its labelled boxes: new boxes get a crop, removed boxes (of HAD, the
         crops it had) lose theirs (their scores stay on disk but no longer count). Only this frame's files are
         touched: a save costs the same in a project of ten crops or ten thousand. Returns how many were made."""
@@ -276,14 +304,12 @@ class Project:
         for cid in had - set(wanted):
             (self.crops_dir / f"{cid}.json").unlink(missing_ok=True)
             (self.crops_dir / f"{cid}.jpg").unlink(missing_ok=True)
-        image, made = None, 0
+        made = 0
         for cid, box in wanted.items():
-            if (self.crops_dir / f"{cid}.json").exists() and (self.crops_dir / f"{cid}.jpg").exists():
+            if self._has_crop(cid):
                 continue
             if image is None:
-                image = cv2.imread(str(self.frames_dir / f"{record['id']}.jpg"))
-                if image is None:
-                    raise LabelError(f"the picture of frame {record['id']} is missing or damaged", 500)
+                image = self._picture(record)
             crop = cv2.resize(square_crop(image, np.array(box, np.float32)), (CROP_SIZE, CROP_SIZE),
                               interpolation=cv2.INTER_AREA)
             cv2.imwrite(str(self.crops_dir / f"{cid}.jpg"), crop, [cv2.IMWRITE_JPEG_QUALITY, 92])
@@ -343,7 +369,10 @@ class Project:
         self.crop(cid)
         if not isinstance(body, dict):
             raise LabelError("the body must be a JSON object {orbital, nose, ears, whiskers, level, not_scorable}")
-        if body.get("not_scorable"):
+        flag = body.get("not_scorable", False)
+        if not isinstance(flag, bool):  # a value is what the page sends: "no" is not a yes
+            raise LabelError(f"not_scorable must be true or false, not {flag!r}")
+        if flag:
             score = {"not_scorable": True}
         else:
             score = {"not_scorable": False}

@@ -20,7 +20,7 @@ same API). Local by default (127.0.0.1) and closed without the access token the 
 
 from __future__ import annotations
 
-from ..web import Handler, RequestError, TokenServer, page
+from ..web import Reply, RequestError, TokenServer, page
 from .background import BackgroundTrainer
 from .project import Project
 
@@ -35,7 +35,7 @@ class LabelServer(TokenServer):
         self.trainer = trainer
         super().__init__(self._dispatch, host, port, token)
 
-    def _dispatch(self, h: Handler, method: str, path: str, query: dict) -> None:
+    def _dispatch(self, h: Reply, method: str, path: str, query: dict) -> None:
         project = self.project
         segments = path.strip("/").split("/")
         rater = query.get("rater", [""])[0]

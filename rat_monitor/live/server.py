@@ -9,7 +9,7 @@ access token in the printed address, as on the label server).
 
 from __future__ import annotations
 
-from ..web import Handler, RequestError, TokenServer, page
+from ..web import Reply, RequestError, TokenServer, page
 from .board import LiveBoard
 
 
@@ -18,7 +18,7 @@ class LiveServer(TokenServer):
         self.board = board
         super().__init__(self._dispatch, host, port, token)
 
-    def _dispatch(self, h: Handler, method: str, path: str, query: dict) -> None:
+    def _dispatch(self, h: Reply, method: str, path: str, query: dict) -> None:
         if method not in ("GET", "HEAD"):
             raise RequestError(f"{method} is not offered: the live view only reads", 405)
         segments = path.strip("/").split("/")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import fcntl
 import io
 import json
 import os
@@ -16,6 +15,7 @@ import cv2
 
 from ..errors import ConfigError, RunExists
 from ..imaging import CROP_JPEG_QUALITY
+from ..locking import exclusive
 from ..models import atomic_write_text
 from ..tables import read_rows, read_table
 from ..timeline import AU_DIGITS, PROB_DIGITS
@@ -104,14 +104,8 @@ def lock_run_dir(path: Path) -> None:
     key = Path(path).resolve()
     if key in _LOCKS:
         return
-    handle = open(key / ".lock", "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise ConfigError(f"{path} is being written by another rat-monitor process; wait for it or choose another "
-                          "--out") from None
-    _LOCKS[key] = handle
+    _LOCKS[key] = exclusive(key / ".lock", f"{path} is being written by another rat-monitor process; wait for it "
+                                           "or choose another --out")
 
 
 def unlock_run_dir(path: Path) -> None:
