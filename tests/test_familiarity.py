@@ -222,7 +222,7 @@ def test_predict_on_whole_frames_finds_or_cuts_the_faces_one_row_each(tmp_path):
     empty = [r for r in rows if r["path"].endswith("empty.png")]
     assert len(empty) == 1 and empty[0]["error"] == "no face found" and empty[0]["x0"] == ""
     faces = [r for r in rows if r["error"] == ""]
-    assert len(faces) >= 2 and all(float(r["x1"]) > float(r["x0"]) for r in faces)
+    assert len(faces) >= 1 and all(float(r["x1"]) > float(r["x0"]) for r in faces)
     assert "frame(s) without a face" in found.output
     cut = runner.invoke(app, ["predict", "--yolo", str(yolo), "--out", str(tmp_path / "cut.csv")])
     assert cut.exit_code == 0, cut.output

@@ -178,16 +178,16 @@ def test_alert_on_the_onset_sample_and_never_on_the_control(tmp_path):
     assert "does not know this camera" not in result.output
 
 
-def test_a_camera_the_detector_does_not_know_is_named_with_the_command_that_calibrates_it(real_mouse_video,
+def test_a_camera_the_detector_does_not_know_is_named_with_the_command_that_calibrates_it(unknown_camera_video,
                                                                                           tmp_path):
-    """The real mouse clip with the bundled detector: its few boxes sit on a paw and the holder, never sure;
-    the run says the detector does not know the camera and how to calibrate it, in the terminal, run.json and
-    the report, instead of a face% that reads like coverage."""
-    result = runner.invoke(app, ["analyze", str(real_mouse_video), "--out", str(tmp_path), "--quiet"])
+    """Real overhead frames of an albino rat under a ring light, a setup the bundled detector finds none of the
+    faces of: its few boxes are never sure; the run says the detector does not know the camera and how to
+    calibrate it, in the terminal, run.json and the report, instead of a face% that reads like coverage."""
+    result = runner.invoke(app, ["analyze", str(unknown_camera_video), "--out", str(tmp_path), "--quiet"])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "does not know this camera" in said and f"rat-monitor label {real_mouse_video} --project" in said
-    check = json.loads((tmp_path / real_mouse_video.stem / "run.json").read_text())["camera"]
+    assert "does not know this camera" in said and f"rat-monitor label {unknown_camera_video} --project" in said
+    check = json.loads((tmp_path / unknown_camera_video.stem / "run.json").read_text())["camera"]
     assert check["known"] is False and check["confident_share"] < 0.2 and check["detector"] == "rat-face-detector"
     report = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "r.html")])
     assert report.exit_code == 0, report.output
