@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import glob
 import io
-import json
 import multiprocessing
 import os
 import signal
@@ -21,11 +20,12 @@ from pathlib import Path
 
 from .classify import load_classifier
 from .detect import load_detector
-from .errors import ConfigError, RatMonitorError, RunExists, SourceError
+from .errors import ConfigError, RatMonitorError, RunExists, SourceError, first_line
 from .pipeline import Observer, Settings
 from .runs import analyze_video
 from .models import atomic_write_text
 from .sinks.files import make_dir, pain_levels
+from .sinks.readback import DamagedRun, read_info, read_minutes
 from .stopping import signals_set
 from .tables import read_rows
 from .select import SelectionSettings
@@ -71,13 +71,13 @@ def expand_inputs(items: list[str | Path]) -> list[Path]:
 def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dict:
     """One line of summary.csv, read back from the run folder (so skipped, finished runs are summarised too)."""
     row = {"video": str(video), "run_dir": str(run_dir), "status": status, "error": error}
-    timeline = run_dir / "timeline.csv"
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
-        info = {}
-    if timeline.exists():
-        rows = read_rows(timeline, ConfigError)
+    try:  # the folder is read back as untrusted input: a damaged one leaves its counts empty, said in error
+        info = read_info(run_dir)
+        rows = read_minutes(run_dir) if (run_dir / "timeline.csv").exists() else None
+    except DamagedRun as exc:
+        info, rows = {}, None
+        row["error"] = row["error"] or first_line(exc)
+    if rows is not None:
         levels = [r["pain_level"] for r in rows]
         shown = ("none", *pain_levels(info, rows), "unknown")  # a level the model cannot give stays empty
         row.update({"duration_s": f"{float(rows[-1]['end_s']):.1f}" if rows else "0", "minutes": len(rows),

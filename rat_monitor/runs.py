@@ -11,6 +11,7 @@ from .pipeline import Observer, Pipeline, RunResult, Settings
 from .sinks import RunWriter, prepare_run_dir
 from .sinks.annotate import Annotator
 from .sinks.files import prepare_resume, recorded_source, recorded_start, run_state
+from .sinks.readback import check_run
 from .sources import CaptureSource
 
 WARMUP_S = 2.0  # a resumed run re-reads this much before its first unfinished minute, to warm up the tracker
@@ -32,6 +33,7 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
         return None
     earlier, resume_s = [], 0.0
     if state == "partial":
+        check_run(run_dir)
         start_epoch = start_epoch or recorded_start(run_dir)
         earlier, resume_s = prepare_resume(run_dir, classifier.action_units)
     size_at_start = Path(video).stat().st_size if Path(video).is_file() else None
@@ -88,6 +90,7 @@ def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, set
         done = recorded_source(run_dir)
         if done is not None and done != source.info.name:
             raise RunExists(f"{run_dir} holds a run of {done}, not of {source.info.name}; give another --out")
+        check_run(run_dir)
         earlier, _ = prepare_resume(run_dir, classifier.action_units)
     else:
         prepare_run_dir(run_dir, overwrite)

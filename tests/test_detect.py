@@ -229,3 +229,36 @@ def test_a_turned_down_box_is_learnt_as_not_a_face(tmp_path):
                   if x0 <= (b[0] + b[2]) / 2 <= x1 and y0 <= (b[1] + b[3]) / 2 <= y1]
         scores.append(max(inside, default=0.0))
     assert scores[1] < 0.7 * scores[0], scores
+
+
+LABEL_DAMAGES = {  # a YOLO label line or file as a damaged export, a hand edit or a planted file leaves it
+    "nan": "0 nan 0.5 0.2 0.2", "inf": "0 0.5 0.5 inf 0.2", "negative": "0 0.5 0.5 -0.2 0.2",
+    "outside": "0 1.4 0.5 0.2 0.2", "other_class": "3 0.5 0.5 0.2 0.2", "short": "0 0.5 0.5 0.2",
+    "polygon": "0 0.1 0.1 0.2 0.1 0.2 0.2", "text": "0 0.5 middle 0.2 0.2",
+    "fifo": None, "folder": None, "link_out": None,
+}
+
+
+@pytest.mark.parametrize("damage", sorted(LABEL_DAMAGES))
+def test_a_bad_yolo_label_is_refused_with_its_line_never_dropped_or_clipped(tmp_path, damage):
+    """`detector evaluate` (and train, predict --yolo) read YOLO labels as untrusted input: a label they cannot
+    take as it is gets one line naming the file and exit 5, never a traceback, a hang, or a precision computed
+    on silently dropped or clipped boxes."""
+    import os
+
+    frame = np.full((120, 160, 3), 90, np.uint8)
+    folder = write_yolo(tmp_path / "yolo", [Sample(frame, np.float32([[40, 30, 90, 80]]))])
+    label = folder / "labels" / "0000.txt"
+    label.unlink()
+    if damage == "fifo":
+        os.mkfifo(label)
+    elif damage == "folder":
+        label.mkdir()
+    elif damage == "link_out":
+        (tmp_path / "elsewhere.txt").write_text("0 0.4 0.45 0.3 0.4")
+        label.symlink_to(tmp_path / "elsewhere.txt")
+    else:
+        label.write_text(LABEL_DAMAGES[damage] + "\n")
+    result = runner.invoke(app, ["detector", "evaluate", "--yolo", str(folder)])
+    assert result.exit_code == 5, result.output
+    assert "Traceback" not in result.output and "0000.txt" in result.output

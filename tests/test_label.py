@@ -601,3 +601,44 @@ def test_the_page_fine_tunes_in_the_background_and_stays_responsive(project):
     finally:
         trainer.wait(120)
         srv.close()
+
+
+PROJECT_DAMAGES = {  # what a crash, a hand edit or a planted file leaves in a labelling project
+    "frame_cut": lambda p, fid, cid: (p.frames_dir / f"{fid}.json").write_text('{"id": "cut sh'),
+    "frame_list": lambda p, fid, cid: (p.frames_dir / f"{fid}.json").write_text("[1, 2]"),
+    "frame_nan_box": lambda p, fid, cid: (p.frames_dir / f"{fid}.json").write_text(json.dumps(
+        {**json.loads((p.frames_dir / f"{fid}.json").read_text()), "boxes": [[float("nan"), 1, 2, 3]]})),
+    "picture_missing": lambda p, fid, cid: (p.frames_dir / f"{fid}.jpg").unlink(),
+    "score_cut": lambda p, fid, cid: (p.scores_dir / "ann" / f"{cid}.json").write_text('{"orbi'),
+    "score_text": lambda p, fid, cid: (p.scores_dir / "ann" / f"{cid}.json").write_text(
+        '{"not_scorable": false, "orbital": "no", "nose": 1, "ears": 1, "whiskers": 1, "level": "none"}'),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(PROJECT_DAMAGES))
+def test_a_damaged_record_is_left_out_and_named_and_the_project_still_opens_and_exports(project, tmp_path, damage):
+    """Every record a project reads back is untrusted: one cut short, edited or planted, or a frame whose
+    picture is gone, is named on one line and left out; the rest of the project opens, serves and exports."""
+    ids = project.frame_ids()
+    for fid in ids[:2]:
+        project.save_frame(fid, {"boxes": [[10, 10, 70, 70]], "status": "labelled"})
+    for cid in project.crop_ids():
+        project.save_score("ann", cid, {"orbital": 1, "nose": 1, "ears": 0, "whiskers": 0, "level": "none",
+                                        "not_scorable": False})
+    PROJECT_DAMAGES[damage](project, ids[0], project.crop_ids()[0])
+    opened = runner.invoke(app, ["label", "--project", str(project.root), "--no-serve"])
+    assert opened.exit_code == 0 and "Traceback" not in opened.output, opened.output
+    assert [line for line in opened.output.splitlines() if "left out:" in line], opened.output
+    yolo, manifest = tmp_path / "yolo", tmp_path / "m.csv"
+    exported = runner.invoke(app, ["label", "export", str(project.root), "--yolo", str(yolo),
+                                   "--manifest", str(manifest)])
+    assert exported.exit_code == 0 and "left out:" in exported.output, exported.output
+    frames_out = len(list((yolo / "images").iterdir()))
+    scored_out = len(manifest.read_text().splitlines()) - 1
+    assert (frames_out, scored_out) == ((2, 1) if damage.startswith("score") else (1, 2))
+    srv = LabelServer(Project.open(project.root), port=0).start()
+    try:
+        status, listing = call(srv, "GET", "/api/frames")
+        assert status == 200 and len(listing) == len(ids) - damage.startswith("frame")
+    finally:
+        srv.close()

@@ -730,3 +730,37 @@ def test_a_detector_whose_outputs_are_not_its_cards_is_refused(tmp_path):
     write_card(folder, card, list(card["files"]))
     with pytest.raises(ModelError, match="outputs"):
         load_detector(folder)
+
+
+def test_resume_of_a_damaged_run_folder_is_refused_and_touches_nothing(short_video, tmp_path):
+    """--resume reads the run folder back as untrusted input: a number cell edited into text, run.json as a list,
+    or a crops folder linked elsewhere (resume deletes the crops of the minutes it redoes) are one line, exit 2,
+    and nothing in the folder, or outside it, changes."""
+    runs = tmp_path / "runs"
+    assert runner.invoke(app, ["analyze", str(short_video), "--out", str(runs), "--quiet"]).exit_code == 0
+    out = runs / short_video.stem
+    (out / "run.json").write_text("[1, 2]")  # not complete: resume would go on with it
+    frames = (out / "frames.csv").read_text().splitlines()
+    header = frames[0].split(",")
+    cells = frames[1].split(",")
+    cells[header.index("t_s")] = "soon"
+    (out / "frames.csv").write_text("\n".join([frames[0], ",".join(cells), *frames[2:]]) + "\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = runner.invoke(app, ["analyze", str(short_video), "--out", str(runs), "--resume"])
+    assert result.exit_code == 2 and "Traceback" not in result.output and "run.json" in result.output, result.output
+    (out / "run.json").write_text("{}")
+    result = runner.invoke(app, ["analyze", str(short_video), "--out", str(runs), "--resume"])
+    assert result.exit_code == 2 and "frames.csv:2: t_s holds 'soon'" in result.output, result.output
+    (out / "frames.csv").write_text("\n".join(frames) + "\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "keep.jpg").write_bytes(b"mine")
+    (out / "crops").rename(tmp_path / "old_crops")
+    (out / "crops").symlink_to(elsewhere)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    result = runner.invoke(app, ["analyze", str(short_video), "--out", str(runs), "--resume"])
+    assert result.exit_code == 2 and "is a link" in result.output, result.output
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert (elsewhere / "keep.jpg").read_bytes() == b"mine"
+    replaced = runner.invoke(app, ["analyze", str(short_video), "--out", str(runs), "--overwrite", "--quiet"])
+    assert replaced.exit_code == 0 and (elsewhere / "keep.jpg").exists() and not (out / "crops").is_symlink()

@@ -241,3 +241,94 @@ def test_validation_status_reads_how_far_a_model_was_checked_from_its_card():
     tuned = {"kind": "face-detector", "caveat": "fine-tuned on 4 labelled frames of one project; found 5 of 6",
              "validation": {"status": "held-out frames", "held_out_faces": 6}}
     assert validation_status(tuned)["level"] == "held-out"
+
+
+def _edit_csv(path: Path, edit) -> None:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    edit(rows)
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def _set_cell(column: str, value: str):
+    def edit(rows):
+        rows[1][rows[0].index(column)] = value
+    return edit
+
+
+def _drop_column(column: str):
+    def edit(rows):
+        i = rows[0].index(column)
+        for r in rows:
+            del r[i]
+    return edit
+
+
+DAMAGES = {  # what a crash, a hand edit or a planted file leaves in a run folder
+    "no_column": lambda run, outside: _edit_csv(run / "timeline.csv", _drop_column("face_frames")),
+    "nan_prob": lambda run, outside: _edit_csv(run / "timeline.csv", _set_cell("pain_prob", "nan")),
+    "inf_frames": lambda run, outside: _edit_csv(run / "timeline.csv", _set_cell("frames", "inf")),
+    "text_number": lambda run, outside: _edit_csv(run / "frames.csv", _set_cell("t_s", "soon")),
+    "cut_row": lambda run, outside: (run / "timeline.csv").write_text(
+        (run / "timeline.csv").read_text().rsplit("\n", 2)[0][:-40] + "\n"),
+    "json_list": lambda run, outside: (run / "run.json").write_text("[1, 2]"),
+    "json_cut": lambda run, outside: (run / "run.json").write_text((run / "run.json").read_text()[:50]),
+    "alerts_cut": lambda run, outside: (run / "alerts.jsonl").write_text('{"event": "raised", "min'),
+    "linked_timeline": lambda run, outside: ((run / "timeline.csv").rename(outside / "timeline.csv"),
+                                             (run / "timeline.csv").symlink_to(outside / "timeline.csv")),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGES))
+def test_a_damaged_run_folder_is_named_and_the_others_are_reported(report, tmp_path, damage):
+    """Every file the report reads back is untrusted: a run folder cut short, edited or planted is named on one
+    line and in the report, never a traceback and never a 'nan' shown as a value; the good runs are reported."""
+    runs = tmp_path / "runs"
+    shutil.copytree(report.parent / "two_min", runs / "good")
+    shutil.copytree(report.parent / "two_min", runs / "bad")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    DAMAGES[damage](runs / "bad", outside)
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(runs), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "not in the report" in result.output
+    assert len([line for line in result.output.splitlines() if "not in the report" in line]) == 1
+    page = out.read_text()
+    assert 'id="damaged-runs"' in page and str(runs / "bad") in page
+    assert "<strong>good</strong>" in page and "<strong>bad</strong>" not in page
+    alone = runner.invoke(app, ["report", str(runs / "bad"), "--out", str(tmp_path / "alone.html")])
+    assert alone.exit_code == 2 and "Traceback" not in alone.output and "no run folder could be read" in alone.output
+
+
+def test_crop_cells_never_open_a_file_outside_the_run_folder(report, tmp_path):
+    """A crop cell naming a path elsewhere, or a crop that is a link, is never read into the report."""
+    import base64
+
+    def embedded(page: Path) -> list[str]:
+        return re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page.read_text())
+
+    run = tmp_path / "run"
+    shutil.copytree(report.parent / "two_min", run)
+    assert runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "before.html")]).exit_code == 0
+    before = len(embedded(tmp_path / "before.html"))
+    secret = tmp_path / "secret.png"
+    cv2.imwrite(str(secret), np.full((40, 40, 3), (0, 0, 255), np.uint8))  # pure red: visible if embedded
+    crops = sorted((run / "crops").iterdir())
+    crops[0].unlink()
+    crops[0].symlink_to(secret)
+
+    def plant(rows):
+        row = next(r for r in rows[1:] if r[rows[0].index("crop")] not in ("", f"crops/{crops[0].name}"))
+        row[rows[0].index("crop")] = "../secret.png"
+    _edit_csv(run / "frames.csv", plant)
+    out = tmp_path / "r.html"
+    result = runner.invoke(app, ["report", str(run), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(embedded(out)) == before - 2  # the planted two are left out, every other crop is shown
+    for data in embedded(out):
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        assert not (img[..., 2].mean() > 200 and img[..., :2].mean() < 40), "a file outside the run was embedded"

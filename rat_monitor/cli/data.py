@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_DETECTOR
-from .app import DETECTOR_HELP, app, clock_time, friendly_errors, out, progress_bars
+from .app import DETECTOR_HELP, app, clock_time, err, friendly_errors, out, progress_bars
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -38,6 +39,8 @@ def report(
 ):
     """A self-contained HTML welfare report (works offline) with the pain timeline, unknown minutes, alerts,
     face coverage, a summary, the scored face crops for audit and the run metadata; plus the plot as PNG.
+    A run folder that cannot be read (damaged, edited, cut short) is named on one line and in the report, the
+    others are reported, and the exit code is 1.
 
     [bold]Example:[/] rat-monitor report runs/ --out welfare.html   (after the analyze example)
     """
@@ -47,6 +50,10 @@ def report(
         raise ConfigError(f"{out_path} exists; give --overwrite to replace it or another --out")
     written = write_report(runs, out_path, title, clock_time(align, "--align") if align is not None else None)
     out.print(f"report → {written['html']} (plot: {written['png']})", highlight=False)
+    for damaged in written["damaged"]:
+        err.print(f"[yellow]not in the report:[/] {escape(damaged['why'])}", highlight=False, soft_wrap=True)
+    if written["damaged"]:
+        raise typer.Exit(1)  # the report holds the others; a script learns that some were left out
 
 
 @app.command()

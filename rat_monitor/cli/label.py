@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
-from .app import app, friendly_errors, out, progress_bars
+from .app import app, err, friendly_errors, out, progress_bars
 
 
 class _DefaultToOpen(TyperGroup):
@@ -103,6 +104,7 @@ def label_open(
     state = project.progress()
     out.print(f"{project_dir}: {state['frames']} frames ({state['done']} done), {state['crops']} face crops",
               highlight=False)
+    say_damaged(project)
     if not serve:
         return
     from ..label.background import BackgroundTrainer
@@ -120,6 +122,12 @@ def label_open(
         pass
     finally:
         server.close()
+
+
+def say_damaged(project) -> None:
+    """One warning per record the project leaves out (cut short, edited, planted; a frame's picture missing)."""
+    for line in project.damaged():
+        err.print(f"[yellow]left out:[/] {escape(line)}", highlight=False, soft_wrap=True)
 
 
 @label_app.command("export")
@@ -142,6 +150,7 @@ def label_export(
     if yolo is None and manifest is None:
         raise ConfigError("give --yolo DIR and/or --manifest FILE.csv")
     project = Project.open(project_dir)
+    say_damaged(project)
     if yolo is not None:
         c = export_yolo(project, yolo)
         out.print(f"{c['frames']} frames ({c['boxes']} boxes, {c['no_face']} without a face) → {yolo}",

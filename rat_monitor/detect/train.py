@@ -8,10 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from ..errors import ConfigError, DatasetError, ModelError
+from ..errors import DatasetError, ModelError
 from ..imaging import IMAGE_EXTS, read_image
 from ..models import DETECTOR_CAVEAT, read_card, verified_file, write_card
 from ..synth.lab import lab_frame
@@ -124,19 +123,46 @@ def render_prepared(n: int, seed: int, workers: int = 1, progress: Callable[[int
     return Prepared(np.concatenate([p.images for p in parts]), [b for p in parts for b in p.boxes])
 
 
-def _yolo_boxes(lab: Path, w: int, h: int) -> np.ndarray:
-    """(N, 4) pixel boxes of one YOLO label file ('class cx cy w h' per line, normalised); none if absent."""
+MAX_LABEL_BYTES = 1 << 20  # a label file of one frame's boxes is a few hundred bytes
+EDGE_SLACK = 0.01  # a box may reach 1% past the frame's edge (rounding in annotation tools), no further
+
+
+def _yolo_boxes(lab: Path, w: int, h: int, root: Path) -> np.ndarray:
+    """(N, 4) pixel boxes of one YOLO label file ('0 cx cy w h' per line, normalised); none if absent. A label
+    file is untrusted input: anything but a regular file (a FIFO, a folder, a link leading out of ROOT), a class
+    other than 0 (face), a number that is not finite, or a box outside the frame is refused with its line;
+    nothing is dropped or clipped silently (a figure would change without a word)."""
+    if lab.is_symlink() and not lab.resolve().is_relative_to(Path(root).resolve()):
+        raise DatasetError(f"{lab} is a link that leads out of {root}")
+    if not lab.exists():
+        return np.zeros((0, 4), np.float32)
+    if not lab.is_file():
+        raise DatasetError(f"{lab} is not a regular file")
+    if lab.stat().st_size > MAX_LABEL_BYTES:
+        raise DatasetError(f"{lab} is {lab.stat().st_size} bytes; a label file holds a few boxes")
+    try:
+        lines = lab.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"cannot read {lab}: {type(exc).__name__}") from None
     boxes = []
-    if lab.exists():
-        for ln, line in enumerate(lab.read_text().splitlines(), 1):
-            parts = line.split()
-            if not parts:
-                continue
-            try:
-                _, cx, cy, bw, bh = (float(v) for v in parts[:5])
-            except ValueError:
-                raise DatasetError(f"{lab}:{ln}: expected 'class cx cy w h', got {line!r}") from None
-            boxes.append(((cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h))
+    for ln, line in enumerate(lines, 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            if len(parts) != 5:
+                raise ValueError
+            cls, cx, cy, bw, bh = (float(v) for v in parts)
+        except ValueError:
+            raise DatasetError(f"{lab}:{ln}: expected 'class cx cy w h', got {line[:80]!r}") from None
+        if cls != 0:
+            raise DatasetError(f"{lab}:{ln}: class {parts[0]}; rat-monitor learns one class, the face (0)")
+        x0, y0, x1, y1 = cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2
+        if not (np.isfinite([cx, cy, bw, bh]).all() and bw > 0 and bh > 0 and min(x0, y0) >= -EDGE_SLACK
+                and max(x1, y1) <= 1 + EDGE_SLACK):
+            raise DatasetError(f"{lab}:{ln}: the box {line[:80]!r} is not inside the frame (normalised 0-1 centre "
+                               "and size, each above 0)")
+        boxes.append((max(x0, 0) * w, max(y0, 0) * h, min(x1, 1) * w, min(y1, 1) * h))
     return np.array(boxes, np.float32).reshape(-1, 4)
 
 
@@ -156,8 +182,9 @@ def yolo_samples(root: Path) -> list[Sample]:
             raise DatasetError(f"cannot read image {img_path}: {why}")
         h, w = img.shape[:2]
         name = img_path.relative_to(img_dir).with_suffix(".txt")
-        negatives = _yolo_boxes(neg_dir / name, w, h)
-        out.append(Sample(img, _yolo_boxes(lab_dir / name, w, h), img_path, negatives if len(negatives) else None))
+        negatives = _yolo_boxes(neg_dir / name, w, h, root)
+        out.append(Sample(img, _yolo_boxes(lab_dir / name, w, h, root), img_path,
+                          negatives if len(negatives) else None))
     if not out:
         raise DatasetError(f"no images found under {img_dir}")
     return out

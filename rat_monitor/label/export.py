@@ -19,7 +19,8 @@ from .project import LEVELS, Project
 def export_yolo(project: Project, out: Path, frame_ids: list[str] | None = None) -> dict:
     """OUT/images/<id>.jpg and OUT/labels/<id>.txt ('0 cx cy w h' per box, normalised; empty for a frame
     without a face) for every frame a person has decided (or the FRAME_IDS given), and OUT/negatives/<id>.txt
-    (the same format) for the proposals the person turned down on it. Returns counts."""
+    (the same format) for the proposals the person turned down on it. A frame whose picture is missing is left
+    out (Project.damaged names it). Returns counts."""
     out = Path(out)
     for folder in ("images", "labels", "negatives"):
         (out / folder).mkdir(parents=True, exist_ok=True)
@@ -28,7 +29,10 @@ def export_yolo(project: Project, out: Path, frame_ids: list[str] | None = None)
         if frame["status"] == "unlabelled" or (frame_ids is not None and frame["id"] not in frame_ids):
             continue
         w, h = frame["width"], frame["height"]
-        shutil.copyfile(project.frame_image(frame["id"]), out / "images" / f"{frame['id']}.jpg")
+        picture = project.frame_image(frame["id"])
+        if not picture.is_file() or picture.is_symlink():
+            continue
+        shutil.copyfile(picture, out / "images" / f"{frame['id']}.jpg")
         for folder, boxes in (("labels", frame["boxes"]), ("negatives", frame["rejected"])):
             lines = [f"0 {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
                      for x0, y0, x1, y1 in boxes]

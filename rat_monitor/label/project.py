@@ -155,7 +155,33 @@ class Project:
         return _with_proposals(_record(self.frames_dir, "frame", frame_id))
 
     def frames(self) -> list[dict]:
-        return [self.frame(i) for i in self.frame_ids()]
+        """Every readable frame record; a damaged one is left out (damaged() names it)."""
+        out = []
+        for i in self.frame_ids():
+            try:
+                out.append(self.frame(i))
+            except LabelError:
+                continue
+        return out
+
+    def damaged(self) -> list[str]:
+        """One line per record the project cannot use as it is (cut short, edited by hand, planted) and per
+        decided frame whose picture is missing: each is left out of the pages, exports and training, never
+        the reason the project cannot be opened."""
+        lines = []
+        records = [(self.frames_dir, "frame", i) for i in self.frame_ids()]
+        records += [(self.crops_dir, "crop", i) for i in self.crop_ids()]
+        records += [(p.parent, "score", p.stem) for rater in self.raters()
+                    for p in sorted((self.scores_dir / rater).glob("*.json"))]
+        for folder, kind, item in records:
+            try:
+                _record(folder, kind, item)
+            except LabelError as exc:
+                lines.append(str(exc))
+                continue
+            if kind == "frame" and not (folder / f"{item}.jpg").is_file():
+                lines.append(f"the picture of frame {item} is missing ({folder / item}.jpg)")
+        return lines
 
     def frame_image(self, frame_id: str) -> Path:
         self.frame(frame_id)  # validates the id
@@ -281,8 +307,8 @@ class Project:
         """The readable crop records; a damaged one (cut short) is skipped, or removed with drop_damaged."""
         for path in self.crops_dir.glob("*.json"):
             try:
-                yield json.loads(path.read_text())
-            except (OSError, ValueError):
+                yield _record(self.crops_dir, "crop", path.stem)
+            except LabelError:
                 if drop_damaged:
                     path.unlink(missing_ok=True)
 
@@ -346,10 +372,17 @@ class Project:
         return sorted(p.name for p in self.scores_dir.iterdir() if p.is_dir()) if self.scores_dir.is_dir() else []
 
     def _scores_of(self, rater: str) -> dict[str, dict]:
+        """The rater's readable scores of the project's crops (a damaged one is left out: damaged() names it)."""
         folder = self.scores_dir / rater
         live = set(self.crop_ids())
-        return {p.stem: json.loads(p.read_text()) for p in folder.glob("*.json") if p.stem in live} \
-            if folder.is_dir() else {}
+        scores = {}
+        for path in folder.glob("*.json") if folder.is_dir() else []:
+            if path.stem in live:
+                try:
+                    scores[path.stem] = _record(folder, "score", path.stem)
+                except LabelError:
+                    continue
+        return scores
 
     def blind_queue(self, rater: str) -> list[dict]:
         """The crops for one rater, blind (an id and an image: no video, time or animal) and in an order of
@@ -447,7 +480,11 @@ class Project:
             counts = np.bincount(votes, minlength=3)
             level = int(np.flatnonzero(counts == counts.max()).max())  # a tie goes to the more severe level
             aus = {au: int(np.clip(np.rint(np.mean([s[au] for s in usable])), 0, 2)) for au in ACTION_UNITS}
-            out.append({"crop": cid, **self.crop(cid), "level": level, **aus, "raters": len(usable)})
+            try:
+                crop = self.crop(cid)
+            except LabelError:  # damaged: damaged() names it
+                continue
+            out.append({"crop": cid, **crop, "level": level, **aus, "raters": len(usable)})
         return out
 
 
@@ -501,17 +538,54 @@ def _ids(folder: Path) -> list[str]:
 
 
 def _record(folder: Path, kind: str, item: str) -> dict:
-    """The JSON record FOLDER/ITEM.json; a malformed id is a 400 (nothing outside FOLDER is ever read), a
-    missing one a 404."""
+    """The JSON record FOLDER/ITEM.json, checked as untrusted input (a file cut short, edited by hand or
+    planted); a malformed id is a 400 (nothing outside FOLDER is ever read), a missing one a 404, a damaged one
+    a 500 for this record only, never for the whole project."""
     if not ID_PATTERN.match(item or ""):
         raise LabelError(f"not a {kind} id: {item!r}", 400)
     path = folder / f"{item}.json"
     try:
-        return json.loads(path.read_text())
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            raise ValueError("not a regular file")
+        record = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise LabelError(f"no {kind} {item}", 404) from None
-    except (OSError, ValueError):  # cut short or edited by hand: this record only, never the whole project
+    except (OSError, ValueError):
         raise LabelError(f"the record of {kind} {item} is damaged ({path})", 500) from None
+    if not (isinstance(record, dict) and RECORD_CHECKS[kind](record, item)):
+        raise LabelError(f"the record of {kind} {item} is damaged ({path}): not what rat-monitor writes", 500)
+    return record
+
+
+def _stored_boxes(boxes: object, width: int, height: int) -> bool:
+    """Boxes as a record keeps them: a list of [x0, y0, x1, y1] inside the image."""
+    return isinstance(boxes, list) and len(boxes) <= 10 * MAX_BOXES and all(
+        isinstance(b, list) and len(b) == 4 and all(_pixel(v) for v in b) and -0.5 <= b[0] < b[2] <= width + 0.5
+        and -0.5 <= b[1] < b[3] <= height + 0.5 for b in boxes)
+
+
+def _frame_ok(r: dict, item: str) -> bool:
+    w, h = r.get("width"), r.get("height")
+    return (r.get("id") == item and r.get("status") in STATUSES and isinstance(r.get("subject"), str)
+            and isinstance(r.get("video"), str) and isinstance(w, int) and isinstance(h, int) and w > 0 and h > 0
+            and _pixel(r.get("t_s")) and all(_stored_boxes(r.get(k, []), w, h) for k in ("boxes", "proposals",
+                                                                                        "rejected")))
+
+
+def _crop_ok(r: dict, item: str) -> bool:
+    return (r.get("id") == item and isinstance(r.get("subject"), str) and isinstance(r.get("frame"), (str, type(None)))
+            and (r.get("box") is None or (isinstance(r["box"], list) and len(r["box"]) == 4
+                                          and all(_pixel(v) for v in r["box"]))))
+
+
+def _score_ok(r: dict, item: str) -> bool:
+    if r.get("not_scorable") is True:
+        return True
+    return (r.get("not_scorable") is False and r.get("level") in LEVELS
+            and all(r.get(au) in (0, 1, 2) and not isinstance(r.get(au), bool) for au in ACTION_UNITS))
+
+
+RECORD_CHECKS = {"frame": _frame_ok, "crop": _crop_ok, "score": _score_ok}
 
 
 def _check_rater(rater: str) -> None:

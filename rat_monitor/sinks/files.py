@@ -53,9 +53,9 @@ def run_state(path: Path) -> str:
     if not (path / "timeline.csv").exists():
         return "new"
     try:
-        if json.loads((path / "run.json").read_text()).get("complete"):
+        if json.loads((path / "run.json").read_text()).get("complete") is True:
             return "complete"
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):  # damaged: resuming it checks each file and says which
         pass
     return "partial"
 
@@ -133,6 +133,8 @@ def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
                           "or --resume (analyze) to finish an interrupted one")
     for f in existing:
         (path / f).unlink()
+    if (path / "crops").is_symlink():  # a planted link: removed itself, never what it points to
+        (path / "crops").unlink()
     shutil.rmtree(path / "crops", ignore_errors=True)  # the earlier run's crops are not this run's audit images
     return path
 

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 
 from ..classify.familiarity import unfamiliar_advice
-from ..errors import ConfigError
-from ..tables import read_rows
+from ..errors import ConfigError, first_line
 from .files import pain_levels
+from .readback import DamagedRun, crop_file, read_alerts, read_frames, read_info, read_minutes
 from ..models import SYNTHETIC_CAVEAT
 from ..timeline import RGS_INTERVENTION, RGS_SOURCE, RULE_NAMES
 from ..types import ACTION_UNITS, AU_FIELDS
@@ -33,6 +33,7 @@ class RunData:
     timeline: list[dict]
     frames: list[dict]
     info: dict
+    alerts: list[dict] = field(default_factory=list)  # the alerts raised (alerts.jsonl)
     summary: dict = field(default_factory=dict)
     attention: dict = field(default_factory=dict)
 
@@ -42,17 +43,11 @@ class RunData:
         return bool(self.timeline) and "rgs" in self.timeline[0]
 
 
-def _read_csv(path: Path) -> list[dict]:
-    return read_rows(path, ConfigError)
-
-
 def load_run(folder: Path) -> RunData:
+    """One run folder, every file checked as untrusted input (readback); a damaged one raises DamagedRun."""
     folder = Path(folder)
-    if not (folder / "timeline.csv").is_file():
-        raise ConfigError(f"{folder} is not a run folder (no timeline.csv)")
-    info = json.loads((folder / "run.json").read_text()) if (folder / "run.json").exists() else {}
-    frames = _read_csv(folder / "frames.csv") if (folder / "frames.csv").exists() else []
-    run = RunData(folder, folder.name, _read_csv(folder / "timeline.csv"), frames, info)
+    run = RunData(folder, folder.name, read_minutes(folder), read_frames(folder), read_info(folder),
+                  alerts=[e for e in read_alerts(folder) if e.get("event") == "raised"])
     run.summary = summarise(run)
     return run
 
@@ -62,14 +57,20 @@ def run_folders(paths: list[Path]) -> list[Path]:
     writes for several videos: one run per video, summary.csv beside them), in name order."""
     found = []
     for path in map(Path, paths):
-        if (path / "timeline.csv").is_file():
+        if _holds_run(path):
             found.append(path)
             continue
-        inside = sorted(p for p in path.iterdir() if (p / "timeline.csv").is_file()) if path.is_dir() else []
+        # a linked folder inside is not followed: it may point anywhere
+        inside = sorted(p for p in path.iterdir() if not p.is_symlink() and _holds_run(p)) if path.is_dir() else []
         if not inside:
             raise ConfigError(f"{path} is neither a run folder (no timeline.csv) nor a folder of run folders")
         found += inside
     return found
+
+
+def _holds_run(folder: Path) -> bool:
+    """FOLDER has a timeline.csv (a link there counts too: the folder is then reported as damaged)."""
+    return (folder / "timeline.csv").exists() or (folder / "timeline.csv").is_symlink()
 
 
 def _f(v: str) -> float | None:
@@ -88,7 +89,7 @@ def summarise(run: RunData) -> dict:
     scored = sum(int(r["scored_frames"]) for r in rows)
     return {
         "minutes": len(rows), "observed": len(rows) - levels["unknown"], **levels,
-        "alerts": sum(1 for a in _alerts(run)),
+        "alerts": len(run.alerts),
         "coverage": 100.0 * faces / frames if frames else 0.0,
         "scored": scored,
         "refused": refused,
@@ -240,14 +241,6 @@ def _mean(values) -> float | None:
     return float(np.mean(v)) if v else None
 
 
-def _alerts(run: RunData) -> list[dict]:
-    path = run.folder / "alerts.jsonl"
-    if not path.exists():
-        return []
-    return [e for e in (json.loads(line) for line in path.read_text().splitlines() if line.strip())
-            if e.get("event") == "raised"]
-
-
 def run_start(run: RunData) -> float | None:
     """The clock time (epoch seconds) of a run's minute 0: run.json's, else its first minute's; None when the
     source did not say (analyze --start-time gives it)."""
@@ -373,8 +366,8 @@ def _plot_action_units(ax, rows: list[dict], minutes: np.ndarray, span: np.ndarr
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.8)
 
 
-def _thumb(path: Path) -> str | None:
-    img = cv2.imread(str(path))
+def _thumb(path: Path | None) -> str | None:
+    img = cv2.imread(str(path)) if path is not None else None
     if img is None:
         return None
     img = cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
@@ -409,8 +402,8 @@ def _thumbnails(run: RunData, refused: bool = False) -> tuple[list[dict], int]:
     groups: dict[int, list] = {}
     frames = [f for f in run.frames if (f.get("refused") == "1") == refused]
     for f in _spread(run, [f for f in frames if f.get("crop")]):
-        data = _thumb(run.folder / f["crop"])
-        if data is None:
+        data = _thumb(crop_file(run.folder, f["crop"]))
+        if data is None or not f["familiarity" if refused else "pain_prob"]:
             continue
         t = float(f["t_s"])
         title = f"frame {f['frame']}, quality {f['quality']}, sharpness {f['sharpness']}"
@@ -433,7 +426,15 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
 
     if not run_dirs:
         raise ConfigError("give at least one run folder")
-    runs = [load_run(d) for d in run_folders(run_dirs)]
+    runs, damaged = [], []
+    for folder in run_folders(run_dirs):
+        try:
+            runs.append(load_run(folder))
+        except DamagedRun as exc:  # one bad folder is named; the others are reported
+            damaged.append({"folder": str(folder), "why": first_line(exc)})
+    if not runs:
+        raise ConfigError(f"no run folder could be read: {damaged[0]['why']}"
+                          + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""))
     for run in runs:
         run.attention = attention(run)
         for row in run.timeline:
@@ -459,9 +460,9 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
     # Every template is HTML: escape everything (a video's name or a title is text, never markup).
     env = Environment(loader=PackageLoader("rat_monitor", "sinks/templates"), autoescape=True)
     page = env.get_template("report.html.j2").render(
-        title=title, generated=time.strftime("%Y-%m-%d %H:%M"), sections=sections, runs=runs,
+        title=title, generated=time.strftime("%Y-%m-%d %H:%M"), sections=sections, runs=runs, damaged=damaged,
         thresholds=thresholds(runs), model_status=model_status,
         model_unchecked=not all(checked for _, _, checked in model_status), time_axis=axis[1],
         synthetic=any(r.summary["synthetic"] for r in runs), caveat=SYNTHETIC_CAVEAT)
     out.write_text(page, encoding="utf-8")
-    return {"html": out, "png": png_path, "runs": len(runs)}
+    return {"html": out, "png": png_path, "runs": len(runs), "damaged": damaged}
