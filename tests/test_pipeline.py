@@ -243,3 +243,40 @@ def test_annotated_video_for_checking_by_eye(short_video, tmp_path):
     assert decoded == -(-frames // 2)  # 15 fps source: every 2nd frame (about 10 per second)
     assert 0 < width <= 480
     assert info["totals"]["stage_ms_per_frame"]["annotate"] < info["totals"]["stage_ms_per_frame"]["detect"]
+
+
+def test_an_alert_command_runs_beside_the_analysis_bounded_and_said_when_it_fails(tmp_path):
+    """--on-alert never holds the frames: handing an alert to a command that takes 45 s returns at once (it ran on
+    the pipeline's thread and held a live camera up to 30 s per alert); a command that fails or outlives its
+    timeout is said in one line and killed with what it started; the end waits a bounded time, then says what
+    was left."""
+    import os
+    import time
+
+    from rat_monitor.sinks.alerts import AlertCommand
+
+    said: list[str] = []
+    pids = tmp_path / "pids"
+    slow = AlertCommand(f"echo $$ >> {pids}; sleep 45", said.append, timeout_s=1.0)
+    began = time.monotonic()
+    for minute in range(3):
+        slow.submit({"minute": minute})
+    assert time.monotonic() - began < 0.2  # the caller (a pipeline) goes on at once
+    time.sleep(2.5)
+    assert any("did not finish within 1 s (killed)" in s and "minute 0" in s for s in said), said
+    slow.close(wait_s=0.2)
+    assert any("not handed to the command before the end" in s for s in said), said
+    time.sleep(0.3)
+    for pid in map(int, pids.read_text().split()):  # every shell it started, and its sleep, are gone
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    failing: list[str] = []
+    broken = AlertCommand("echo no mail server >&2; exit 3", failing.append)
+    broken.submit({"minute": 5})
+    broken.close()
+    assert failing == ["--on-alert command exited with 3: no mail server"]
+    done: list[str] = []
+    ok = AlertCommand(f"cat > {tmp_path / 'alert.json'}", done.append)
+    ok.submit({"minute": 7})
+    ok.close()
+    assert done == [] and json.loads((tmp_path / "alert.json").read_text()) == {"minute": 7}

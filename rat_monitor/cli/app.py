@@ -179,20 +179,36 @@ def print_camera(check: dict | None, console: Console = out) -> None:
                       f"{100 * check['confident_share']:.0f}% of its checks)", highlight=False)
 
 
-def fire_alert(command: str | None, record: dict, where: str = "") -> None:
-    """An alert raised: said on stderr (naming the video in a batch) and, with --on-alert, run as a command."""
-    from ..sinks.alerts import run_alert_command
+class Alerts:
+    """Each alert raised: said on stderr (naming the video or source) and, with --on-alert, handed to the command,
+    which runs beside the analysis (a slow command never holds its frames); its problems are said as warnings."""
 
-    rgs = f", RGS {record['rgs']:.2f}" if record.get("rgs") is not None else ""
-    from ..timeline import RULE_NAMES
+    def __init__(self, command: str | None):
+        from ..sinks.alerts import AlertCommand
 
-    rule = f" ({' and '.join(RULE_NAMES.get(k, k) for k in record['rule'].split('+'))} rule)" if record.get("rule") else ""
-    err.print(f"[bold red]ALERT[/]{rule} {where}minute {record['minute']}: smoothed P(pain) "
-              f"{record['pain_prob_smoothed']:.2f}{rgs}", highlight=False)
-    if command:
-        problem = run_alert_command(command, record)
-        if problem:
-            err.print(f"[yellow]warning:[/] {problem}", highlight=False)
+        self.command = AlertCommand(command, self._warn) if command else None
+
+    @staticmethod
+    def _warn(problem: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+
+    def raised(self, record: dict, where: str = "") -> None:
+        from ..timeline import RULE_NAMES
+
+        rgs = f", RGS {record['rgs']:.2f}" if record.get("rgs") is not None else ""
+        rule = f" ({' and '.join(RULE_NAMES.get(k, k) for k in record['rule'].split('+'))} rule)" \
+            if record.get("rule") else ""
+        err.print(f"[bold red]ALERT[/]{rule} {escape(where)}minute {record['minute']}: smoothed P(pain) "
+                  f"{record['pain_prob_smoothed']:.2f}{rgs}", highlight=False)
+        if self.command:
+            self.command.submit(record)
+
+    def __enter__(self) -> Alerts:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.command:
+            self.command.close()
 
 
 def settings(window: float, per_window: int, duration: float | None):

@@ -13,7 +13,7 @@ from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from ..pipeline import Observer
 from ..sinks.files import read_timeline
-from .app import (DETECTOR_HELP, MODEL_HELP, SAMPLES, app, caveat, clock_time, err, fire_alert, friendly_errors,
+from .app import (DETECTOR_HELP, MODEL_HELP, SAMPLES, Alerts, app, caveat, clock_time, err, friendly_errors,
                   out, print_camera, print_refusal, progress_bars, settings)
 from .views import batch_table, timeline_table
 
@@ -54,7 +54,7 @@ class FrameBars:
             self.progress.update(self.tasks[video], completed=frames, total=frames)
 
 
-def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool, note: str, action_units: bool,
+def _video_done(row: dict, progress: Progress, alerts: Alerts, quiet: bool, note: str, action_units: bool,
                 bars: FrameBars | None) -> None:
     """What a finished video says: its table, its alerts (each with --on-alert), its line and refusals."""
     from ..batch import KEPT, NOT_STARTED
@@ -80,7 +80,7 @@ def _video_done(row: dict, progress: Progress, on_alert: str | None, quiet: bool
     for line in alerts.read_text().splitlines() if alerts.exists() else []:
         record = json.loads(line)
         if record["event"] == "raised":
-            fire_alert(on_alert, record, where=f"{video.name} ")
+            alerts.raised(record, where=f"{video.name} ")
     stopped = "stopped (Ctrl-C or SIGTERM) after " if status == "interrupted" else ""
     say.print(f"{video.name}: {stopped}{totals['frames']} frames at {totals['fps']:.0f} fps, "
               f"{totals['scored_frames']} scored → {run_dir}", highlight=False)
@@ -125,7 +125,7 @@ def analyze(
     annotate: bool = typer.Option(False, help="Also write annotated.mp4 in each run folder: boxes, confidence, "
                                               "the scored frames with P(pain), the last minute's level (H.264, "
                                               "at most 480 px wide)."),
-    on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised; the alert as JSON on stdin."),
+    on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised, beside the analysis (never holding its frames): the alert as JSON on stdin; killed after 30 s."),
     start_time: Optional[str] = typer.Option(None, help="Clock time of the video's first frame (ISO 8601, e.g. "
                                                         "2026-11-29T14:05; one video), for files that do not record "
                                                         "it: the timeline and report then show clock time."),
@@ -150,7 +150,7 @@ def analyze(
         raise ConfigError("--start-time is the clock time of one video; give one video with it")
     det, clf = load_models(model, detector)  # fail early and in one line on a bad model
     parallel = workers > 1 or scheduler is not None
-    with progress_bars() as progress:
+    with Alerts(on_alert) as alerts, progress_bars() as progress:
         bars = FrameBars(progress) if scheduler is None else None  # a Dask cluster's workers report no frames
         overall = progress.add_task("videos", total=len(paths), rate="") if parallel else None
 
@@ -158,7 +158,7 @@ def analyze(
             if overall is not None:
                 progress.update(overall, advance=1, rate=f"{Path(row['video']).name}: {row['status']}")
             if len(paths) > 1 or row["status"] not in ("failed", KEPT):  # one video's error is the command's
-                _video_done(row, progress, on_alert, quiet, caveat(det, clf), clf.action_units, bars)
+                _video_done(row, progress, alerts, quiet, caveat(det, clf), clf.action_units, bars)
 
         rows = run_batch(paths, out_dir, job, workers=workers, scheduler=scheduler, done=done, observer_for=bars,
                          models=(det, clf))

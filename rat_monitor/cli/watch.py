@@ -14,7 +14,7 @@ from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from ..pipeline import Observer, RunResult
 from ..sinks.files import alert_record, recorded_start
-from .app import (DETECTOR_HELP, MODEL_HELP, app, caveat, fire_alert, friendly_errors, out, print_camera,
+from .app import (DETECTOR_HELP, MODEL_HELP, Alerts, app, caveat, friendly_errors, out, print_camera,
                   settings)
 from .run import load_models
 from .views import LiveView, sources_table
@@ -43,7 +43,7 @@ def watch(
                                             "the time in between becomes source_lost minutes."),
     serve: Optional[str] = typer.Option(None, help="Also serve the live page on [HOST:]PORT (127.0.0.1 unless a "
                                                    "host is given); the address with its access token is printed."),
-    on_alert: Optional[str] = typer.Option(None, help="Command run when an alert is raised; the alert as JSON on stdin."),
+    on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised, beside the analysis (never holding its frames): the alert as JSON on stdin; killed after 30 s."),
     give_up: float = typer.Option(300.0, help="Seconds to keep retrying a lost camera or stream before ending the run."),
 ):
     """Live pain timeline from cameras, streams or files, with a terminal view and, with --serve, a live page in
@@ -83,11 +83,12 @@ def watch(
             sources[spec_name] = CaptureSource(
                 **{kind: value}, realtime=realtime or not single, speed=speed, give_up_s=give_up,
                 start_epoch=recorded_start(run_dir) if resume else None)
-        if single:
-            _watch_one(specs[0][0], sources[specs[0][0]], out_dir, det, clf, run_settings, overwrite, resume, on_alert,
-                       give_up, address)
-        else:
-            _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, on_alert, give_up, address)
+        with Alerts(on_alert) as alerts:
+            if single:
+                _watch_one(specs[0][0], sources[specs[0][0]], out_dir, det, clf, run_settings, overwrite, resume,
+                           alerts, give_up, address)
+            else:
+                _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, alerts, give_up, address)
     finally:
         for source in sources.values():
             source.close()
@@ -143,7 +144,7 @@ def _serve_board(board, address):
     return server
 
 
-def _watch_one(name, source, out_dir, det, clf, run_settings, overwrite, resume, on_alert, give_up, address) -> None:
+def _watch_one(name, source, out_dir, det, clf, run_settings, overwrite, resume, alerts, give_up, address) -> None:
     """One source: the terminal shows its minutes as they close (and the live page, with --serve)."""
     from ..live.board import LiveBoard
     from ..pipeline import FanOut
@@ -151,7 +152,7 @@ def _watch_one(name, source, out_dir, det, clf, run_settings, overwrite, resume,
 
     board = LiveBoard(caveat(det, clf).splitlines())
     server = _serve_board(board, address)
-    view = LiveView(caveat(det, clf), lambda row: fire_alert(on_alert, alert_record(row, "raised")), clf.action_units)
+    view = LiveView(caveat(det, clf), lambda row: alerts.raised(alert_record(row, "raised")), clf.action_units)
     observer = FanOut(view.observer, board.add(name, source, clf.action_units) if server else None)
     started = time.monotonic()
     try:
@@ -182,7 +183,7 @@ def _given_up(result: RunResult, source, give_up: float) -> str:
             f"{rows}")
 
 
-def _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, on_alert, give_up, address) -> None:
+def _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, alerts, give_up, address) -> None:
     """Several sources: a row each in the terminal (and a card each on the live page, with --serve)."""
     from ..live.board import LiveBoard
     from ..pipeline import FanOut
@@ -194,7 +195,7 @@ def _watch_many(sources, out_dir, det, clf, run_settings, overwrite, resume, on_
 
         def minute(self, row):
             if row.alert_event == "raised":
-                fire_alert(on_alert, alert_record(row, "raised"), where=f"{self.where} ")
+                alerts.raised(alert_record(row, "raised"), where=f"{self.where} ")
 
     board = LiveBoard(caveat(det, clf).splitlines())
     runs = {n: (src, out_dir / n, FanOut(board.add(n, src, clf.action_units), Alerts(n))) for n, src in sources.items()}
