@@ -168,15 +168,20 @@ def _watch_stop(shared_stop, local: threading.Event, finished: threading.Event) 
             return
 
 
-def _worker_job(video: str, out_dir: str, job: dict, threads: int, frames_queue=None, shared_stop=None) -> dict:
+def _worker_job(video: str, out_dir: str, job: dict, threads: int, frames_queue=None, shared_stop=None,
+                started=None) -> dict:
     """Runs in a worker process (local pool or Dask): loads the models itself, never raises. frames_queue: where
     its frame reports go (local pool), or None. shared_stop: the parent's stop Event (local pool): set before
-    the video starts, it is not started; set while it runs, it ends as interrupted."""
+    the video starts, it is not started; set while it runs, it ends as interrupted. started: the parent's
+    manager dict where the video is marked when it begins (so a worker that dies is told apart from one that
+    never began)."""
     import cv2
 
     cv2.setNumThreads(threads)
     if shared_stop is not None and shared_stop.is_set():
         return summary_row(Path(video), Path(out_dir) / Path(video).stem, NOT_STARTED)
+    if started is not None:
+        started[video] = os.getpid()
     stop, finished = threading.Event(), threading.Event()
     if shared_stop is not None:
         threading.Thread(target=_watch_stop, args=(shared_stop, stop, finished), daemon=True).start()
@@ -264,33 +269,73 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
     # spawn, not fork: forking a process that already runs decoder, ONNX Runtime and progress threads can
     # deadlock the child.
     context = multiprocessing.get_context("spawn")
-    with context.Manager() as manager, ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
-                                                           initializer=_ignore_interrupts) as pool:
+    with context.Manager() as manager:
         frames_queue = manager.Queue() if observer_for else None
         relay = threading.Thread(target=_relay_frames, args=(frames_queue, observer_for), daemon=True)
         if frames_queue is not None:
             relay.start()
-        stop = manager.Event()
-        futures = {pool.submit(_worker_job, *job, frames_queue, stop): job for job in jobs}
-        pending = set(futures)
+        stop, started = manager.Event(), manager.dict()
         try:
-            try:
-                for fut in as_completed(futures):
-                    pending.discard(fut)
-                    finished(fut.result())
-            except KeyboardInterrupt:  # Ctrl-C or SIGTERM: start nothing new, stop the running videos, wait
-                stop.set()
-                for fut in list(pending):
-                    if fut.cancel():
-                        pending.discard(fut)
-                        video, out_dir = futures[fut][0], futures[fut][1]
-                        finished(summary_row(Path(video), Path(out_dir) / Path(video).stem, NOT_STARTED))
-                for fut in as_completed(pending):
-                    finished(fut.result())
+            # A worker killed by the system (out of memory, kill -9) breaks the pool: the videos it and its
+            # neighbours were running are marked crashed, and those not begun go on in a fresh pool.
+            for _ in range(MAX_POOLS):
+                jobs = _run_pool(jobs, workers, context, frames_queue, stop, started, finished)
+                if not jobs:
+                    return
+            for video, out_dir, *_ in jobs:
+                finished({**summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed",
+                                        f"not analysed: {MAX_POOLS} worker pools in a row died before it began"),
+                          "exit_code": 1})
         finally:
             if frames_queue is not None:
                 frames_queue.put(None)
                 relay.join(timeout=5)
+
+
+MAX_POOLS = 3  # fresh pools tried after a worker died, for the videos not begun yet
+CRASHED = ("crashed: its worker process died (killed by the system, e.g. out of memory, or kill -9) while it "
+           "ran, or beside the one that did; the run stopped without closing: --resume finishes it")
+
+
+def _run_pool(jobs: list[tuple], workers: int, context, frames_queue, stop, started,
+              finished: Callable[[dict], None]) -> list[tuple]:
+    """The jobs on one process pool; returns those not begun when a worker died (the pool is then broken)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    again: list[tuple] = []
+
+    def outcome(fut) -> None:
+        try:
+            finished(fut.result())
+        except BrokenProcessPool:
+            video, out_dir = futures[fut][0], futures[fut][1]
+            if video in started:
+                finished({**summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed", CRASHED),
+                          "exit_code": 1})
+            else:
+                again.append(futures[fut])
+
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
+                             initializer=_ignore_interrupts) as pool:
+        futures = {pool.submit(_worker_job, *job, frames_queue, stop, started): job for job in jobs}
+        pending = set(futures)
+        try:
+            for fut in as_completed(futures):
+                pending.discard(fut)
+                outcome(fut)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: start nothing new, stop the running videos, wait
+            stop.set()
+            for fut in list(pending):
+                if fut.cancel():
+                    pending.discard(fut)
+                    video, out_dir = futures[fut][0], futures[fut][1]
+                    finished(summary_row(Path(video), Path(out_dir) / Path(video).stem, NOT_STARTED))
+            for fut in as_completed(pending):
+                outcome(fut)
+            for video, out_dir, *_ in again:
+                finished(summary_row(Path(video), Path(out_dir) / Path(video).stem, NOT_STARTED))
+            return []
+    return again
 
 
 def _relay_frames(frames_queue, observer_for: Callable[[Path], Observer]) -> None:

@@ -280,3 +280,35 @@ def test_an_alert_command_runs_beside_the_analysis_bounded_and_said_when_it_fail
     ok.submit({"minute": 7})
     ok.close()
     assert done == [] and json.loads((tmp_path / "alert.json").read_text()) == {"minute": 7}
+
+
+def test_a_worker_killed_by_the_system_marks_its_video_crashed_and_the_batch_goes_on(tmp_path):
+    """A worker killed by the kernel (out of memory, kill -9) breaks the process pool: its video is marked
+    crashed in summary.csv (resumable), the videos not begun yet are analysed in a fresh pool, every video has
+    its row, and the command exits 1 in one line per failure, never a traceback."""
+    names = ["albino_onset", "albino_control", "hooded_hard"]
+    videos = [SAMPLES / f"{n}.mp4" for n in names]
+    proc = subprocess.Popen(RM + ["analyze", *map(str, videos), "--out", str(tmp_path), "--quiet", "--workers", "2"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    victim, deadline = None, time.time() + 120
+    while victim is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        for fd in Path("/proc").glob("[0-9]*/fd/*"):  # the worker process that is reading the first video
+            try:
+                if fd.parts[2] != str(proc.pid) and os.readlink(fd) == str(videos[0].resolve()):
+                    victim = int(fd.parts[2])
+                    break
+            except OSError:
+                continue
+    assert victim is not None, "no worker opened the first video"
+    time.sleep(1.0)
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=240)
+    assert proc.returncode == 1, stderr
+    assert "Traceback" not in stderr and "crashed" in stderr
+    rows = {Path(r["video"]).stem: r for r in read_rows(tmp_path / "summary.csv")}
+    assert set(rows) == set(names)
+    assert rows["albino_onset"]["status"] == "failed" and rows["albino_onset"]["error"].startswith("crashed")
+    assert rows["hooded_hard"]["status"] == "ok"  # not begun when the worker died: analysed in a fresh pool
+    assert rows["albino_control"]["status"] in ("ok", "failed")  # running beside it: stopped with the pool
+    assert not (tmp_path / "albino_onset" / "run.json").exists()  # resumable, never passed off as complete
