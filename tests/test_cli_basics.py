@@ -98,3 +98,22 @@ def test_live_view_fits_80_columns_and_says_when_the_first_row_comes():
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
     assert "P(pain)" in text and "0.82" in text and "ALERT" in text and "RGS" in text
+
+
+def test_a_library_warning_is_one_line_never_its_source(tmp_path):
+    """A warning raised inside a command (scikit-learn's, PyTorch's) reaches the terminal as one 'warning:' line
+    with its message, not the library's file path, line number and source line."""
+    import subprocess
+    import sys
+
+    code = ("import warnings, typer\n"
+            "from rat_monitor.cli.app import friendly_errors\n"
+            "@friendly_errors\n"
+            "def command():\n"
+            "    from sklearn.exceptions import ConvergenceWarning\n"
+            "    warnings.warn('Liblinear failed to converge, increase the number of iterations.', ConvergenceWarning)\n"
+            "typer.run(command)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == ["warning: Liblinear failed to converge, increase the number of iterations."], result.stderr

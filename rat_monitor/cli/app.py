@@ -8,6 +8,7 @@ import math
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import typer
@@ -112,6 +113,13 @@ def check_options(options: dict) -> None:
             raise ConfigError(why)
 
 
+def _say_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning (scikit-learn's, PyTorch's) as one line on stderr: its message, never the library's
+    file, line number and source line."""
+    text = (str(message).strip().splitlines() or [category.__name__])[0]
+    err.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
 def friendly_errors(fn):
     """One clear line and a non-zero exit for anything the user can fix; never a traceback. The command's
     options are checked first (check_options)."""
@@ -119,8 +127,10 @@ def friendly_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            check_options(kwargs)
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():  # restores the default way of showing them when the command ends
+                warnings.showwarning = _say_warning
+                check_options(kwargs)
+                return fn(*args, **kwargs)
         except RatMonitorError as exc:
             # the message is text, never markup: "rat-monitor[train]" must print as written
             err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
@@ -223,11 +233,13 @@ def clock_time(text: str, option: str) -> float:
     import datetime as dt
 
     try:
-        when = dt.datetime.fromisoformat(text.strip()).astimezone()
-    except (ValueError, OverflowError):
+        written = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
         raise ConfigError(f"{option} {text!r} is not a date and time like 2026-11-29T14:05 (ISO 8601, local time "
                           "unless a zone is given)") from None
     # Recordings lie between the first video cameras and the far future; a run's minutes must stay in the calendar.
-    if not 1900 <= when.year <= 2999:
+    # The year is checked as written, before the time zone is applied (year 1 in a zone east of UTC overflowed
+    # and was called "not a date").
+    if not 1900 <= written.year <= 2999:
         raise ConfigError(f"{option} {text!r}: the year must be between 1900 and 2999")
-    return when.timestamp()
+    return written.astimezone().timestamp()

@@ -122,9 +122,12 @@ class MediaClock:
             return round(gap_s * self.fps) - 1 <= left + max(2, 0.01 * self.frame_count)
         return gap_s <= expected_s + self.JUMP_S
 
-    def step(self, index: int, pos_ms: float) -> tuple[float, int]:
+    def step(self, index: int, pos_ms: float, last: bool = False) -> tuple[float, int]:
         """The time of frame INDEX, and how many frames are missing before it: by the timestamps where they are
-        trusted (a frame the decoder failed on does not map to one timestamp), else by the frames skipped."""
+        trusted (a frame the decoder failed on does not map to one timestamp), else by the frames skipped.
+        last: the file's final frame. A cut made by stream copy (ffmpeg -c copy) ends on a frame that carries the
+        time of the frames its edit list leaves out: a step forward there is no loss (nothing follows it that
+        could be missing), so that frame goes on the frame clock instead."""
         raw = pos_ms / 1000.0 if index > 0 and np.isfinite(pos_ms) and pos_ms > 0 else index / self.fps
         t = raw + self.offset
         missing = 0
@@ -134,6 +137,9 @@ class MediaClock:
             last_index, last_t = self.last
             skipped = index - last_index - 1
             expected = (skipped + 1) / self.fps
+            if last and t > last_t + expected:
+                self.offset += last_t + expected - t
+                t = last_t + expected
             bridged = not (t > last_t and self._fits(t - last_t, expected))
             if bridged:
                 self.discontinuities.append({"frame": index, "after_s": round(last_t, 3),
@@ -317,7 +323,10 @@ class CaptureSource:
                 if info.live:
                     t_s = now - info.start_time
                 else:
-                    t_s, lost = self.clock.step(index, self._cap.get(cv2.CAP_PROP_POS_MSEC))
+                    # The next frame is read first: whether this one is the file's last changes how its step is read.
+                    pos_ms = self._cap.get(cv2.CAP_PROP_POS_MSEC)
+                    ok, following, next_index = self._next_file_frame(index)
+                    t_s, lost = self.clock.step(index, pos_ms, last=not ok)
                     if self.realtime:  # pace a file like a live camera
                         delay = t0 + t_s / self.speed - time.monotonic()
                         if delay > 0:
@@ -331,7 +340,7 @@ class CaptureSource:
                         ok, image = self._cap.read()
                     index += 1
                 else:
-                    ok, image, index = self._next_file_frame(index)
+                    image, index = following, next_index
                 if not ok:
                     break
         except Exception as exc:  # noqa: BLE001 - handed to the consumer, which raises it
