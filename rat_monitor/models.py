@@ -52,7 +52,8 @@ def validation_status(card: dict) -> dict:
             return {"level": "synthetic", "line": f"pain model trained and validated on synthetic faces only ({basis}):"
                                                   " a demonstration, not a validated pain model"}
         return {"level": "by-animal", "line": f"pain model validated by animal ({basis})"}
-    why = (card.get("validation") or {}).get("why") or "trained without leave-one-animal-out evaluation"
+    why = ((card.get("validation") or {}).get("why") or (card.get("training") or {}).get("not_validated_because")
+           or "trained without leave-one-animal-out evaluation")
     return {"level": "synthetic" if card.get("synthetic") else "not-checked",
             "line": f"pain model NOT validated by animal: {why}; its scores are unconfirmed"}
 

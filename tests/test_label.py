@@ -642,3 +642,25 @@ def test_a_damaged_record_is_left_out_and_named_and_the_project_still_opens_and_
         assert status == 200 and len(listing) == len(ids) - damage.startswith("frame")
     finally:
         srv.close()
+
+
+def test_a_one_animal_pilot_is_offered_and_marked_not_validated_everywhere(project):
+    """Scores of one animal cannot validate a pain model by animal: label train says so and what a pilot can do;
+    with --pilot it trains one whose card, and so every run and report, says NOT validated by animal and why."""
+    from rat_monitor.models import read_card, validation_status
+
+    for k, fid in enumerate(project.frame_ids()[:6]):
+        project.save_frame(fid, {"boxes": [[10 + k, 10, 80 + k, 80], [100, 20, 170, 90]], "status": "labelled"})
+    for k, cid in enumerate(project.crop_ids()):
+        project.save_score("ann", cid, {"orbital": k % 2, "nose": k % 3, "ears": (k + 1) % 2, "whiskers": k % 3,
+                                        "level": ("none", "moderate")[k % 2], "not_scorable": False})
+    refused = runner.invoke(app, ["label", "train", str(project.root), "--no-detector"])
+    assert refused.exit_code == 0, refused.output
+    assert "of 1 animal(s)" in refused.output and "--pilot" in refused.output
+    assert not list((project.root / "models").glob("classifier-*"))
+    pilot = runner.invoke(app, ["label", "train", str(project.root), "--no-detector", "--pilot"])
+    assert pilot.exit_code == 0, pilot.output
+    assert "a pilot, NOT validated by animal" in " ".join(pilot.output.split())
+    card = read_card(project.root / "models" / "classifier-1")
+    status = validation_status(card)
+    assert status["level"] == "not-checked" and "of 1 animal(s)" in status["line"], status

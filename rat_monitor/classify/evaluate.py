@@ -139,9 +139,10 @@ def rounded(tree):
 
 
 def train_and_save(ds: Dataset, trainer: Trainer, out_dir: Path, loso: bool = False, synthetic: bool = False,
-                   description: str = "") -> dict:
+                   description: str = "", unvalidated: str | None = None) -> dict:
     """Trains on all of DS and writes the model folder; the card records the training data and, with loso, the
-    leave-one-subject-out figures measured first (never on the final model's own training images)."""
+    leave-one-subject-out figures measured first (never on the final model's own training images). unvalidated:
+    why it was not validated by animal (a pilot on too few animals), written in the card for every screen."""
     t0 = time.time()
     trainer.prepare(ds)  # once, for the LOSO folds and the final fit
     metrics = {}
@@ -155,4 +156,6 @@ def train_and_save(ds: Dataset, trainer: Trainer, out_dir: Path, loso: bool = Fa
     fitted = trainer.fit(np.arange(len(ds)), ds.targets(trainer.task), ds.subjects)
     training = {"description": description or f"{len(ds)} crops of {len(set(ds.subjects))} animals from {ds.source}",
                 "dataset": ds.summary(), "seconds": round(time.time() - t0, 1), "synthetic": synthetic}
+    if unvalidated:
+        training["not_validated_because"] = unvalidated
     return trainer.save(fitted, out_dir, training, metrics)

@@ -168,13 +168,16 @@ def label_train(
     synthetic: int = typer.Option(0, help="Also train on this many randomised synthetic lab frames."),
     detector: bool = typer.Option(True, help="Fine-tune the detector (--no-detector: the classifier alone)."),
     classifier: bool = typer.Option(True, help="Train the pain classifier (--no-classifier: the detector alone)."),
+    pilot: bool = typer.Option(False, help="Train the classifier even on too few animals to validate it by animal (a "
+                                           "one-animal pilot): its card, every run and every report say it is NOT "
+                                           "validated."),
 ):
     """One turn of the loop, training only what changed since the last one. The detector: fine-tuned on the
     project's labelled frames (from its recommended detector, else the bundled one) into PROJECT/models/detector-N,
     at an input size chosen for the camera's frames and faces, checked on held-out frames of every video (never
     frames it or its ancestors learnt from), and recommended only if it is not worse there than the one it started
     from; the undecided frames then get its proposals. The classifier: trained when enough crops of enough animals
-    are scored (evaluated by animal): mobilenet-linear (ImageNet features) below 50 scored crops per animal when
+    are scored (evaluated by animal; --pilot trains it on fewer, marked NOT validated everywhere): mobilenet-linear (ImageNet features) below 50 scored crops per animal when
     its weights are installed, else lbp-svm.
 
     [bold]Example:[/] rat-monitor label train my_labels/
@@ -189,7 +192,7 @@ def label_train(
     project = Project.open(project_dir, writer=True)
     with progress_bars() as progress:
         task = progress.add_task("epochs", total=epochs, rate="", visible=detector)
-        done = train_round(project, epochs, synthetic, detector=detector, classifier=classifier,
+        done = train_round(project, epochs, synthetic, detector=detector, classifier=classifier, pilot=pilot,
                            progress=lambda e, n, loss: progress.update(task, completed=e,
                                                                         description=f"epochs (loss {loss:.3f})"))
     if "unchanged" in done:
@@ -212,6 +215,14 @@ def label_train(
     clf = done["classifier"]
     if clf and "skipped" in clf:
         out.print(f"classifier: not trained: {clf['skipped']}", highlight=False)
+        if clf.get("pilot_possible"):
+            out.print(f"  a pilot on these animals: rat-monitor label train {project_dir} --pilot (trained without a "
+                      "by-animal check; every run and report made with it says 'NOT validated by animal')",
+                      highlight=False, soft_wrap=True)
+    elif clf and clf.get("unvalidated"):
+        out.print(f"[yellow]classifier → {clf['classifier']} ({clf['kind']}; {clf['crops']} crops of {clf['animals']} "
+                  f"animal(s)): a pilot, NOT validated by animal ({clf['unvalidated']}); every run and report made "
+                  "with it says so[/]", highlight=False, soft_wrap=True)
     elif clf:
         m = clf["metrics"]
         out.print(f"classifier → {clf['classifier']} ({clf['kind']}: {clf['why']}; {clf['crops']} crops of "

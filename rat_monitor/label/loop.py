@@ -141,17 +141,18 @@ def labels_digest(project: Project, frame_ids: list[str]) -> str:
 
 def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: int = 0,
                 progress: Callable[[int, int, float], None] | None = None, detector: bool = True,
-                classifier: bool = True) -> dict:
+                classifier: bool = True, pilot: bool = False) -> dict:
     """One turn of the loop, training only what changed: detector-N fine-tuned from the project's recommended
     detector (or the bundled one) when the labelled frames changed since it, checked on held-out frames against
     the detector it started from, and recommended only if it is not worse there; the unlabelled frames'
     proposals refilled from the recommended detector; classifier-N when the scores changed and MIN_CROPS crops
-    of MIN_ANIMALS animals are scored. Returns what it did."""
+    of MIN_ANIMALS animals are scored (with pilot, on fewer too: trained without a by-animal check, and its card
+    says so). Returns what it did."""
     result: dict = {"detector": None, "classifier": None}
     if detector:
         result.update(_detector_round(project, epochs, synthetic, seed, progress))
     if classifier:
-        result["classifier"] = _train_classifier(project)
+        result["classifier"] = _train_classifier(project, pilot)
     return result
 
 
@@ -251,9 +252,11 @@ def classifier_kind(crops_per_animal: float) -> tuple[str, str]:
                                 "animal ImageNet features did better than LBP+SVM by animal on synthetic crops")
 
 
-def _train_classifier(project: Project) -> dict:
+def _train_classifier(project: Project, pilot: bool = False) -> dict:
     """A binary classifier on the consensus scores, when there are enough and they changed since the last one,
-    with its leave-one-animal-out figures (the kind by classifier_kind); 'skipped' says why not."""
+    with its leave-one-animal-out figures (the kind by classifier_kind); 'skipped' says why not. pilot: with too
+    few animals (or crops) to validate by animal, it is trained all the same, and its card says why it was not
+    validated: every run, report and screen that uses it then says 'NOT validated by animal'."""
     import filecmp
 
     from ..classify.evaluate import Trainer, train_and_save
@@ -271,9 +274,10 @@ def _train_classifier(project: Project) -> dict:
     if earlier and last.exists() and filecmp.cmp(manifest, last, shallow=False):
         manifest.unlink()
         return {"skipped": f"no score changed since {earlier[-1].name}: not trained again"}
-    if counts["crops"] < MIN_CROPS or counts["animals"] < MIN_ANIMALS:
-        return {"skipped": f"{counts['crops']} scored crops of {counts['animals']} animal(s); a classifier needs "
-                           f"{MIN_CROPS} of {MIN_ANIMALS} or more"}
+    too_few = f"{counts['crops']} scored crops of {counts['animals']} animal(s); validating a classifier by " \
+              f"animal needs {MIN_CROPS} of {MIN_ANIMALS} or more"
+    if (counts["crops"] < MIN_CROPS or counts["animals"] < MIN_ANIMALS) and not pilot:
+        return {"skipped": too_few, "pilot_possible": True}
     data = load_dataset(manifest)
     try:
         data.targets("binary")
@@ -281,10 +285,20 @@ def _train_classifier(project: Project) -> dict:
         return {"skipped": str(exc)}
     out = project.root / "models" / f"classifier-{number}"
     kind, why = classifier_kind(counts["crops"] / counts["animals"])
+    trainer = Trainer(kind, "binary", n_jobs=2)
+    description = f"crops scored in the labelling project {project.root}"
+    unvalidated = too_few if counts["crops"] < MIN_CROPS or counts["animals"] < MIN_ANIMALS else None
     try:
-        card = train_and_save(data, Trainer(kind, "binary", n_jobs=2), out, loso=True, synthetic=False,
-                              description=f"crops scored in the labelling project {project.root}")
+        card = train_and_save(data, trainer, out, loso=unvalidated is None, synthetic=False, description=description,
+                              unvalidated=unvalidated)
     except DatasetError as exc:  # e.g. one class per animal: say why, the detector round still counts
-        return {"skipped": str(exc)}
+        if not pilot or unvalidated is not None:
+            return {"skipped": str(exc), "pilot_possible": not pilot}
+        unvalidated = str(exc)
+        try:
+            card = train_and_save(data, trainer, out, loso=False, synthetic=False, description=description,
+                                  unvalidated=unvalidated)
+        except DatasetError as again:
+            return {"skipped": str(again)}
     return {"classifier": out, "kind": kind, "why": why, "metrics": card.get("metrics", {}), "crops": counts["crops"],
-            "animals": counts["animals"]}
+            "animals": counts["animals"], "unvalidated": unvalidated}
