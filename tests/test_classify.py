@@ -187,7 +187,7 @@ def test_dataset_readers_and_errors(tmp_path, small_dataset):
         list(loso_splits(one.subjects))
     (tmp_path / "bad.jpg").write_text("not an image")
     with pytest.raises(DatasetError, match="cannot read image"):
-        load_dataset(manifest(f"path,subject,label\n{tmp_path / 'bad.jpg'},r1,0\n")).images()
+        list(load_dataset(manifest(f"path,subject,label\n{tmp_path / 'bad.jpg'},r1,0\n")).images())  # read when asked for
     result = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "nowhere")])
     assert result.exit_code == 5 and "no such dataset" in result.output
 
@@ -210,3 +210,33 @@ def test_evaluation_refuses_an_image_listed_twice(small_dataset, tmp_path):
         assert result.exit_code == 5, result.output
         assert Path(extra["path"]).name in result.output and "listed more than once" in result.output
         assert ("under different animals" in result.output) == (name == "across")
+
+
+def test_features_are_made_a_chunk_at_a_time_never_holding_every_picture(tmp_path):
+    """A large dataset is turned into features a few hundred crops at a time: memory holds features, not pixels
+    (100,000 crops held as pixels took more than 24 GB). 1,500 crops of 400x400 px would hold 720 MB."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    rng = np.random.default_rng(0)
+    rows = ["path,subject,label"]
+    base = rng.integers(0, 255, (400, 400, 3), np.uint8)
+    for i in range(1500):
+        img = base.copy()
+        img[i // 400, i % 400] = 255 - img[i // 400, i % 400]  # every file's bytes differ
+        cv2.imwrite(str(tmp_path / f"{i}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 50])
+        rows.append(f"{i}.jpg,rat{i % 3},{i % 2}")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    code = ("import resource, sys\n"
+            "from rat_monitor.data import load_dataset\n"
+            "from rat_monitor.classify.evaluate import Trainer\n"
+            "t = Trainer('lbp-svm', 'binary')\n"
+            "t.prepare(load_dataset(sys.argv[1]))\n"
+            "print(t.backend._features.shape[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.csv")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    crops, peak_mb = map(int, done.stdout.split())
+    assert crops == 1500 and peak_mb < 600, peak_mb  # the pixels alone would be 720 MB

@@ -3,7 +3,7 @@ the safe loading helpers the model kinds share (safetensors only; familiarity st
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -40,6 +40,20 @@ class TrainOptions:
     epochs: int | None = None  # ResNet-18: maximum epochs
     weights: Path | None = None  # ResNet-18: ImageNet weights file
     log: Callable[[str], None] = field(default=lambda _msg: None)
+
+
+FEATURE_CHUNK = 256  # crops read and turned into features at a time: memory holds features, not pixels
+
+
+def chunked_features(images: Sequence, *extract: Callable[[list[np.ndarray]], np.ndarray]) -> list[np.ndarray]:
+    """Each EXTRACT's features of every image, computed FEATURE_CHUNK images at a time (each image read once), so
+    that only features are held, never every picture of a large dataset."""
+    parts: list[list[np.ndarray]] = [[] for _ in extract]
+    for start in range(0, len(images), FEATURE_CHUNK):
+        chunk = list(images[start:start + FEATURE_CHUNK])
+        for part, fn in zip(parts, extract):
+            part.append(fn(chunk))
+    return [np.concatenate(part) if part else np.zeros((0,), np.float32) for part in parts]
 
 
 @dataclass

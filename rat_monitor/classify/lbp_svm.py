@@ -14,8 +14,8 @@ from safetensors.numpy import save_file
 from ..models import read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
 from .action_units import AuScorer, RegionSettings, region_features, scores_from
-from .base import (Fitted, TrainOptions, card_binary, card_int, card_record, class_names, load_familiarity,
-                   safe_load_tensors, save_familiarity, to_predictions, to_three)
+from .base import (Fitted, TrainOptions, card_binary, card_int, card_record, chunked_features, class_names,
+                   load_familiarity, safe_load_tensors, save_familiarity, to_predictions, to_three)
 from .familiarity import fit_grouped
 from .features import LbpFeatures
 from .svm import LbpSvmClassifier, SvmArrays
@@ -101,8 +101,10 @@ class Backend:
 
     def prepare(self, images: list[np.ndarray], aus: np.ndarray | None) -> None:
         self.aus = aus
-        self._features = LbpSvmClassifier().features(images)
-        self._regions = region_features(images) if aus is not None else None
+        extract = (LbpSvmClassifier().features, region_features) if aus is not None else \
+            (LbpSvmClassifier().features,)
+        self._features, *regions = chunked_features(images, *extract)
+        self._regions = regions[0] if regions else None
 
     def fit(self, idx: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Fitted:
         n_jobs = self.options.n_jobs

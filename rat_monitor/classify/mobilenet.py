@@ -26,8 +26,8 @@ from ..errors import ModelError
 from ..imaging import rgb_batch
 from ..models import read_card, verified_file, write_card
 from ..types import ACTION_UNITS, Prediction
-from .base import (Fitted, TrainOptions, card_binary, card_int, card_record, class_names, load_familiarity,
-                   safe_load_tensors, save_familiarity, to_predictions, to_three)
+from .base import (Fitted, TrainOptions, card_binary, card_int, card_record, chunked_features, class_names,
+                   load_familiarity, safe_load_tensors, save_familiarity, to_predictions, to_three)
 from .action_units import labelled
 from .familiarity import fit_grouped
 
@@ -204,7 +204,7 @@ class Backend:
 
     def prepare(self, images: list[np.ndarray], aus: np.ndarray | None) -> None:
         self.aus = aus
-        self._features = FeatureNet(self.feature_file, threads=self.options.n_jobs or 1)(images)
+        self._features, = chunked_features(images, FeatureNet(self.feature_file, threads=self.options.n_jobs or 1))
 
     def fit(self, idx: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Fitted:
         feats, groups = self._features[idx], np.asarray(groups)[idx]

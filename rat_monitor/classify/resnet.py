@@ -9,15 +9,17 @@ masked out; the AU score is the expected value P(>= 1) + P(>= 2)."""
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import DatasetError, ModelError
 from ..imaging import rgb_batch
 from ..pretrained import IMAGENET_MEAN, IMAGENET_STD
 from ..models import SYNTHETIC_CAVEAT, read_card, verified_file, write_card
@@ -358,8 +360,17 @@ class Backend:
     def __init__(self, options: TrainOptions):
         self.options = options
 
-    def prepare(self, images: list[np.ndarray], aus: np.ndarray | None) -> None:
-        self.images, self.aus = images, aus
+    def prepare(self, images: Sequence, aus: np.ndarray | None) -> None:
+        """The crops are held at the network's input size (its folds train on pixels, not features): a dataset
+        that would not fit in half of this machine's memory is refused first, with the size it would need."""
+        need = len(images) * SIZE * SIZE * 3 * 5  # held as bytes, and as float32 while a fold trains
+        have = _memory_bytes()
+        if have and need > have / 2:
+            raise DatasetError(f"{len(images)} crops need about {need / 2**30:.1f} GiB held as pixels for resnet18; "
+                               f"this machine has {have / 2**30:.1f} GiB: use --kind lbp-svm or mobilenet-linear "
+                               "(they hold features, not pixels), or fewer crops")
+        self.images = [_input_sized(img) for img in _each(images)]
+        self.aus = aus
 
     def fit(self, idx: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Fitted:
         o = self.options
@@ -376,3 +387,22 @@ class Backend:
 
     def save(self, fitted: Fitted, out_dir: Path, training: dict, metrics: dict | None = None) -> dict:
         return fitted.pain.save(out_dir, self.options.task, training, metrics)
+
+
+def _each(images: Sequence):
+    for i in range(len(images)):
+        yield images[i]
+
+
+def _input_sized(img: np.ndarray) -> np.ndarray:
+    """A crop at the network's input size (what it is resized to anyway), so that held crops stay small."""
+    # as rgb_batch resizes (INTER_AREA): its own resize of these is then the identity, and the pixels as before
+    return img if img.shape[:2] == (SIZE, SIZE) else cv2.resize(img, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+
+
+def _memory_bytes() -> int | None:
+    """This machine's physical memory, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

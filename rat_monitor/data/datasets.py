@@ -4,7 +4,7 @@ ROOT/<subject>/<label>/*, and subject-grouped splits (no animal ever in both tra
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +18,25 @@ from ..types import ACTION_UNITS
 
 LABELS = {"0": 0, "1": 1, "2": 2, "none": 0, "no_pain": 0, "nopain": 0, "no pain": 0, "moderate": 1, "severe": 2}
 AU_COLUMNS = ACTION_UNITS
+
+
+class ImageFiles(Sequence):
+    """Image files as a sequence of pictures read on access (a slice gives a list); an unreadable one is a
+    DatasetError naming it."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        img, why = read_image(self.paths[index])
+        if img is None:
+            raise DatasetError(f"cannot read image {self.paths[index]}: {why}")
+        return img
 
 
 @dataclass
@@ -47,14 +66,10 @@ class Dataset:
         """At least one AU label anywhere (missing ones are NaN and are left out of the AU losses)."""
         return self.aus is not None and bool(np.isfinite(self.aus).any())
 
-    def images(self) -> list[np.ndarray]:
-        out = []
-        for p in self.paths:
-            img, why = read_image(p)
-            if img is None:
-                raise DatasetError(f"cannot read image {p}: {why}")
-            out.append(img)
-        return out
+    def images(self) -> ImageFiles:
+        """The crops, read from disk when asked for (never all held at once: 100,000 crops held as pixels took
+        more than 24 GB)."""
+        return ImageFiles(self.paths)
 
     def summary(self) -> dict:
         counts = np.bincount(self.labels, minlength=3)
