@@ -48,8 +48,17 @@ def report(
 
     if out_path.exists() and not overwrite:
         raise ConfigError(f"{out_path} exists; give --overwrite to replace it or another --out")
-    written = write_report(runs, out_path, title, clock_time(align, "--align") if align is not None else None)
-    out.print(f"report → {written['html']} (plot: {written['png']})", highlight=False)
+    with progress_bars() as progress:
+        task = progress.add_task("reading runs", total=None, rate="")
+
+        def tell(stage: str, done: int, total: int) -> None:
+            progress.update(task, description=stage, completed=done, total=total)
+
+        written = write_report(runs, out_path, title, clock_time(align, "--align") if align is not None else None,
+                               tell)
+    together = f", the {written['plotted']} most concerning of {written['runs']} runs" \
+        if written["plotted"] < written["runs"] else ""
+    out.print(f"report → {written['html']} (plot: {written['png']}{together})", highlight=False)
     for damaged in written["damaged"]:
         err.print(f"[yellow]not in the report:[/] {escape(damaged['why'])}", highlight=False, soft_wrap=True)
     if written["damaged"]:

@@ -177,8 +177,8 @@ def label_train(
     at an input size chosen for the camera's frames and faces, checked on held-out frames of every video (never
     frames it or its ancestors learnt from), and recommended only if it is not worse there than the one it started
     from; the undecided frames then get its proposals. The classifier: trained when enough crops of enough animals
-    are scored (evaluated by animal; --pilot trains it on fewer, marked NOT validated everywhere): mobilenet-linear (ImageNet features) below 50 scored crops per animal when
-    its weights are installed, else lbp-svm.
+    are scored (evaluated by animal; --pilot trains it on fewer, marked NOT validated everywhere): mobilenet-linear
+    (ImageNet features) below 50 scored crops per animal when its weights are installed, else lbp-svm.
 
     [bold]Example:[/] rat-monitor label train my_labels/
     """

@@ -125,7 +125,8 @@ def analyze(
     annotate: bool = typer.Option(False, help="Also write annotated.mp4 in each run folder: boxes, confidence, "
                                               "the scored frames with P(pain), the last minute's level (H.264, "
                                               "at most 480 px wide)."),
-    on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised, beside the analysis (never holding its frames): the alert as JSON on stdin; killed after 30 s."),
+    on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised, beside the analysis (never holding its \
+frames): the alert as JSON on stdin; killed after 30 s."),
     start_time: Optional[str] = typer.Option(None, help="Clock time of the video's first frame (ISO 8601, e.g. "
                                                         "2026-11-29T14:05; one video), for files that do not record "
                                                         "it: the timeline and report then show clock time."),

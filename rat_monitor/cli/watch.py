@@ -43,7 +43,8 @@ def watch(
                                             "the time in between becomes source_lost minutes."),
     serve: Optional[str] = typer.Option(None, help="Also serve the live page on [HOST:]PORT (127.0.0.1 unless a "
                                                    "host is given); the address with its access token is printed."),
-    on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised, beside the analysis (never holding its frames): the alert as JSON on stdin; killed after 30 s."),
+    on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised, beside the analysis (never holding its \
+frames): the alert as JSON on stdin; killed after 30 s."),
     give_up: float = typer.Option(300.0, help="Seconds to keep retrying a lost camera or stream before ending the run."),
 ):
     """Live pain timeline from cameras, streams or files, with a terminal view and, with --serve, a live page in

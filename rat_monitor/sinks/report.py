@@ -8,6 +8,7 @@ import datetime as dt
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,7 +291,7 @@ def plot_runs(runs: list[RunData], path: Path | None = None,
     panels = [(run, kind) for run in runs for kind in ("pain", "aus", "coverage")
               if kind != "aus" or run.action_units]
     ratios = {"pain": 3, "aus": 2, "coverage": 1}
-    fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(0.9 * ratios[k] for _, k in panels) + 0.4),
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, sum(0.9 * ratios[k] + 0.75 for _, k in panels) + 0.1),
                              squeeze=False, gridspec_kw={"height_ratios": [ratios[k] for _, k in panels]})
     axes_of = {(id(run), kind): axes[i, 0] for i, (run, kind) in enumerate(panels)}
     offsets, xlabel = axis or time_axis(runs)
@@ -305,17 +306,20 @@ def plot_runs(runs: list[RunData], path: Path | None = None,
         raw, lo, hi = (_column(rows, k) for k in ("pain_prob", "pain_prob_low", "pain_prob_high"))
         sm, slo, shi = (_column(rows, k) for k in ("pain_prob_smoothed", "smoothed_low", "smoothed_high"))
         x = m + span / 2
-        for i, r in enumerate(rows):
-            if r["pain_level"] == "unknown":
-                ax.axvspan(m[i], m[i] + span[i], color="0.85", lw=0, label="unknown (no face scored, or all refused)" if i == 0 or
-                           "unknown" not in [rr["pain_level"] for rr in rows[:i]] else None)
-            if r["alert"] == "1":
-                ax.axvspan(m[i], m[i] + span[i], ymin=0.93, ymax=1.0, color="crimson", lw=0,
-                           label="alert" if "1" not in [rr["alert"] for rr in rows[:i]] else None)
-        ax.fill_between(x, slo, shi, color="tab:blue", alpha=0.2, lw=0, label="smoothed 95% interval")
-        ax.plot(x, sm, color="tab:blue", lw=2, label="smoothed P(pain)")
-        ax.errorbar(x, raw, yerr=[np.clip(raw - lo, 0, None), np.clip(hi - raw, 0, None)], fmt="o", color="k", ms=4, lw=1, capsize=2,
-                    label="per-minute P(pain), 95% interval")
+        unknown = np.array([r["pain_level"] == "unknown" for r in rows], bool)
+        _shade(ax, m, span, unknown, (0, 1.05), color="0.85", label="unknown (no face scored, or all refused)")
+        _shade(ax, m, span, np.array([r["alert"] == "1" for r in rows], bool), (0.98, 0.07), color="crimson",
+               label="alert")
+        per = _bin_size(len(rows))  # a long run's lines are drawn as means of PER minutes (the page is ~1000 px)
+        ax.fill_between(_binned(x, per), _binned(slo, per), _binned(shi, per), color="tab:blue", alpha=0.2, lw=0,
+                        label="smoothed 95% interval")
+        ax.plot(_binned(x, per), _binned(sm, per), color="tab:blue", lw=2, label="smoothed P(pain)")
+        if per == 1:
+            ax.errorbar(x, raw, yerr=[np.clip(raw - lo, 0, None), np.clip(hi - raw, 0, None)], fmt="o", color="k",
+                        ms=4, lw=1, capsize=2, label="per-minute P(pain), 95% interval")
+        else:
+            ax.plot(_binned(x, per), _binned(raw, per), ".", color="k", ms=3,
+                    label=f"P(pain), mean of each {per} minutes")
         ax.axhline(0.7, color="crimson", ls="--", lw=1, label="alert threshold")
         ax.set_ylim(0, 1.05)
         ax.set_xlim(*xlim)
@@ -323,14 +327,23 @@ def plot_runs(runs: list[RunData], path: Path | None = None,
         ax.set_title(f"{run.name}", loc="left", fontsize=11)
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.8)
         frames = np.array([max(1, int(r["frames"])) for r in rows])
-        cov.bar(x, 100 * np.array([int(r["face_frames"]) for r in rows]) / frames, width=0.9 * span, color="tab:green")
+        coverage = 100 * np.array([int(r["face_frames"]) for r in rows]) / frames
+        if per == 1:
+            cov.bar(x, coverage, width=0.9 * span, color="tab:green")
+        else:  # a bar per minute took minutes to draw for a year-long run
+            cov.fill_between(_binned(x, per), _binned(coverage, per), color="tab:green", lw=0)
         cov.set_ylim(0, 100)
         cov.set_xlim(ax.get_xlim())
         cov.set_ylabel("face %")
         cov.set_xlabel(xlabel)
         if run.action_units:
             _plot_action_units(axes_of[(id(run), "aus")], rows, m, span, ax.get_xlim())
-    fig.tight_layout()
+    # Fixed margins (the legends sit right of the panels): tight_layout drew every figure twice and took half
+    # the time of a 500-run report.
+    height, gap = fig.get_figheight(), 0.75  # inches between panels: an x label and the next run's title
+    axes_height = (height - 0.85 - gap * (len(panels) - 1)) / len(panels)
+    fig.subplots_adjust(left=0.065, right=0.70, top=1 - 0.3 / height, bottom=0.55 / height,
+                        hspace=gap / max(axes_height, 0.1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
@@ -338,6 +351,37 @@ def plot_runs(runs: list[RunData], path: Path | None = None,
     if path is not None:
         Path(path).write_bytes(png)
     return png
+
+
+MAX_DRAWN = 2000  # points per line in a plot about 1000 px wide: more minutes are drawn as means of several
+
+
+def _bin_size(minutes: int) -> int:
+    return max(1, -(-minutes // MAX_DRAWN))
+
+
+def _binned(values: np.ndarray, per: int) -> np.ndarray:
+    """The mean of each PER consecutive values (unknown, NaN, ones left out; a stretch of only NaN stays NaN)."""
+    if per == 1:
+        return values
+    padded = np.full(-(-len(values) // per) * per, np.nan)
+    padded[:len(values)] = values
+    blocks = padded.reshape(-1, per)
+    counts = np.isfinite(blocks).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, np.nansum(blocks, axis=1) / np.maximum(counts, 1), np.nan)
+
+
+def _shade(ax, minutes: np.ndarray, span: np.ndarray, marked: np.ndarray, rows: tuple[float, float], color: str,
+           label: str | None = None) -> None:
+    """The marked minutes as shaded stretches (consecutive ones joined), drawn as one collection: a patch per
+    minute took minutes to draw for a year-long run. ROWS: (bottom, height) in data units."""
+    if not marked.any():
+        return
+    edges = np.diff(np.concatenate([[0], marked.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    ranges = np.column_stack([minutes[starts], minutes[stops] + span[stops] - minutes[starts]])
+    ax.broken_barh(ranges, rows, color=color, lw=0, label=label, zorder=0)
 
 
 def _spans(rows: list[dict]) -> np.ndarray:
@@ -350,15 +394,14 @@ def _spans(rows: list[dict]) -> np.ndarray:
 def _plot_action_units(ax, rows: list[dict], minutes: np.ndarray, span: np.ndarray, xlim) -> None:
     """The per-AU panel: mean score of each action unit per minute (0 absent, 1 moderate, 2 severe) and the RGS
     score; minutes without a scored face are gaps, never zeros."""
-    x = minutes + span / 2
+    x, per = minutes + span / 2, _bin_size(len(rows))
     for au in ACTION_UNITS:
-        ax.plot(x, _column(rows, f"au_{au}"), marker=".", lw=1, ms=4, label=AU_LABELS[au])
-    ax.plot(x, _column(rows, "rgs"), color="k", lw=2.2, label="RGS score (mean)")
+        ax.plot(_binned(x, per), _binned(_column(rows, f"au_{au}"), per), marker=".", lw=1, ms=4, label=AU_LABELS[au])
+    ax.plot(_binned(x, per), _binned(_column(rows, "rgs"), per), color="k", lw=2.2, label="RGS score (mean)")
     ax.axhline(RGS_INTERVENTION, color="crimson", ls="--", lw=1,
                label=f"RGS intervention threshold {RGS_INTERVENTION} ({RGS_SOURCE.split(',')[0]})")
-    for i, r in enumerate(rows):
-        if r["pain_level"] == "unknown":
-            ax.axvspan(minutes[i], minutes[i] + span[i], color="0.85", lw=0)
+    _shade(ax, minutes, span, np.array([r["pain_level"] == "unknown" for r in rows], bool), (-0.05, 2.1),
+           color="0.85")
     ax.set_ylim(-0.05, 2.05)
     ax.set_yticks([0, 1, 2])
     ax.set_xlim(xlim)
@@ -418,20 +461,43 @@ def _thumbnails(run: RunData, refused: bool = False) -> tuple[list[dict], int]:
     return [{"minute": k, "faces": v} for k, v in sorted(groups.items())], len(frames)
 
 
+MAX_TABLE_MINUTES = 1440  # a day of minutes in the per-minute table; a longer run lists the minutes that matter
+
+
+def _table_minutes(run: RunData) -> tuple[list[dict], str]:
+    """The per-minute table's rows: every minute of a run up to a day long; of a longer one, the minutes with an
+    alert or a pain level (the earliest MAX_TABLE_MINUTES of them), with a line that says so (every minute is in
+    the plot and in timeline.csv)."""
+    if len(run.timeline) <= MAX_TABLE_MINUTES:
+        return run.timeline, ""
+    marked = [r for r in run.timeline if r["alert"] == "1" or r["pain_level"] not in ("none", "unknown")]
+    shown = marked[:MAX_TABLE_MINUTES]
+    return shown, (f"{len(shown)} of the run's {len(run.timeline)} minutes are listed: those with an alert or a pain "
+                   f"level{' (the earliest ' + str(MAX_TABLE_MINUTES) + ')' if len(marked) > len(shown) else ''}. "
+                   f"Every minute is in the plot above and in {run.folder}/timeline.csv.")
+
+
+MAX_PLOTTED_TOGETHER = 8  # runs in the PNG beside the report (the most concerning); each run has its own plot
+
+
 def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare report",
-                 align: float | None = None) -> dict:
-    """Writes OUT (HTML) and OUT with .png (the timeline plot). ALIGN: a clock time (epoch seconds) the time axis
-    counts from. Returns what it wrote."""
+                 align: float | None = None, progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Writes OUT (HTML) and OUT with .png (the timeline plot of the MAX_PLOTTED_TOGETHER most concerning runs).
+    ALIGN: a clock time (epoch seconds) the time axis counts from. progress(stage, done, total) as it reads and
+    draws the runs. Returns what it wrote."""
     from jinja2 import Environment, PackageLoader
 
     if not run_dirs:
         raise ConfigError("give at least one run folder")
+    tell = progress or (lambda stage, done, total: None)
     runs, damaged = [], []
-    for folder in run_folders(run_dirs):
+    folders = run_folders(run_dirs)
+    for k, folder in enumerate(folders, start=1):
         try:
             runs.append(load_run(folder))
         except DamagedRun as exc:  # one bad folder is named; the others are reported
             damaged.append({"folder": str(folder), "why": first_line(exc)})
+        tell("reading runs", k, len(folders))
     if not runs:
         raise ConfigError(f"no run folder could be read: {damaged[0]['why']}"
                           + (f" (and {len(damaged) - 1} more)" if len(damaged) > 1 else ""))
@@ -444,12 +510,15 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
     out.parent.mkdir(parents=True, exist_ok=True)
     png_path = out.with_suffix(".png")
     axis = time_axis(runs, align)
-    plot_runs(runs, png_path, axis)
+    plot_runs(runs[:MAX_PLOTTED_TOGETHER], png_path, axis)
     sections = []
-    for run in runs:
+    for k, run in enumerate(runs, start=1):
+        tell("drawing runs", k, len(runs))
         thumbs, total = _thumbnails(run)
         refused, refused_total = _thumbnails(run, refused=True)
+        table, table_note = _table_minutes(run)
         sections.append({"run": run, "plot": base64.b64encode(plot_runs([run], axis=axis)).decode(), "thumbs": thumbs,
+                         "table": table, "table_note": table_note,
                          "thumb_total": total, "thumb_shown": sum(len(g["faces"]) for g in thumbs),
                          "refused": refused, "refused_total": refused_total,
                          "refused_shown": sum(len(g["faces"]) for g in refused),
@@ -465,4 +534,5 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
         model_unchecked=not all(checked for _, _, checked in model_status), time_axis=axis[1],
         synthetic=any(r.summary["synthetic"] for r in runs), caveat=SYNTHETIC_CAVEAT)
     out.write_text(page, encoding="utf-8")
-    return {"html": out, "png": png_path, "runs": len(runs), "damaged": damaged}
+    return {"html": out, "png": png_path, "runs": len(runs), "damaged": damaged,
+            "plotted": min(len(runs), MAX_PLOTTED_TOGETHER)}
