@@ -175,7 +175,11 @@ def test_clock_time_from_start_time_and_one_aligned_time_axis(report, short_vide
     assert result.exit_code == 0, result.output
     assert "Time axis of the plots: minutes after 2026-11-29 14:00." in out.read_text()
     shared = runner.invoke(app, ["report", str(runs), "--out", str(tmp_path / "shared.html")])
-    assert "minutes after 2026-11-29 14:05 (earliest start)" in (tmp_path / "shared.html").read_text()
+    page = (tmp_path / "shared.html").read_text()
+    assert "minutes after 2026-11-29 14:05 (earliest start)" in page
+    # one time base: the crops' captions give clock time, as the table does
+    captions = re.findall(r"<figcaption>(\S+) P=", page)
+    assert captions and all(re.fullmatch(r"14:(0[5-9]|1\d):\d\d", c) for c in captions), captions[:5]
     # runs without clock time cannot be aligned to one: said in one line, nothing written
     refused = runner.invoke(app, ["report", str(report.parent / "short"), "--out", str(tmp_path / "no.html"),
                                   "--align", "2026-11-29T14:00"])
@@ -369,3 +373,27 @@ def test_a_year_long_timeline_and_many_runs_make_a_bounded_report(report, tmp_pa
     assert "51 of the run&#39;s 50000 minutes are listed: those with an alert or a pain level" in " ".join(note.split())
     assert page.count("<tr>") < 51 + 10 * 20 + 50  # the month's table is its 51 marked minutes, not 50,000 rows
     assert took < 120, took
+
+
+def test_a_dark_crop_is_shown_larger_and_brightened_for_viewing_its_file_unchanged(report, tmp_path):
+    """Audit crops of a dark rat were too dark to judge the eyes: the report shows them larger and brightened
+    (saying so on hover); the crop file, what was scored, stays as it was."""
+    import base64
+
+    run = tmp_path / "dark"
+    shutil.copytree(report.parent / "two_min", run)
+    crops = sorted((run / "crops").glob("*.jpg"))
+    for crop in crops:
+        img = cv2.imread(str(crop))
+        cv2.imwrite(str(crop), (img * 0.15).astype(np.uint8))  # a black rat under dim light
+    before = {c.name: c.read_bytes() for c in crops}
+    out = tmp_path / "r.html"
+    assert runner.invoke(app, ["report", str(run), "--out", str(out)]).exit_code == 0
+    page = out.read_text()
+    shown = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
+    assert shown and "brightened for viewing" in page
+    for data in shown:
+        img = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape[:2] == (144, 144)
+        assert img.mean() > 80  # the dark crops' own mean is about 20
+    assert {c.name: c.read_bytes() for c in crops} == before

@@ -24,7 +24,7 @@ from ..timeline import RGS_INTERVENTION, RGS_SOURCE, RULE_NAMES
 from ..types import ACTION_UNITS, AU_FIELDS
 
 MAX_THUMBNAILS = 600  # per run; every crop stays in the run folder
-THUMB = 72
+THUMB = 144  # px an audit crop is shown at (the crops are 112 px; at 72 the eyes of a dark rat were not seen)
 
 
 @dataclass
@@ -409,13 +409,26 @@ def _plot_action_units(ax, rows: list[dict], minutes: np.ndarray, span: np.ndarr
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, framealpha=0.8)
 
 
-def _thumb(path: Path | None) -> str | None:
+DARK = 90  # mean brightness (0-255) below which an audit crop is brightened for viewing (a dark coat hid the eyes)
+
+
+def _thumb(path: Path | None) -> tuple[str, bool] | None:
+    """A crop as an embedded JPEG of THUMB px, and whether it was brightened for viewing: a dark crop is lifted
+    and its lightness spread out (CLAHE) so that a person can judge the eyes; the crop file, and what was scored,
+    are unchanged."""
     img = cv2.imread(str(path)) if path is not None else None
     if img is None:
         return None
-    img = cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    return base64.b64encode(buf.tobytes()).decode() if ok else None
+    img = cv2.resize(img, (THUMB, THUMB), interpolation=cv2.INTER_CUBIC)
+    mean = float(img.mean())
+    dark = mean < DARK
+    if dark:  # lifted to a mid-grey mean (at most 6 times), then local contrast spread out
+        img = cv2.convertScaleAbs(img, alpha=min(6.0, 120.0 / max(mean, 1.0)))
+        lab = cv2.cvtColor(img, cv2.COLOR_BGR2LAB)
+        lab[..., 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(4, 4)).apply(lab[..., 0])
+        img = cv2.cvtColor(lab, cv2.COLOR_LAB2BGR)
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return (base64.b64encode(buf.tobytes()).decode(), dark) if ok else None
 
 
 def _spread(run: RunData, frames: list[dict]) -> list[dict]:
@@ -444,17 +457,23 @@ def _thumbnails(run: RunData, refused: bool = False) -> tuple[list[dict], int]:
     thumbnails with time and P(pain) (familiarity for refused crops)."""
     groups: dict[int, list] = {}
     frames = [f for f in run.frames if (f.get("refused") == "1") == refused]
+    start = run_start(run)
     for f in _spread(run, [f for f in frames if f.get("crop")]):
-        data = _thumb(crop_file(run.folder, f["crop"]))
-        if data is None or not f["familiarity" if refused else "pain_prob"]:
+        thumb = _thumb(crop_file(run.folder, f["crop"]))
+        if thumb is None or not f["familiarity" if refused else "pain_prob"]:
             continue
+        data, brightened = thumb
         t = float(f["t_s"])
         title = f"frame {f['frame']}, quality {f['quality']}, sharpness {f['sharpness']}"
         if f.get("familiarity"):
             title += f", familiarity {f['familiarity']}"
         if f.get("rgs"):
             title += ", " + ", ".join(f"{k} {f[k]}" for k in AU_FIELDS)
-        when = f"{int(t // 60)}:{int(t % 60):02d}"
+        if brightened:
+            title += "; brightened for viewing (the crop scored is as in crops/)"
+        # the same time base as the tables: clock time when the run has one, else the time into the video
+        when = dt.datetime.fromtimestamp(start + t).strftime("%H:%M:%S") if start is not None else \
+            f"{int(t // 60)}:{int(t % 60):02d}"
         caption = (f"{when} fam={float(f['familiarity']):.2f}" if refused else
                    f"{when} P={float(f['pain_prob']):.2f}" + (f" RGS={float(f['rgs']):.1f}" if f.get("rgs") else ""))
         groups.setdefault(int(t // 60), []).append({"data": data, "caption": caption, "title": title})
@@ -532,7 +551,7 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
         title=title, generated=time.strftime("%Y-%m-%d %H:%M"), sections=sections, runs=runs, damaged=damaged,
         thresholds=thresholds(runs), model_status=model_status,
         model_unchecked=not all(checked for _, _, checked in model_status), time_axis=axis[1],
-        synthetic=any(r.summary["synthetic"] for r in runs), caveat=SYNTHETIC_CAVEAT)
+        synthetic=any(r.summary["synthetic"] for r in runs), caveat=SYNTHETIC_CAVEAT, thumb=THUMB)
     out.write_text(page, encoding="utf-8")
     return {"html": out, "png": png_path, "runs": len(runs), "damaged": damaged,
             "plotted": min(len(runs), MAX_PLOTTED_TOGETHER)}
