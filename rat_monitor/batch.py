@@ -256,15 +256,25 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
         with client:
             # The cluster-wide stop: the workers' runs watch it as the local pool's watch its manager Event.
             stop = Event(f"rat-monitor-stop-{uuid.uuid4().hex}", client=client)
-            pending = {client.submit(_worker_job, *job, None, stop, pure=False) for job in jobs}
+            futures = {client.submit(_worker_job, *job, None, stop, pure=False): job for job in jobs}
+            pending = set(futures)
+
+            def outcome(fut) -> None:
+                try:
+                    finished(fut.result())
+                except Exception as exc:  # noqa: BLE001 - a worker the cluster lost (KilledWorker): this video only
+                    video, out_dir = futures[fut][0], futures[fut][1]
+                    finished({**summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed",
+                                            f"{CRASHED} ({type(exc).__name__})"), "exit_code": 1})
+
             try:
                 for fut in dask_completed(list(pending)):
                     pending.discard(fut)
-                    finished(fut.result())
+                    outcome(fut)
             except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the running videos end interrupted; the queued ones
                 stop.set()  # end at once as "not started" (a job checks the stop before it loads anything)
                 for fut in dask_completed(list(pending)):
-                    finished(fut.result())
+                    outcome(fut)
         return
     # spawn, not fork: forking a process that already runs decoder, ONNX Runtime and progress threads can
     # deadlock the child.
