@@ -229,12 +229,14 @@ def test_features_are_made_a_chunk_at_a_time_never_holding_every_picture(tmp_pat
         cv2.imwrite(str(tmp_path / f"{i}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 50])
         rows.append(f"{i}.jpg,rat{i % 3},{i % 2}")
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    code = ("import resource, sys\n"
+    # VmHWM: this process's own peak (ru_maxrss of a child carries its parent's size at the fork, under pytest 1 GB)
+    code = ("import re, sys\n"
             "from rat_monitor.data import load_dataset\n"
             "from rat_monitor.classify.evaluate import Trainer\n"
             "t = Trainer('lbp-svm', 'binary')\n"
             "t.prepare(load_dataset(sys.argv[1]))\n"
-            "print(t.backend._features.shape[0], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+            "peak = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+            "print(t.backend._features.shape[0], peak // 1024)\n")
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.csv")], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr

@@ -76,8 +76,8 @@ def _video_done(row: dict, progress: Progress, alerts: Alerts, quiet: bool, note
     rows = read_timeline(run_dir / "timeline.csv")
     if not quiet:
         say.print(timeline_table(rows, title=video.name, caveat=note, action_units=action_units))
-    alerts = run_dir / "alerts.jsonl"
-    for line in alerts.read_text().splitlines() if alerts.exists() else []:
+    raised = run_dir / "alerts.jsonl"
+    for line in raised.read_text().splitlines() if raised.exists() else []:
         record = json.loads(line)
         if record["event"] == "raised":
             alerts.raised(record, where=f"{video.name} ")
