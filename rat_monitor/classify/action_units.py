@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import DatasetError
 from ..types import ACTION_UNITS
 from .features import align_grey, lbp_histograms, orientation_histograms
-from .svm import LbpSvmClassifier, SvmArrays
+from .svm_arrays import SvmArrays
 
 # (top, bottom, left, right) as fractions of the square face crop; full width, because a turned head moves the
 # eyes and snout sideways.
@@ -91,6 +91,8 @@ class AuScorer:
         self.components = components
 
     def fit(self, feats: np.ndarray, aus: np.ndarray, groups=None) -> AuScorer:
+        from .svm import LbpSvmClassifier  # training only: a saved model scores in numpy, without scikit-learn
+
         self.estimators_ = []
         for j in range(len(ACTION_UNITS)):
             known, y = labelled(aus, j)

@@ -6,7 +6,6 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..imaging import to_grey
 
@@ -90,16 +89,7 @@ def orientation_histograms(images: np.ndarray, grid: int = 6, bins: int = 9) -> 
     return np.sqrt(hist).reshape(n, -1).astype(np.float32)
 
 
-class LbpFeatures(TransformerMixin, BaseEstimator):
-    """Face crops (a list or array of images) -> LBP feature vectors. Stateless."""
-
-    def __init__(self, size: int = 64, grid: int = 4, radii: tuple[int, ...] = (1, 2)):
-        self.size = size
-        self.grid = grid
-        self.radii = radii
-
-    def fit(self, X, y=None):
-        return self
-
-    def transform(self, X):
-        return lbp_histograms(align_grey(list(X), self.size), self.radii, self.grid)
+def lbp_features(crops, size: int, grid: int, radii: tuple[int, ...]) -> np.ndarray:
+    """Face crops (a list or array of images) -> LBP feature vectors (aligned grey, uniform LBP histograms over a
+    GRID x GRID of cells, one per radius)."""
+    return lbp_histograms(align_grey(list(crops), size), radii, grid)

@@ -17,8 +17,8 @@ from .action_units import AuScorer, RegionSettings, region_features, scores_from
 from .base import (Fitted, TrainOptions, card_binary, card_int, card_record, chunked_features, class_names,
                    load_familiarity, safe_load_tensors, save_familiarity, to_predictions, to_three)
 from .familiarity import fit_grouped
-from .features import LbpFeatures
-from .svm import LbpSvmClassifier, SvmArrays
+from .features import lbp_features
+from .svm_arrays import SvmArrays
 
 KIND = "lbp-svm"
 AU_FILE = "action_units.safetensors"
@@ -33,9 +33,9 @@ class Model:
         self.name = self.card.get("name", Path(folder).name)
         self.binary = card_binary(self.card)
         f = self.card["features"]
-        self._features = LbpFeatures(size=card_int(f["size"], 16, 512, "features.size"),
-                                     grid=card_int(f["grid"], 1, 16, "features.grid"),
-                                     radii=tuple(card_int(r, 1, 8, "features.radii") for r in f["radii"]))
+        self._lbp = dict(size=card_int(f["size"], 16, 512, "features.size"),
+                         grid=card_int(f["grid"], 1, 16, "features.grid"),
+                         radii=tuple(card_int(r, 1, 8, "features.radii") for r in f["radii"]))
         self._svm = SvmArrays.from_tensors(safe_load_tensors(verified_file(folder, "svm.safetensors")))
         self.classes = self._svm.classes
         self.familiarity = load_familiarity(folder, self.card)
@@ -49,7 +49,7 @@ class Model:
     def predict(self, crops: list[np.ndarray]) -> list[Prediction]:
         if not crops:
             return []
-        feats = self._features.transform(crops)
+        feats = lbp_features(crops, **self._lbp)
         probs = to_three(self._svm.predict_proba(feats), self._svm.classes)
         aus = scores_from(region_features(crops, self._regions), self._au_svms) if self.action_units else None
         return to_predictions(self.name, self.binary, probs, aus, self.familiarity, feats)
@@ -97,19 +97,22 @@ class Backend:
     the final model) on index subsets."""
 
     def __init__(self, options: TrainOptions):
+        # scikit-learn only when training: a saved model (Model) scores in numpy, and an analysis starts 1 s sooner
+        from .svm import LbpSvmClassifier
+
         self.options = options
+        self.svm_class = LbpSvmClassifier
 
     def prepare(self, images: list[np.ndarray], aus: np.ndarray | None) -> None:
         self.aus = aus
-        extract = (LbpSvmClassifier().features, region_features) if aus is not None else \
-            (LbpSvmClassifier().features,)
+        extract = (self.svm_class().features, region_features) if aus is not None else (self.svm_class().features,)
         self._features, *regions = chunked_features(images, *extract)
         self._regions = regions[0] if regions else None
 
     def fit(self, idx: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Fitted:
         n_jobs = self.options.n_jobs
-        pain = LbpSvmClassifier(n_jobs=n_jobs, components=PAIN_COMPONENTS).fit(self._features[idx], y[idx],
-                                                                                 groups=groups[idx])
+        pain = self.svm_class(n_jobs=n_jobs, components=PAIN_COMPONENTS).fit(self._features[idx], y[idx],
+                                                                               groups=groups[idx])
         aus = None
         if self.aus is not None:
             aus = AuScorer(n_jobs=n_jobs).fit(self._regions[idx], self.aus[idx], groups=groups[idx])
