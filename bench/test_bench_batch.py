@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 VIDEOS = Path(__file__).parent / "results" / "videos" / "batch"
 
 
+@pytest.mark.timeout(1800)  # the first run renders its six videos (about 100 s each) before it measures
 def test_videos_per_hour(tmp_path, record):
     VIDEOS.mkdir(parents=True, exist_ok=True)
     videos = []
