@@ -263,9 +263,7 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
                 try:
                     finished(fut.result())
                 except Exception as exc:  # noqa: BLE001 - a worker the cluster lost (KilledWorker): this video only
-                    video, out_dir = futures[fut][0], futures[fut][1]
-                    finished({**summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed",
-                                            f"{CRASHED} ({type(exc).__name__})"), "exit_code": 1})
+                    finished(_job_row(futures[fut], "failed", f"{CRASHED} ({type(exc).__name__})"))
 
             try:
                 for fut in dask_completed(list(pending)):
@@ -292,10 +290,9 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
                 jobs = _run_pool(jobs, workers, context, frames_queue, stop, started, finished)
                 if not jobs:
                     return
-            for video, out_dir, *_ in jobs:
-                finished({**summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed",
-                                        f"not analysed: {MAX_POOLS} worker pools in a row died before it began"),
-                          "exit_code": 1})
+            for job in jobs:
+                finished(_job_row(job, "failed", f"not analysed: {MAX_POOLS} worker pools in a row died before it "
+                                                 "began"))
         finally:
             if frames_queue is not None:
                 frames_queue.put(None)
@@ -305,6 +302,13 @@ def _run_parallel(jobs: list[tuple], workers: int, scheduler: str | None, finish
 MAX_POOLS = 3  # fresh pools tried after a worker died, for the videos not begun yet
 CRASHED = ("crashed: its worker process died (killed by the system, e.g. out of memory, or kill -9) while it "
            "ran, or beside the one that did; the run stopped without closing: --resume finishes it")
+
+
+def _job_row(job: tuple, status: str, error: str = "") -> dict:
+    """The summary row of a job (video, out_dir, ...) that did not return its own; a failure exits 1."""
+    video, out_dir = Path(job[0]), Path(job[1])
+    row = summary_row(video, out_dir / video.stem, status, error)
+    return {**row, "exit_code": 1} if status == "failed" else row
 
 
 def _run_pool(jobs: list[tuple], workers: int, context, frames_queue, stop, started,
@@ -318,10 +322,8 @@ def _run_pool(jobs: list[tuple], workers: int, context, frames_queue, stop, star
         try:
             finished(fut.result())
         except BrokenProcessPool:
-            video, out_dir = futures[fut][0], futures[fut][1]
-            if video in started:
-                finished({**summary_row(Path(video), Path(out_dir) / Path(video).stem, "failed", CRASHED),
-                          "exit_code": 1})
+            if futures[fut][0] in started:
+                finished(_job_row(futures[fut], "failed", CRASHED))
             else:
                 again.append(futures[fut])
 
@@ -338,12 +340,11 @@ def _run_pool(jobs: list[tuple], workers: int, context, frames_queue, stop, star
             for fut in list(pending):
                 if fut.cancel():
                     pending.discard(fut)
-                    video, out_dir = futures[fut][0], futures[fut][1]
-                    finished(summary_row(Path(video), Path(out_dir) / Path(video).stem, NOT_STARTED))
+                    finished(_job_row(futures[fut], NOT_STARTED))
             for fut in as_completed(pending):
                 outcome(fut)
-            for video, out_dir, *_ in again:
-                finished(summary_row(Path(video), Path(out_dir) / Path(video).stem, NOT_STARTED))
+            for job in again:
+                finished(_job_row(job, NOT_STARTED))
             return []
     return again
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import imageio_ffmpeg
@@ -46,3 +47,8 @@ BLOCK_TORCH = ("import sys\nclass NoTorch:\n  def find_spec(self, name, path=Non
 BROKEN_TORCH = ("import sys\nclass BrokenTorch:\n  def find_spec(self, name, path=None, target=None):\n"
                 "    if name.split('.')[0] == 'torch': raise OSError('libtorch_cpu.so: cannot open shared object file')\n"
                 "sys.meta_path.insert(0, BrokenTorch())\n")
+
+
+def run_python(code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """CODE in a fresh Python process of this environment (what a new rat-monitor process imports and holds)."""
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout)

@@ -27,7 +27,7 @@ from rat_monitor.data import load_dataset, loso_splits
 from rat_monitor.errors import DatasetError, ModelError
 from rat_monitor.models import write_card
 from conftest import rendered
-from helpers import PicklePayload
+from helpers import PicklePayload, run_python
 
 runner = CliRunner()
 
@@ -214,9 +214,6 @@ def test_evaluation_refuses_an_image_listed_twice(small_dataset, tmp_path):
 def test_features_are_made_a_chunk_at_a_time_never_holding_every_picture(tmp_path):
     """A large dataset is turned into features a few hundred crops at a time: memory holds features, not pixels
     (100,000 crops held as pixels took more than 24 GB). 1,500 crops of 400x400 px would hold 720 MB."""
-    import subprocess
-    import sys
-
     import cv2
 
     rng = np.random.default_rng(0)
@@ -236,8 +233,7 @@ def test_features_are_made_a_chunk_at_a_time_never_holding_every_picture(tmp_pat
             "t.prepare(load_dataset(sys.argv[1]))\n"
             "peak = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
             "print(t.backend._features.shape[0], peak // 1024)\n")
-    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "m.csv")], capture_output=True, text=True,
-                          timeout=300)
+    done = run_python(code, str(tmp_path / "m.csv"), timeout=300)
     assert done.returncode == 0, done.stderr
     crops, peak_mb = map(int, done.stdout.split())
     assert crops == 1500 and peak_mb < 600, peak_mb  # the pixels alone would be 720 MB
@@ -247,9 +243,6 @@ def test_an_analysis_starts_without_importing_scikit_learn():
     """Scoring with a saved model needs numpy only: importing the CLI, loading the bundled models and scoring a
     crop never imports scikit-learn (1 s of every analysis's and every batch worker's start; measured here:
     start-up 1.6-2.2 s before, 0.8-0.9 s after)."""
-    import subprocess
-    import sys
-
     code = ("import sys\n"
             "import numpy as np\n"
             "import rat_monitor.cli\n"
@@ -259,6 +252,6 @@ def test_an_analysis_starts_without_importing_scikit_learn():
             "load_detector(DEFAULT_DETECTOR)\n"
             "load_classifier(DEFAULT_CLASSIFIER).predict([np.zeros((112, 112, 3), np.uint8)])\n"
             "print(sorted({m.split('.')[0] for m in sys.modules if m.startswith('sklearn')}))\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = run_python(code)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]", done.stdout

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from rat_monitor import __version__
 from rat_monitor.cli import app
+from helpers import run_python
 
 runner = CliRunner()
 
@@ -100,12 +101,9 @@ def test_live_view_fits_80_columns_and_says_when_the_first_row_comes():
     assert "P(pain)" in text and "0.82" in text and "ALERT" in text and "RGS" in text
 
 
-def test_a_library_warning_is_one_line_never_its_source(tmp_path):
+def test_a_library_warning_is_one_line_never_its_source():
     """A warning raised inside a command (scikit-learn's, PyTorch's) reaches the terminal as one 'warning:' line
     with its message, not the library's file path, line number and source line."""
-    import subprocess
-    import sys
-
     code = ("import warnings, typer\n"
             "from rat_monitor.cli.app import friendly_errors\n"
             "@friendly_errors\n"
@@ -113,7 +111,7 @@ def test_a_library_warning_is_one_line_never_its_source(tmp_path):
             "    from sklearn.exceptions import ConvergenceWarning\n"
             "    warnings.warn('Liblinear failed to converge, increase the number of iterations.', ConvergenceWarning)\n"
             "typer.run(command)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = run_python(code, timeout=60)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["warning: Liblinear failed to converge, increase the number of iterations."], result.stderr

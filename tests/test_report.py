@@ -391,7 +391,8 @@ def test_a_dark_crop_is_shown_larger_and_brightened_for_viewing_its_file_unchang
     assert runner.invoke(app, ["report", str(run), "--out", str(out)]).exit_code == 0
     page = out.read_text()
     shown = re.findall(r'src="data:image/jpeg;base64,([^"]+)"', page)
-    assert shown and "brightened for viewing" in page
+    # the crops' own hover text, not the paragraph above them that explains it
+    assert shown and page.count("brightened for viewing (the crop scored is as in crops/)") == len(shown)
     for data in shown:
         img = cv2.imdecode(np.frombuffer(base64.b64decode(data), np.uint8), cv2.IMREAD_COLOR)
         assert img.shape[:2] == (144, 144)

@@ -369,7 +369,7 @@ class Backend:
             raise DatasetError(f"{len(images)} crops need about {need / 2**30:.1f} GiB held as pixels for resnet18; "
                                f"this machine has {have / 2**30:.1f} GiB: use --kind lbp-svm or mobilenet-linear "
                                "(they hold features, not pixels), or fewer crops")
-        self.images = [_input_sized(img) for img in _each(images)]
+        self.images = [_input_sized(img) for img in images]
         self.aus = aus
 
     def fit(self, idx: np.ndarray, y: np.ndarray, groups: np.ndarray) -> Fitted:
@@ -387,11 +387,6 @@ class Backend:
 
     def save(self, fitted: Fitted, out_dir: Path, training: dict, metrics: dict | None = None) -> dict:
         return fitted.pain.save(out_dir, self.options.task, training, metrics)
-
-
-def _each(images: Sequence):
-    for i in range(len(images)):
-        yield images[i]
 
 
 def _input_sized(img: np.ndarray) -> np.ndarray:

@@ -113,11 +113,15 @@ def check_options(options: dict) -> None:
             raise ConfigError(why)
 
 
+def warn(text: str, label: str = "warning") -> None:
+    """One warning line on stderr (the text is text, never markup)."""
+    err.print(f"[yellow]{label}:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
 def _say_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """A library's warning (scikit-learn's, PyTorch's) as one line on stderr: its message, never the library's
     file, line number and source line."""
-    text = (str(message).strip().splitlines() or [category.__name__])[0]
-    err.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+    warn((str(message).strip().splitlines() or [category.__name__])[0])
 
 
 def friendly_errors(fn):
@@ -196,11 +200,7 @@ class Alerts:
     def __init__(self, command: str | None):
         from ..sinks.alerts import AlertCommand
 
-        self.command = AlertCommand(command, self._warn) if command else None
-
-    @staticmethod
-    def _warn(problem: str) -> None:
-        err.print(f"[yellow]warning:[/] {escape(problem)}", highlight=False, soft_wrap=True)
+        self.command = AlertCommand(command, warn) if command else None
 
     def raised(self, record: dict, where: str = "") -> None:
         from ..timeline import RULE_NAMES

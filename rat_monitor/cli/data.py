@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_DETECTOR
-from .app import DETECTOR_HELP, app, clock_time, err, friendly_errors, out, progress_bars
+from .app import DETECTOR_HELP, app, clock_time, friendly_errors, out, progress_bars, warn
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -60,7 +59,7 @@ def report(
         if written["plotted"] < written["runs"] else ""
     out.print(f"report → {written['html']} (plot: {written['png']}{together})", highlight=False)
     for damaged in written["damaged"]:
-        err.print(f"[yellow]not in the report:[/] {escape(damaged['why'])}", highlight=False, soft_wrap=True)
+        warn(damaged["why"], "not in the report")
     if written["damaged"]:
         raise typer.Exit(1)  # the report holds the others; a script learns that some were left out
 

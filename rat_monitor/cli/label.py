@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
-from .app import app, err, friendly_errors, out, progress_bars
+from .app import app, friendly_errors, out, progress_bars, warn
 
 
 class _DefaultToOpen(TyperGroup):
@@ -127,7 +126,7 @@ def label_open(
 def say_damaged(project) -> None:
     """One warning per record the project leaves out (cut short, edited, planted; a frame's picture missing)."""
     for line in project.damaged():
-        err.print(f"[yellow]left out:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        warn(line, "left out")
 
 
 @label_app.command("export")

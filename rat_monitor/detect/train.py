@@ -138,8 +138,9 @@ def _yolo_boxes(lab: Path, w: int, h: int, root: Path) -> np.ndarray:
         return np.zeros((0, 4), np.float32)
     if not lab.is_file():
         raise DatasetError(f"{lab} is not a regular file")
-    if lab.stat().st_size > MAX_LABEL_BYTES:
-        raise DatasetError(f"{lab} is {lab.stat().st_size} bytes; a label file holds a few boxes")
+    size = lab.stat().st_size
+    if size > MAX_LABEL_BYTES:
+        raise DatasetError(f"{lab} is {size} bytes; a label file holds a few boxes")
     try:
         lines = lab.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:

@@ -29,10 +29,9 @@ def export_yolo(project: Project, out: Path, frame_ids: list[str] | None = None)
         if frame["status"] == "unlabelled" or (frame_ids is not None and frame["id"] not in frame_ids):
             continue
         w, h = frame["width"], frame["height"]
-        picture = project.frame_image(frame["id"])
-        if not picture.is_file() or picture.is_symlink():
+        if not project.has_picture(frame["id"]):
             continue
-        shutil.copyfile(picture, out / "images" / f"{frame['id']}.jpg")
+        shutil.copyfile(project.frame_image(frame["id"]), out / "images" / f"{frame['id']}.jpg")
         for folder, boxes in (("labels", frame["boxes"]), ("negatives", frame["rejected"])):
             lines = [f"0 {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
                      for x0, y0, x1, y1 in boxes]

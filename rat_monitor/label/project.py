@@ -179,9 +179,14 @@ class Project:
             except LabelError as exc:
                 lines.append(str(exc))
                 continue
-            if kind == "frame" and not (folder / f"{item}.jpg").is_file():
+            if kind == "frame" and not self.has_picture(item):
                 lines.append(f"the picture of frame {item} is missing ({folder / item}.jpg)")
         return lines
+
+    def has_picture(self, frame_id: str) -> bool:
+        """Whether the frame's picture is there, as a regular file of the project (not a link)."""
+        path = self.frames_dir / f"{frame_id}.jpg"
+        return path.is_file() and not path.is_symlink()
 
     def frame_image(self, frame_id: str) -> Path:
         self.frame(frame_id)  # validates the id

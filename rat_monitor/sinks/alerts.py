@@ -16,29 +16,6 @@ ALERT_COMMAND_TIMEOUT_S = 30  # one run of the command; it is killed after this
 MAX_WAITING = 50  # alerts queued for a command that is slower than they come; more are not handed to it (said)
 
 
-def run_alert_command(command: str, record: dict, started: Callable[[subprocess.Popen], None] | None = None,
-                      timeout_s: float = ALERT_COMMAND_TIMEOUT_S) -> str | None:
-    """Runs COMMAND through the shell with the alert on stdin, killed after TIMEOUT_S; returns a problem
-    description, or None. STARTED gets the process (so that it can be killed at exit)."""
-    try:
-        proc = subprocess.Popen(command, shell=True, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-    except OSError as exc:
-        return f"--on-alert command could not start: {exc.strerror or exc}"
-    if started:
-        started(proc)
-    try:
-        _, stderr = proc.communicate(json.dumps(record), timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        proc.communicate()
-        return f"--on-alert command did not finish within {timeout_s:g} s (killed) for the alert of minute " \
-               f"{record.get('minute')}"
-    if proc.returncode != 0:
-        return f"--on-alert command exited with {proc.returncode}: {stderr.strip()[:200]}"
-    return None
-
-
 class AlertCommand:
     """The user's --on-alert command, run on a thread of its own for each alert handed to it, one at a time and in
     order, each bounded by its timeout. SAY gets one line per problem (a failure, a timeout, an alert not handed
@@ -61,13 +38,30 @@ class AlertCommand:
 
     def _work(self) -> None:
         while (record := self.waiting.get()) is not None:
-            problem = run_alert_command(self.command, record, self._started, self.timeout_s)
+            problem = self._run(record)
             self.running = None
             if problem:
                 self.say(problem)
 
-    def _started(self, proc: subprocess.Popen) -> None:
-        self.running = proc
+    def _run(self, record: dict) -> str | None:
+        """The command through the shell with the alert on stdin, killed after its timeout (self.running while it
+        runs, so that close() can kill it); a problem description, or None."""
+        try:
+            self.running = proc = subprocess.Popen(self.command, shell=True, stdin=subprocess.PIPE,
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                                   start_new_session=True)
+        except OSError as exc:
+            return f"--on-alert command could not start: {exc.strerror or exc}"
+        try:
+            _, stderr = proc.communicate(json.dumps(record), timeout=self.timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            proc.communicate()
+            return f"--on-alert command did not finish within {self.timeout_s:g} s (killed) for the alert of " \
+                   f"minute {record.get('minute')}"
+        if proc.returncode != 0:
+            return f"--on-alert command exited with {proc.returncode}: {stderr.strip()[:200]}"
+        return None
 
     def close(self, wait_s: float | None = None) -> None:
         """Lets the queued alerts run for up to WAIT_S (one command's timeout by default), then stops."""

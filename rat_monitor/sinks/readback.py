@@ -46,9 +46,7 @@ class DamagedRun(ConfigError):
 def own_file(folder: Path, name: str) -> Path | None:
     """FOLDER/NAME when it is a regular file of the folder itself; None when it is absent. A link (even one that
     points inside) or anything but a regular file is refused: a planted link would make the report read outside."""
-    path = Path(folder) / name
-    if path.is_symlink():
-        raise DamagedRun(f"{path} is a link; a run folder's files are never followed elsewhere")
+    path = _not_a_link(Path(folder) / name)
     if not path.exists():
         return None
     if not path.is_file():
@@ -133,8 +131,13 @@ def check_run(folder: Path) -> None:
     read_minutes(folder)
     read_frames(folder)
     read_alerts(folder)
-    if (Path(folder) / "crops").is_symlink():
-        raise DamagedRun(f"{Path(folder) / 'crops'} is a link; a run folder's files are never followed elsewhere")
+    _not_a_link(Path(folder) / "crops")
+
+
+def _not_a_link(path: Path) -> Path:
+    if path.is_symlink():
+        raise DamagedRun(f"{path} is a link; a run folder's files are never followed elsewhere")
+    return path
 
 
 def crop_file(folder: Path, crop: str) -> Path | None:

@@ -10,8 +10,8 @@ import json
 import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -461,9 +461,10 @@ def _thumbnails(run: RunData, refused: bool = False) -> tuple[list[dict], int]:
     groups: dict[int, list] = {}
     frames = [f for f in run.frames if (f.get("refused") == "1") == refused]
     start = run_start(run)
-    for f in _spread(run, [f for f in frames if f.get("crop")]):
+    value = "familiarity" if refused else "pain_prob"
+    for f in _spread(run, [f for f in frames if f.get("crop") and f[value]]):
         thumb = _thumb(crop_file(run.folder, f["crop"]))
-        if thumb is None or not f["familiarity" if refused else "pain_prob"]:
+        if thumb is None:
             continue
         data, brightened = thumb
         t = float(f["t_s"])

@@ -137,9 +137,8 @@ class MediaClock:
             last_index, last_t = self.last
             skipped = index - last_index - 1
             expected = (skipped + 1) / self.fps
-            if last and t > last_t + expected:
-                self.offset += last_t + expected - t
-                t = last_t + expected
+            if last:  # nothing follows: its own time is not needed to place any later frame
+                t = min(t, last_t + expected)
             bridged = not (t > last_t and self._fits(t - last_t, expected))
             if bridged:
                 self.discontinuities.append({"frame": index, "after_s": round(last_t, 3),
