@@ -24,7 +24,7 @@ from .errors import ConfigError, RatMonitorError, RunExists, SourceError, first_
 from .pipeline import Observer, Settings
 from .runs import analyze_video
 from .models import atomic_write_text
-from .sinks.files import make_dir, pain_levels
+from .sinks.files import ANIMAL_COLUMN, make_dir, pain_levels
 from .sinks.readback import DamagedRun, read_info, read_minutes
 from .stopping import signals_set
 from .tables import read_rows
@@ -33,9 +33,10 @@ from .timeline import AlertRule
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv", ".webm", ".ts", ".mts", ".flv")
 KEPT = "kept (earlier run)"  # refused to replace an existing run without --overwrite or --resume
+# animal: empty for a run of one animal; a run of several animals (--animals N) has a row per animal instead
 SUMMARY_COLUMNS = ["video", "run_dir", "status", "error", "duration_s", "frames", "minutes", "minutes_observed",
                    "minutes_none", "minutes_moderate", "minutes_severe", "minutes_unknown", "alerts", "fps",
-                   "minutes_unfamiliar", "refused_crops", "minutes_pain"]
+                   "minutes_unfamiliar", "refused_crops", "minutes_pain", "animal"]
 
 
 def expand_inputs(items: list[str | Path]) -> list[Path]:
@@ -78,20 +79,33 @@ def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dic
         info, rows = {}, None
         row["error"] = row["error"] or first_line(exc)
     if rows is not None:
-        levels = [r["pain_level"] for r in rows]
-        shown = ("none", *pain_levels(info, rows), "unknown")  # a level the model cannot give stays empty
-        row.update({"duration_s": f"{float(rows[-1]['end_s']):.1f}" if rows else "0", "minutes": len(rows),
-                    "frames": sum(int(r["frames"]) for r in rows),
-                    "minutes_observed": sum(lv != "unknown" for lv in levels),
-                    **{f"minutes_{k}": levels.count(k) if k in shown else ""
-                       for k in ("none", "pain", "moderate", "severe", "unknown")},
-                    "alerts": sum(1 for r, prev in zip(rows, [{"alert": "0"}] + rows) if r["alert"] == "1"
-                                  and prev["alert"] == "0"),
-                    "minutes_unfamiliar": sum(r.get("status") == "unfamiliar" for r in rows),
-                    "refused_crops": sum(int(r.get("refused_frames") or 0) for r in rows)})
+        animals = list(dict.fromkeys(r.get(ANIMAL_COLUMN, "") for r in rows))
+        if animals and animals != [""]:  # several animals: the video's counts are each animal's (animal_rows)
+            row["animals"] = [{"animal": a, **_minute_counts([r for r in rows if r[ANIMAL_COLUMN] == a], info)}
+                              for a in animals]
+        row.update(_minute_counts([r for r in rows if r.get(ANIMAL_COLUMN, "") == (animals or [""])[0]], info))
     if "fps" in info.get("totals", {}):
         row["fps"] = info["totals"]["fps"]
     return row
+
+
+def _minute_counts(rows: list[dict], info: dict) -> dict:
+    levels = [r["pain_level"] for r in rows]
+    shown = ("none", *pain_levels(info, rows), "unknown")  # a level the model cannot give stays empty
+    return {"duration_s": f"{float(rows[-1]['end_s']):.1f}" if rows else "0", "minutes": len(rows),
+            "frames": sum(int(r["frames"]) for r in rows),
+            "minutes_observed": sum(lv != "unknown" for lv in levels),
+            **{f"minutes_{k}": levels.count(k) if k in shown else ""
+               for k in ("none", "pain", "moderate", "severe", "unknown")},
+            "alerts": sum(1 for r, prev in zip(rows, [{"alert": "0"}] + rows) if r["alert"] == "1"
+                          and prev["alert"] == "0"),
+            "minutes_unfamiliar": sum(r.get("status") == "unfamiliar" for r in rows),
+            "refused_crops": sum(int(r.get("refused_frames") or 0) for r in rows)}
+
+
+def animal_rows(row: dict) -> list[dict]:
+    """A video's summary row as summary.csv holds it: itself, or one row per animal of a run of several."""
+    return [{**row, **counts} for counts in row.get("animals", [])] or [row]
 
 
 @dataclass(frozen=True)
@@ -369,18 +383,20 @@ def write_summary(rows: list[dict], out_dir: Path) -> Path:
     """OUT/summary.csv: one row per video ever analysed into OUT, the latest outcome of each. A video whose earlier
     run was kept (not replaced) keeps its earlier row; rows of videos not in this batch stay."""
     path = Path(out_dir) / "summary.csv"
-    merged: dict[str, dict] = {}
+    merged: dict[str, list[dict]] = {}  # video -> its rows (one, or one per animal)
     if path.exists():
         try:
-            merged = {r["video"]: r for r in read_rows(path) if r.get("video")}
+            for r in read_rows(path):
+                if r.get("video"):
+                    merged.setdefault(r["video"], []).append(r)
         except (OSError, UnicodeDecodeError, csv.Error, KeyError):
             merged = {}  # unreadable: rewritten from this batch
     for r in rows:
         if r["status"] != KEPT or r["video"] not in merged:
-            merged[r["video"]] = r
+            merged[r["video"]] = animal_rows(r)
     lines = io.StringIO()
     w = csv.DictWriter(lines, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
     w.writeheader()
-    w.writerows(merged.values())
+    w.writerows(r for video_rows in merged.values() for r in video_rows)
     atomic_write_text(path, lines.getvalue())
     return path

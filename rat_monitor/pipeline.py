@@ -20,6 +20,7 @@ from .camera import CONFIDENT_SCORE, camera_check
 from .classify.base import PainClassifier
 from .detect.centernet import FaceDetector
 from .errors import ConfigError
+from .identity import UNKNOWN, Identities
 from .imaging import as_stored
 from .models import validation_status
 from .select import FixtureFilter, QualityScorer, SelectionSettings, WindowSelector
@@ -30,6 +31,9 @@ from .track import DetectionSchedule, Tracker
 from .types import Candidate, FaceTrack, Frame, MinuteSummary, ScoredFrame
 
 
+MAX_ANIMALS = 6
+
+
 @dataclass
 class Settings:
     # the detector runs at least this often on still faces; 0.2 s halved its runs on the 720p bench video
@@ -38,6 +42,12 @@ class Settings:
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     alert: AlertRule = field(default_factory=AlertRule)
     duration_s: float | None = None  # stop after this much media (or wall-clock) time
+    animals: int = 1  # rats in view: from 2 on, each face is told to an animal (identity.py), a timeline each
+    animal_names: list[str] = field(default_factory=list)  # their names, from left to right as first seen
+
+    def names(self) -> list[str]:
+        """One name per animal: the user's, then 'animal K' for the rest."""
+        return [self.animal_names[k] if k < len(self.animal_names) else f"animal {k + 1}" for k in range(self.animals)]
 
     def check(self) -> None:
         w = self.selection.window_s
@@ -47,6 +57,11 @@ class Settings:
             raise ConfigError("--per-window must be at least 1")
         if self.duration_s is not None and not (math.isfinite(self.duration_s) and self.duration_s > 0):
             raise ConfigError(f"--duration must be a positive number of seconds, not {self.duration_s:g}")
+        if not 1 <= self.animals <= MAX_ANIMALS:
+            raise ConfigError(f"--animals must be 1 to {MAX_ANIMALS}")
+        names = self.names()
+        if len(self.animal_names) > self.animals or len(set(names)) < len(names) or not all(n.strip() for n in names):
+            raise ConfigError(f"--animal-names needs at most {self.animals} different, non-empty names (one per animal)")
 
 
 class Observer:
@@ -128,6 +143,7 @@ class Totals:
     detector_runs: int = 0
     confident_detector_runs: int = 0  # checks with a face at camera.CONFIDENT_SCORE or more
     fixture_tracks: int = 0  # boxes that stayed put with nothing changing inside for a minute: never scored
+    unidentified_face_frames: int = 0  # several animals: faces seen whose animal was not sure (scored for none)
     scored_frames: int = 0
     refused_frames: int = 0  # selected crops refused as unlike the classifier's training faces
     minutes: int = 0
@@ -181,7 +197,10 @@ class FaceFinder:
         self.schedule = DetectionSchedule(still_every_s=settings.detect_still_every_s)
         self.quality = QualityScorer()
         self.last_quality: dict[int, float] = {}
-        self.selector = WindowSelector(settings.selection)
+        # several animals: each face told to its animal, and each animal's best frames chosen on their own
+        self.identities = Identities(settings.animals) if settings.animals > 1 else None
+        self.selectors = {a: WindowSelector(settings.selection) for a in range(1, settings.animals + 1)}
+        self.animals_seen: set[int] = set()  # the animals whose face is on this frame
         self.fixtures = FixtureFilter()
         self.detector_runs = 0
         self.confident_runs = 0
@@ -189,7 +208,7 @@ class FaceFinder:
     def step(self, frame, clock: StageClock | None = None) -> tuple[list, list[Candidate]]:
         """Tracks on this frame, and the selection of the window that closed just before it."""
         clock = clock or StageClock()
-        closed = self.selector.advance(frame.t_s)
+        closed = [c for sel in self.selectors.values() for c in sel.advance(frame.t_s)]
         dets = None
         if self.schedule.due(self.tracker, frame.t_s):
             dets = self.detector.detect(frame.image)
@@ -201,12 +220,20 @@ class FaceFinder:
         candidates = self.quality.score(frame.image, tracks, frame.index, frame.t_s)
         self.last_quality = {c.track_id: c.quality.score for c in candidates}  # for a live picture of the frame
         clock.lap("quality")
-        self.selector.add(self.fixtures.keep(candidates))
+        if self.identities is not None:
+            candidates = self.identities.assign(candidates, frame.t_s)
+            clock.lap("identity")
+            self.animals_seen = {c.animal for c in candidates} - {UNKNOWN}
+        else:
+            self.animals_seen = {1} if tracks else set()
+        kept = self.fixtures.keep(candidates)
+        for animal, selector in self.selectors.items():
+            selector.add([c for c in kept if c.animal == animal])
         clock.lap("select")
         return tracks, closed
 
     def flush(self) -> list[Candidate]:
-        return self.selector.flush()
+        return [c for sel in self.selectors.values() for c in sel.flush()]
 
 
 class Pipeline:
@@ -223,8 +250,14 @@ class Pipeline:
         self.writer = writer
         self.observer = observer or Observer()
         self.faces = FaceFinder(detector, self.settings)
-        self.timeline = Timeline(start_time=source.info.start_time, rule=self.settings.alert, live=source.info.live,
-                                 earlier=earlier)
+        if earlier and self.settings.animals > 1:
+            raise ConfigError("--resume does not yet continue a run of several animals; analyse it again with "
+                              "--overwrite")
+        # a timeline per animal, each with its own smoothing and alert (one animal: the one timeline as always)
+        self.names = self.settings.names() if self.settings.animals > 1 else [""]
+        self.timelines = {a: Timeline(start_time=source.info.start_time, rule=self.settings.alert,
+                                      live=source.info.live, earlier=earlier)
+                          for a in range(1, self.settings.animals + 1)}
         # Resuming: frames before resume_s only warm up the tracker and quality measures; their minutes are done.
         self.resume_s = resume_s
         self.totals = Totals()
@@ -236,7 +269,8 @@ class Pipeline:
         preds = self.classifier.predict([image for image, _ in stored])
         self.clock.lap("classify")
         scored = [ScoredFrame(c, p, jpeg) for c, p, (_, jpeg) in zip(candidates, preds, stored)]
-        self.timeline.add_scored(scored)
+        for animal, timeline in self.timelines.items():
+            timeline.add_scored([s for s in scored if s.candidate.animal == animal])
         self.writer.scored(scored)
         if self.annotator:
             self.annotator.scored(scored)
@@ -244,6 +278,19 @@ class Pipeline:
         self.totals.scored_frames += len(scored) - refused
         self.totals.refused_frames += refused
         self.observer.scored(scored)
+
+    def _closed(self, per_animal: list[list[MinuteSummary]]) -> list[MinuteSummary]:
+        """The minutes the animals' timelines closed together (they count the same frames), minute by minute,
+        each row named after its animal."""
+        for name, rows in zip(self.names, per_animal):
+            for r in rows:
+                r.animal = name
+        return [r for rows in zip(*per_animal) for r in rows]
+
+    @property
+    def rows(self) -> list[MinuteSummary]:
+        """Every minute of every animal so far, minute by minute."""
+        return [r for rows in zip(*(tl.rows for tl in self.timelines.values())) for r in rows]
 
     def _minutes(self, rows: list[MinuteSummary]) -> None:
         for m in rows:
@@ -280,7 +327,9 @@ class Pipeline:
                 if tot.first_frame_epoch is None:
                     tot.first_frame_epoch = time.time()
                 self._score(closed)
-                self._minutes(self.timeline.add_frame(frame.t_s, bool(tracks), frame.dropped_before))
+                self._minutes(self._closed([tl.add_frame(frame.t_s, animal in self.faces.animals_seen,
+                                                         frame.dropped_before)
+                                            for animal, tl in self.timelines.items()]))
                 clock.lap("timeline")
                 if self.annotator:
                     self.annotator.frame(frame.index, frame.t_s, frame.image, tracks)
@@ -303,12 +352,14 @@ class Pipeline:
             tot.detector_runs = self.faces.detector_runs
             tot.confident_detector_runs = self.faces.confident_runs
             tot.fixture_tracks = len(self.faces.fixtures.fixtures)
+            tot.unidentified_face_frames = self.faces.identities.unknown if self.faces.identities else 0
             fps = self.source.info.fps or 30.0
             if last_t >= self.resume_s:
                 # A live source given up: the minutes until then were lost, and the timeline says so.
                 given_up = getattr(self.source, "given_up_at_s", None)
-                self._minutes(self.timeline.finish(end_s=max(last_t + 1.0 / fps, given_up or 0.0)))
-            tot.alerts = sum(r.alert_event == "raised" for r in self.timeline.rows)
+                end_s = max(last_t + 1.0 / fps, given_up or 0.0)
+                self._minutes(self._closed([tl.finish(end_s=end_s) for tl in self.timelines.values()]))
+            tot.alerts = sum(r.alert_event == "raised" for r in self.rows)
             tot.wall_s = time.perf_counter() - t0
             clock.lap("finish")
             tot.stage_ms_per_frame = clock.ms_per_frame(tot.frames)
@@ -318,7 +369,7 @@ class Pipeline:
                 ms = 1000 * np.array(latencies)
                 tot.latency_ms = {"p50": round(float(np.percentile(ms, 50)), 1),
                                   "p95": round(float(np.percentile(ms, 95)), 1), "max": round(float(ms.max()), 1)}
-        return RunResult(self.timeline.rows, tot, self.camera_check())
+        return RunResult(self.rows, tot, self.camera_check())
 
     def camera_check(self) -> dict:
         return camera_check(self.totals.detector_runs, self.totals.confident_detector_runs,

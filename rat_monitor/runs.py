@@ -47,7 +47,8 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
             raise
     annotator = None
     try:
-        with RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units) as writer:
+        with RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units,
+                       animals=animal_names(settings)) as writer:
             if annotate:
                 info = source.info
                 annotator = Annotator(run_dir / "annotated.mp4", info.width, info.height, info.fps or 30.0,
@@ -77,6 +78,11 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
         source.close()
 
 
+def animal_names(settings: Settings) -> list[str] | None:
+    """The animals' names for the run files when there are several (the files then gain an animal column)."""
+    return settings.names() if settings.animals > 1 else None
+
+
 def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, settings: Settings,
                  overwrite: bool = False, observer: Observer | None = None, resume: bool = False,
                  stop: threading.Event | None = None) -> RunResult:
@@ -94,7 +100,8 @@ def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, set
         earlier, _ = prepare_resume(run_dir, classifier.action_units)
     else:
         prepare_run_dir(run_dir, overwrite)
-    with RunWriter(run_dir, resume=state != "new", action_units=classifier.action_units) as writer:
+    with RunWriter(run_dir, resume=state != "new", action_units=classifier.action_units,
+                   animals=animal_names(settings)) as writer:
         pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier, stop=stop)
         result = pipe.run()
         # complete: the source ended or was given up; a run stopped by Ctrl-C or SIGTERM is interrupted instead.

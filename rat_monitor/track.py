@@ -1,9 +1,11 @@
-"""Face tracking: one Kalman-filtered box per rat, IoU association, prediction through frames the detector
-skips (update(None)), re-detection on loss, and a pose hint from the box shape."""
+"""Face tracking: one Kalman-filtered box per face, Hungarian assignment of detections to the tracks' predicted
+boxes by IoU, prediction through frames the detector skips (update(None)), track births and deaths, and a pose
+hint from the box shape. A track is a face followed while it stays in view; which animal it is, identity.py says."""
 
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 
 from .imaging import iou
 from .types import Detections, FaceTrack
@@ -98,9 +100,11 @@ class Tracker:
         matched_t, matched_d = set(), set()
         if self._tracks and len(dets):
             overlap = iou(np.stack([t.kf.box for t in self._tracks]), boxes)
-            # Greedy by IoU: with a few rats per cage this equals the Hungarian assignment in practice.
-            for ti, di in sorted(np.argwhere(overlap >= self.iou_threshold), key=lambda p: -overlap[p[0], p[1]]):
-                if ti in matched_t or di in matched_d:
+            # Hungarian: the assignment with the most overlap in total. Where two faces pass close, the greedy
+            # best-pair-first choice can hand one face's detection to the other's track.
+            gated = np.where(overlap >= self.iou_threshold, overlap, 0.0)
+            for ti, di in zip(*linear_sum_assignment(gated, maximize=True)):
+                if overlap[ti, di] < self.iou_threshold:
                     continue
                 matched_t.add(ti)
                 matched_d.add(di)

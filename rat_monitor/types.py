@@ -91,6 +91,7 @@ class Candidate:
     box: np.ndarray
     crop: np.ndarray
     quality: Quality
+    animal: int = 1  # which animal the face is (identity.py; 1 with one animal); 0: not sure, scored for none
 
 
 @dataclass(frozen=True)
@@ -154,3 +155,4 @@ class MinuteSummary:
     pain_sum: float = 0.0  # sum of the scored frames' P(pain): what smoothing pools across minutes
     alert_event: str = ""  # "raised" or "cleared" on the minute the alert changed, else empty
     alert_rule: str = ""  # the rules holding the alert on: "p_pain", "rgs" or "p_pain+rgs"; empty when off
+    animal: str = ""  # whose minute (its name) with several animals; empty with one

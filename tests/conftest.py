@@ -96,6 +96,10 @@ RENDERS = {
     # 3 minutes of a rat in severe pain from the start, 480x270 at 5 fps: an alert in minute 2
     "painful": (partial(write_video, VideoSpec(width=480, height=270, fps=5, minutes=3, seed=31, subject=4,
                                                schedule="0:2")), "painful.mp4"),
+    # two rats, albino at the back in pain from the start, hooded in front pain-free; they pass one another at
+    # 0:30 and 1:30 (the one behind hidden for a moment); 640x360 at 10 fps, 2 minutes
+    "two_rats": (partial(write_video, VideoSpec(width=640, height=360, fps=10, minutes=2, seed=5, subject=30,
+                                                coat="albino,hooded", schedule="0:2;0:0", rats=2)), "two_rats.mp4"),
     # 4 synthetic animals x 40 crops with action-unit labels
     "au_data": (partial(write_dataset, subjects=4, per_subject=40, seed=9), "ds"),
     # 4 synthetic animals x 60 crops with action-unit labels
@@ -146,3 +150,8 @@ def short_video(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def two_minute_video(tmp_path_factory) -> Path:
     return rendered("two_minute_video", tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def two_rats(tmp_path_factory) -> Path:
+    return rendered("two_rats", tmp_path_factory)

@@ -208,6 +208,7 @@ class Alerts:
         rgs = f", RGS {record['rgs']:.2f}" if record.get("rgs") is not None else ""
         rule = f" ({' and '.join(RULE_NAMES.get(k, k) for k in record['rule'].split('+'))} rule)" \
             if record.get("rule") else ""
+        where += f"{record['animal']}, " if record.get("animal") else ""
         err.print(f"[bold red]ALERT[/]{rule} {escape(where)}minute {record['minute']}: smoothed P(pain) "
                   f"{record['pain_prob_smoothed']:.2f}{rgs}", highlight=False)
         if self.command:
@@ -221,11 +222,20 @@ class Alerts:
             self.command.close()
 
 
-def settings(window: float, per_window: int, duration: float | None):
+ANIMALS_HELP = ("Rats in view (1-6). From 2 on, each face is told to its animal (by how it looks and where it "
+                "was), a face whose animal is not sure counts for none, and timeline.csv has a row per minute per "
+                "animal.")
+ANIMAL_NAMES_HELP = ("With --animals: the animals' names, comma-separated, from left to right as first seen "
+                     "(e.g. 'rat 7,rat 9'); default 'animal 1', 'animal 2', ...")
+
+
+def settings(window: float, per_window: int, duration: float | None, animals: int = 1, animal_names: str = ""):
     from ..pipeline import Settings
     from ..select import SelectionSettings
 
-    return Settings(selection=SelectionSettings(window_s=window, per_window=per_window), duration_s=duration)
+    names = [n.strip() for n in animal_names.split(",")] if animal_names.strip() else []
+    return Settings(selection=SelectionSettings(window_s=window, per_window=per_window), duration_s=duration,
+                    animals=animals, animal_names=names)
 
 
 def clock_time(text: str, option: str) -> float:

@@ -135,9 +135,13 @@ def synth(
     size: str = typer.Option("1280x720", help="WIDTHxHEIGHT."),
     seed: int = typer.Option(0, help="Scene and behaviour seed: same seed, same video."),
     subject: int = typer.Option(1, help="Which animal (its look: size, ears, fur tone, eyes)."),
-    coat: str = typer.Option("albino", help="albino | hooded | dark | agouti."),
+    coat: str = typer.Option("albino", help="albino | hooded | dark | agouti. With --rats: one per rat, "
+                                            "comma-separated (rats not named take other coats)."),
     schedule: str = typer.Option("control", help="Pain over time: 'START_MIN:LEVEL,...' (e.g. '0:0,1:1,1.5:2') "
-                                                 "or a preset: control, onset, surgery, hard."),
+                                                 "or a preset: control, onset, surgery, hard. With --rats: one per "
+                                                 "rat, ';'-separated (rats not named stay control)."),
+    rats: int = typer.Option(1, help="Rats in the cage (1-3). From two on they trade places once a minute, one "
+                                     "passing in front of the other; the truth files gain an animal column."),
     low_light: bool = typer.Option(False, help="Dim light and more sensor noise."),
     fast: bool = typer.Option(False, help="More and faster dashes (motion blur)."),
     bars: bool = typer.Option(False, help="Wire-lid bars across the view."),
@@ -161,13 +165,22 @@ def synth(
     """
     from .. import synth as sy
 
-    if coat not in sy.COATS:
-        raise ConfigError(f"unknown --coat {coat!r}; choose one of {', '.join(sy.COATS)}")
-    steps = sy.parse_schedule(schedule)
+    if not 1 <= rats <= sy.MAX_RATS:
+        raise ConfigError(f"--rats must be 1 to {sy.MAX_RATS}")
+    for c in coat.split(","):
+        if c.strip() not in sy.COATS:
+            raise ConfigError(f"unknown --coat {c.strip()!r}; choose one of {', '.join(sy.COATS)}")
+    if rats == 1 and ("," in coat or ";" in schedule):
+        raise ConfigError("a coat or schedule per rat needs --rats 2 or more")
+    for one in schedule.split(";"):
+        sy.parse_schedule(one)
+    steps = sy.parse_schedule(schedule.split(";")[0])
     if out_path is not None and dataset is None and steps[-1][0] >= minutes:
         late = ", ".join(f"level {lv} from minute {start:g}" for start, lv in steps if start >= minutes)
         out.print(f"[yellow]note:[/] the video is {minutes:g} min long: the schedule's {late} will not be in it",
                   highlight=False, soft_wrap=True)
+    if dataset is not None and rats > 1:
+        raise ConfigError("--dataset writes face crops of one animal at a time: leave out --rats")
     if dataset is not None:
         with progress_bars() as progress:
             task = progress.add_task("crops", total=subjects * per_subject, rate="")
@@ -193,12 +206,12 @@ def synth(
     if out_path is None:
         raise ConfigError("give --out NAME.mp4 (or --dataset DIR / --contact-sheet FILE.png)")
     if out_path.suffix.lower() != ".mp4":
-        out_path = out_path / f"synth_seed{seed}_rat{subject}.mp4"
+        out_path = out_path / (f"synth_seed{seed}_rat{subject}.mp4" if rats == 1 else f"synth_seed{seed}_{rats}rats.mp4")
     w, h = _parse_size(size)
     if minutes <= 0 or not (1 <= fps <= 240):
         raise ConfigError("--minutes must be positive and --fps between 1 and 240")
     spec = sy.VideoSpec(width=w, height=h, fps=fps, minutes=minutes, seed=seed, subject=subject, coat=coat,
-                        schedule=schedule, low_light=low_light, fast=fast, bars=bars)
+                        schedule=schedule, low_light=low_light, fast=fast, bars=bars, rats=rats)
     t0 = time.perf_counter()
     with progress_bars() as progress:
         task = progress.add_task(out_path.name, total=spec.n_frames, rate="")

@@ -13,8 +13,8 @@ from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from ..pipeline import Observer
 from ..sinks.files import read_timeline
-from .app import (DETECTOR_HELP, MODEL_HELP, SAMPLES, Alerts, app, caveat, clock_time, err, friendly_errors,
-                  out, print_camera, print_refusal, progress_bars, settings)
+from .app import (ANIMAL_NAMES_HELP, ANIMALS_HELP, DETECTOR_HELP, MODEL_HELP, SAMPLES, Alerts, app, caveat,
+                  clock_time, err, friendly_errors, out, print_camera, print_refusal, progress_bars, settings)
 from .views import batch_table, timeline_table
 
 DEMO_SAMPLE = "albino_onset.mp4"
@@ -130,6 +130,8 @@ frames): the alert as JSON on stdin; killed after 30 s."),
     start_time: Optional[str] = typer.Option(None, help="Clock time of the video's first frame (ISO 8601, e.g. "
                                                         "2026-11-29T14:05; one video), for files that do not record "
                                                         "it: the timeline and report then show clock time."),
+    animals: int = typer.Option(1, help=ANIMALS_HELP),
+    animal_names: str = typer.Option("", help=ANIMAL_NAMES_HELP),
 ):
     """Analyse archived videos as fast as the machine allows: a run folder per video with the per-minute
     timeline (timeline.csv), the scored frames (frames.csv) and run.json; with several videos, summary.csv.
@@ -140,7 +142,8 @@ frames): the alert as JSON on stdin; killed after 30 s."),
     from ..batch import KEPT, NOT_STARTED, Job, expand_inputs, run_batch
 
     start_epoch = clock_time(start_time, "--start-time") if start_time is not None else None
-    job = Job(model, detector, settings(window, per_window, None), overwrite, resume, annotate, start_epoch)
+    job = Job(model, detector, settings(window, per_window, None, animals, animal_names), overwrite, resume, annotate,
+              start_epoch)
     job.settings.check()
     if workers < 1:
         raise ConfigError("--workers must be at least 1")

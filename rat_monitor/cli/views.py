@@ -8,6 +8,7 @@ from pathlib import Path
 from rich import box
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from ..classify.familiarity import unfamiliar_advice
@@ -21,7 +22,7 @@ def fmt(v, digits=2) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
-COMPACT = ("min", "face%", "scored", "P(pain)", "smooth", "level", "alert", "RGS")  # what fits in 80 columns
+COMPACT = ("animal", "min", "face%", "scored", "P(pain)", "smooth", "level", "alert", "RGS")  # what fits in 80 columns
 
 
 def timeline_table(rows: list[MinuteSummary], title: str = "Pain timeline", last: int | None = None,
@@ -30,17 +31,19 @@ def timeline_table(rows: list[MinuteSummary], title: str = "Pain timeline", last
     (orbital/nose/ears/whiskers, 0..2), blank for minutes without a scored face. compact: only the columns of
     COMPACT, for terminals under 100 columns."""
     table = Table(title=title, caption=caveat or None, caption_style="dim", box=box.SIMPLE_HEAD, pad_edge=False)
-    cols = ["min", "start", "frames", "drop", "face%", "scored", "P(pain)", "smooth", "level", "alert"]
+    several = any(m.animal for m in rows)  # a run of several animals: whose minute each row is
+    cols = ["animal"] * several + ["min", "start", "frames", "drop", "face%", "scored", "P(pain)", "smooth", "level",
+                                   "alert"]
     cols += ["RGS", "orb/nose/ear/whisk"] if action_units else []
     keep = [c in COMPACT or not compact for c in cols]
     for col, kept in zip(cols, keep):
         if kept:
-            table.add_column(col, justify="right" if col not in ("start", "level") else "left", no_wrap=True)
+            table.add_column(col, justify="right" if col not in ("animal", "start", "level") else "left", no_wrap=True)
     for m in rows[-last:] if last else rows:
         cov = 100.0 * m.face_frames / m.frames if m.frames else 0.0
         start = m.start_time[11:19] if m.start_time else f"{m.start_s / 60:.0f}:00"
         level = f"[{LEVEL_STYLE[m.pain_level]}]{m.pain_level}[/]" + (" (refused)" if m.status == "unfamiliar" else "")
-        cells = [str(m.minute), start, str(m.frames), str(m.dropped_frames), f"{cov:.0f}", str(m.scored_frames),
+        cells = [escape(m.animal)] * several + [str(m.minute), start, str(m.frames), str(m.dropped_frames), f"{cov:.0f}", str(m.scored_frames),
                  fmt(m.pain_prob), fmt(m.pain_prob_smoothed), level, "[bold red]ALERT[/]" if m.alert else ""]
         if action_units:
             au = m.action_units
@@ -91,7 +94,7 @@ class LiveView:
         into = (self.t_s % 60) / 60
         cells = 16 if compact else 30
         bar = "█" * int(into * cells) + "·" * (cells - int(into * cells))
-        dropped = sum(r.dropped_frames for r in self.rows)
+        dropped = sum(r.dropped_frames for r in self.rows if r.animal == self.rows[0].animal)  # once, not per animal
         head = (f"min {int(self.t_s // 60)} [{bar}] faces {self.faces} scored {self.scored_now} "
                 f"fps {self.stats.get('fps', 0):.0f} dropped {dropped}" if compact else
                 f"minute {int(self.t_s // 60)}  [{bar}]  faces now: {self.faces}  scored this minute: "
@@ -106,7 +109,9 @@ class LiveView:
             parts.append(f"[yellow]{advice}[/]")
         if self.alerts:
             a = self.alerts[-1]
-            parts.append(f"[bold red]ALERT[/] since minute {a.minute} (smoothed P(pain) {a.pain_prob_smoothed:.2f})")
+            who = f"{escape(a.animal)}: " if a.animal else ""
+            parts.append(f"[bold red]ALERT[/] {who}since minute {a.minute} (smoothed P(pain) "
+                         f"{a.pain_prob_smoothed:.2f})")
         return Group(*parts)
 
     def refresh(self):
@@ -122,10 +127,13 @@ def batch_table(rows: list[dict], out_dir: Path) -> Table:
     for col in ("video", "status", "minutes", "observed", "none", "pain", "moderate", "severe", "unknown", "refused",
                 "alerts"):
         table.add_column(col, justify="left" if col in ("video", "status") else "right")
-    for r in rows:
+    from ..batch import animal_rows
+
+    for r in (one for row in rows for one in animal_rows(row)):
         status = r["status"] if not r.get("error") else f"[red]{r['status']}[/]: {r['error'][:60]}"
+        name = Path(r["video"]).name + (f" · {r['animal']}" if r.get("animal") else "")
         # "—": a level this run's model cannot give (a binary model has no moderate or severe)
-        table.add_row(Path(r["video"]).name, status, *(str(r.get(k, "")) if r.get(k, "") != "" or k not in LEVEL_KEYS
+        table.add_row(escape(name), status, *(str(r.get(k, "")) if r.get(k, "") != "" or k not in LEVEL_KEYS
                                                        else "—" for k in (
             "minutes", "minutes_observed", "minutes_none", "minutes_pain", "minutes_moderate", "minutes_severe",
             "minutes_unknown",

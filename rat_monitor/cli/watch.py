@@ -14,8 +14,8 @@ from ..errors import ConfigError, SourceError
 from ..models import DEFAULT_CLASSIFIER, DEFAULT_DETECTOR
 from ..pipeline import Observer, RunResult
 from ..sinks.files import alert_record, recorded_start
-from .app import (DETECTOR_HELP, MODEL_HELP, Alerts, app, caveat, friendly_errors, out, print_camera,
-                  settings)
+from .app import (ANIMAL_NAMES_HELP, ANIMALS_HELP, DETECTOR_HELP, MODEL_HELP, Alerts, app, caveat, friendly_errors,
+                  out, print_camera, settings)
 from .run import load_models
 from .views import LiveView, sources_table
 
@@ -46,6 +46,8 @@ def watch(
     on_alert: Optional[str] = typer.Option(None, help="Command run for each alert raised, beside the analysis (never holding its \
 frames): the alert as JSON on stdin; killed after 30 s."),
     give_up: float = typer.Option(300.0, help="Seconds to keep retrying a lost camera or stream before ending the run."),
+    animals: int = typer.Option(1, help=ANIMALS_HELP),
+    animal_names: str = typer.Option("", help=ANIMAL_NAMES_HELP),
 ):
     """Live pain timeline from cameras, streams or files, with a terminal view and, with --serve, a live page in
     the browser (frames with face boxes, scored crops, the timeline, alerts); Ctrl-C or SIGTERM (a service stop)
@@ -58,7 +60,7 @@ frames): the alert as JSON on stdin; killed after 30 s."),
     from ..sources import CaptureSource
     from ..web import parse_address
 
-    run_settings = settings(window, per_window, duration)
+    run_settings = settings(window, per_window, duration, animals, animal_names)
     run_settings.check()
     if not (math.isfinite(give_up) and give_up >= 0):
         raise ConfigError("--give-up must be a number of seconds, 0 or more")

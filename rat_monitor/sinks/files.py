@@ -33,14 +33,17 @@ FRAME_COLUMNS = ["frame", "t_s", "x0", "y0", "x1", "y1", "sharpness", "quality",
 RUN_FILES = ("timeline.csv", "frames.csv", "run.json", "alerts.jsonl", "annotated.mp4")
 # Models with action-unit heads add AU_FIELDS (au_orbital, au_nose, au_ears, au_whiskers, rgs) at the end of
 # both files; pain-only models leave the columns out altogether (absent, never zero).
+# A run of several animals (--animals N) puts an `animal` column (the animal's name) first in both files, and
+# timeline.csv then holds a row per minute per animal; a run of one animal writes the files as before.
+ANIMAL_COLUMN = "animal"
 
 
-def timeline_columns(action_units: bool) -> list[str]:
-    return TIMELINE_COLUMNS + list(AU_FIELDS) if action_units else list(TIMELINE_COLUMNS)
+def timeline_columns(action_units: bool, animals: bool = False) -> list[str]:
+    return [ANIMAL_COLUMN] * animals + TIMELINE_COLUMNS + list(AU_FIELDS) * action_units
 
 
-def frame_columns(action_units: bool) -> list[str]:
-    return FRAME_COLUMNS + list(AU_FIELDS) if action_units else list(FRAME_COLUMNS)
+def frame_columns(action_units: bool, animals: bool = False) -> list[str]:
+    return [ANIMAL_COLUMN] * animals + FRAME_COLUMNS + list(AU_FIELDS) * action_units
 
 
 def _num(v, digits: int = PROB_DIGITS) -> str:
@@ -142,11 +145,14 @@ def prepare_run_dir(path: Path, overwrite: bool = False) -> Path:
 class RunWriter:
     """Appends rows as they are produced and flushes them, so a crash loses at most the current minute.
     With resume=True it continues the files of an interrupted run instead of starting them. action_units: the
-    classifier scores the four RGS action units, so both files carry AU_FIELDS."""
+    classifier scores the four RGS action units, so both files carry AU_FIELDS. animals: the names of several
+    animals (Candidate.animal 1 is the first), so both files start with an animal column; None with one animal."""
 
-    def __init__(self, run_dir: Path, resume: bool = False, action_units: bool = False):
+    def __init__(self, run_dir: Path, resume: bool = False, action_units: bool = False,
+                 animals: list[str] | None = None):
         self.dir = Path(run_dir)
         self.action_units = action_units
+        self.animals = animals
         lock_run_dir(self.dir)
         (self.dir / "crops").mkdir(exist_ok=True)
         mode = "a" if resume else "w"
@@ -155,8 +161,8 @@ class RunWriter:
         self._tw = csv.writer(self._timeline)
         self._fw = csv.writer(self._frames)
         if not resume:
-            self._tw.writerow(timeline_columns(action_units))
-            self._fw.writerow(frame_columns(action_units))
+            self._tw.writerow(timeline_columns(action_units, bool(animals)))
+            self._fw.writerow(frame_columns(action_units, bool(animals)))
         # alerts.jsonl is there from the start, empty while no alert fired: its absence never has to be read
         self._alerts = open(self.dir / "alerts.jsonl", "a")
         self._sync(self._timeline)
@@ -169,7 +175,7 @@ class RunWriter:
         os.fsync(f.fileno())
 
     def minute(self, m: MinuteSummary) -> None:
-        self._tw.writerow(timeline_row(m, self.action_units))
+        self._tw.writerow([m.animal] * bool(self.animals) + timeline_row(m, self.action_units))
         self._sync(self._timeline)
         event = m.alert_event
         if event:
@@ -190,6 +196,8 @@ class RunWriter:
                    _num(q.pose_weight, 2), _num(q.exposure, 3), crop_name, int(p.refused), _num(p.familiarity, 3)]
             if self.action_units:
                 row += _au_cells(None if p.refused else p.au_values)
+            if self.animals:
+                row.insert(0, self.animals[c.animal - 1])
             self._fw.writerow(row)
         if frames:
             self._frames.flush()
@@ -269,7 +277,7 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
                               pain_prob_low=_opt(r.get("pain_prob_low")), pain_prob_high=_opt(r.get("pain_prob_high")),
                               share_none=_opt(r.get("share_none")), share_moderate=_opt(r.get("share_moderate")),
                               share_severe=_opt(r.get("share_severe")), refused_frames=int(r.get("refused_frames") or 0),
-                              alert_rule=r.get("alert_rule") or "")
+                              alert_rule=r.get("alert_rule") or "", animal=r.get(ANIMAL_COLUMN) or "")
             if r.get("rgs"):
                 m.action_units = {k: float(r[k]) for k in AU_FIELDS}
         except (KeyError, TypeError, ValueError) as exc:
@@ -278,8 +286,10 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
         if m.pain_prob is not None:
             m.pain_sum = m.pain_prob * m.scored_frames
         rows.append(m)
-    if [m.minute for m in rows] != list(range(len(rows))):
-        raise ConfigError(f"{path} does not hold consecutive minutes from 0; cannot resume it")
+    for animal in dict.fromkeys(m.animal for m in rows):  # each animal's minutes (one animal: all of them)
+        minutes = [m.minute for m in rows if m.animal == animal]
+        if minutes != list(range(len(minutes))):
+            raise ConfigError(f"{path} does not hold consecutive minutes from 0; cannot resume it")
     return rows
 
 
@@ -290,6 +300,9 @@ def prepare_resume(run_dir: Path, action_units: bool) -> tuple[list[MinuteSummar
     run_dir = Path(run_dir)
     lock_run_dir(run_dir)
     header = read_table(run_dir / "timeline.csv", ConfigError)[0]
+    if header[:1] == [ANIMAL_COLUMN]:
+        raise ConfigError(f"{run_dir} is a run of several animals: --resume does not yet continue those; analyse "
+                          "the video again with --overwrite")
     if header != timeline_columns(action_units):
         if ("rgs" in header) != action_units:
             had = "with" if "rgs" in header else "without"
@@ -364,4 +377,4 @@ def alert_record(m: MinuteSummary, event: str) -> dict:
     both); empty on the minute it cleared."""
     return {"event": event, "minute": m.minute, "start_s": m.start_s, "start_time": m.start_time,
             "rule": m.alert_rule, "pain_prob_smoothed": m.pain_prob_smoothed, "pain_prob": m.pain_prob,
-            "rgs": (m.action_units or {}).get("rgs")}
+            "rgs": (m.action_units or {}).get("rgs"), **({"animal": m.animal} if m.animal else {})}

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..classify.familiarity import unfamiliar_advice
 from ..errors import ConfigError, first_line
-from .files import pain_levels
+from .files import ANIMAL_COLUMN, pain_levels
 from .readback import DamagedRun, crop_file, read_alerts, read_frames, read_info, read_minutes
 from ..models import SYNTHETIC_CAVEAT
 from ..timeline import RGS_INTERVENTION, RGS_SOURCE, RULE_NAMES
@@ -47,13 +47,22 @@ class RunData:
         return bool(self.timeline) and "rgs" in self.timeline[0]
 
 
-def load_run(folder: Path) -> RunData:
-    """One run folder, every file checked as untrusted input (readback); a damaged one raises DamagedRun."""
+def load_runs(folder: Path) -> list[RunData]:
+    """One run folder, every file checked as untrusted input (readback); a damaged one raises DamagedRun. A run of
+    several animals is read as one run each ("FOLDER · NAME"): its own timeline, plot, faces and alerts."""
     folder = Path(folder)
-    run = RunData(folder, folder.name, read_minutes(folder), read_frames(folder), read_info(folder),
-                  alerts=[e for e in read_alerts(folder) if e.get("event") == "raised"])
-    run.summary = summarise(run)
-    return run
+    minutes, frames, info = read_minutes(folder), read_frames(folder), read_info(folder)
+    alerts = [e for e in read_alerts(folder) if e.get("event") == "raised"]
+    animals = list(dict.fromkeys(r.get(ANIMAL_COLUMN, "") for r in minutes)) or [""]
+    runs = []
+    for animal in animals:
+        mine = (lambda row: row.get(ANIMAL_COLUMN, "") == animal) if animal else (lambda row: True)
+        run = RunData(folder, f"{folder.name} · {animal}" if animal else folder.name,
+                      [r for r in minutes if mine(r)], [f for f in frames if mine(f)], info,
+                      alerts=[e for e in alerts if mine(e)])
+        run.summary = summarise(run)
+        runs.append(run)
+    return runs
 
 
 def run_folders(paths: list[Path]) -> list[Path]:
@@ -536,7 +545,7 @@ def write_report(run_dirs: list[Path], out: Path, title: str = "Rat welfare repo
     folders = run_folders(run_dirs)
     for k, folder in enumerate(folders, start=1):
         try:
-            runs.append(load_run(folder))
+            runs.extend(load_runs(folder))
         except DamagedRun as exc:  # one bad folder is named; the others are reported
             damaged.append({"folder": str(folder), "why": first_line(exc)})
         tell("reading runs", k, len(folders))

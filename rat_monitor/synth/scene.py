@@ -101,13 +101,15 @@ class Scene:
         colour[:] = tuple(int(v) for v in rng.integers(60, 140, 3))
         return mask, colour
 
-    def render(self, rats: list[tuple[Pose, Look]], effects: Effects, frame_index: int) -> tuple[np.ndarray, list]:
-        """One BGR frame with the given rats drawn, and each rat's face box (x0, y0, x1, y1) in pixels."""
+    def render(self, rats: list[tuple[Pose, Look]], effects: Effects, frame_index: int,
+               motions: list[tuple[float, float]] | None = None) -> tuple[np.ndarray, list]:
+        """One BGR frame with the given rats drawn in order (the last in front), and each rat's face box
+        (x0, y0, x1, y1) in pixels. motions: each rat's own motion streak (else effects.motion_px for all)."""
         img = self.background.copy()
         boxes = []
-        for pose, look in rats:
+        for k, (pose, look) in enumerate(rats):
             boxes.append(draw_rat(img, pose, look))
-            dx, dy = effects.motion_px
+            dx, dy = effects.motion_px if motions is None else motions[k]
             if np.hypot(dx, dy) >= 1.0:
                 self._motion_blur(img, pose, dx, dy)
         if self.bars is not None:

@@ -46,6 +46,13 @@ def parse_schedule(text: str) -> list[tuple[float, int]]:
     return steps
 
 
+MAX_RATS = 3
+# With several rats and one coat named, the others take these in turn: labs house animals that look different
+# (or mark them) when they must tell them apart on video.
+OTHER_COATS = ("hooded", "agouti", "dark", "albino")
+CROSSING_PERIOD_S = 120.0  # two rats trade sides once a minute
+
+
 @dataclass(frozen=True)
 class VideoSpec:
     width: int = 1280
@@ -54,15 +61,28 @@ class VideoSpec:
     minutes: float = 1.0
     seed: int = 0
     subject: int = 1
-    coat: str = "albino"
-    schedule: str = "control"
+    coat: str = "albino"  # several rats: one coat per rat, comma-separated ("albino,hooded"); one coat is rat 1's
+    schedule: str = "control"  # several rats: one schedule per rat, ';'-separated; the others stay "control"
     low_light: bool = False
     fast: bool = False  # more and faster dashes (the hard case)
     bars: bool = False
+    rats: int = 1  # rats in the cage (1-3): from two on they cross every minute, one in front of the other
 
     @property
     def n_frames(self) -> int:
         return int(round(self.minutes * 60 * self.fps))
+
+    def coat_of(self, animal: int) -> str:
+        """Rat `animal`'s coat (0-based): as listed, else the first rat's followed by OTHER_COATS."""
+        coats = [c.strip() for c in self.coat.split(",")]
+        if animal < len(coats):
+            return coats[animal]
+        others = [c for c in OTHER_COATS if c != coats[0]]
+        return others[(animal - len(coats)) % len(others)]
+
+    def schedule_of(self, animal: int) -> str:
+        schedules = [s.strip() for s in self.schedule.split(";")]
+        return schedules[animal] if animal < len(schedules) else "control"
 
 
 @dataclass(frozen=True)
@@ -90,11 +110,13 @@ def _smooth_bump(u: np.ndarray | float) -> float:
 class Script:
     """The frame-by-frame story of one synthetic video."""
 
-    def __init__(self, spec: VideoSpec):
+    def __init__(self, spec: VideoSpec, animal: int = 0):
         self.spec = spec
-        self.steps = parse_schedule(spec.schedule)
-        self.look = look_for(spec.subject, spec.coat)
-        rng = np.random.default_rng([spec.seed, spec.subject, 1])
+        self.animal = animal  # 0-based: rat 1 is animal 0, and a one-rat video is exactly as it always was
+        self.subject = spec.subject + animal
+        self.steps = parse_schedule(spec.schedule_of(animal))
+        self.look = look_for(self.subject, spec.coat_of(animal))
+        rng = np.random.default_rng([spec.seed, self.subject, 1])
         # Slow wander: a sum of sinusoids with random periods and phases.
         self._periods = rng.uniform(35, 95, (3, 3))
         self._phases = rng.uniform(0, 2 * np.pi, (3, 3))
@@ -111,7 +133,7 @@ class Script:
 
     @lru_cache(maxsize=64)
     def _event(self, segment: int) -> tuple[str, float, float]:
-        rng = np.random.default_rng([self.spec.seed, self.spec.subject, 2, segment])
+        rng = np.random.default_rng([self.spec.seed, self.subject, 2, segment])
         p = np.array(EVENT_P)
         if self.spec.fast:
             p[EVENTS.index("dash")] += 0.25
@@ -122,7 +144,7 @@ class Script:
     def _expression(self, chunk: int, level: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
         """Integer action units around the pain level (not every frame is a textbook case) and a small
         continuous wobble for rendering."""
-        rng = np.random.default_rng([self.spec.seed, self.spec.subject, 3, chunk])
+        rng = np.random.default_rng([self.spec.seed, self.subject, 3, chunk])
         delta = rng.choice([-1, 0, 1], size=4, p=[0.12, 0.76, 0.12])
         aus = tuple(int(v) for v in np.clip(level + delta, 0, 2))
         wobble = tuple(float(v) for v in rng.uniform(-0.15, 0.15, 4))
@@ -131,7 +153,16 @@ class Script:
     def _wander(self, t: float) -> np.ndarray:
         """x, y (fractions of the frame) and depth scale of the head, slowly wandering."""
         w = np.sin(2 * np.pi * t / self._periods + self._phases).mean(axis=1)
-        return np.array([0.5 + 0.26 * w[0], 0.56 + 0.1 * w[1], 1.0 + 0.12 * w[2]])
+        n = self.spec.rats
+        if n == 1:
+            return np.array([0.5 + 0.26 * w[0], 0.56 + 0.1 * w[1], 1.0 + 0.12 * w[2]])
+        # Several rats: each on its own depth (rat 1 furthest back, higher in the frame and smaller), swinging
+        # across the cage in counterphase with its neighbour, so that faces pass one another once a minute.
+        k = self.animal
+        swing = np.cos(2 * np.pi * t / CROSSING_PERIOD_S + 2 * np.pi * k / n)
+        lane = (k - (n - 1) / 2) / max(n - 1, 1)  # -0.5 .. 0.5
+        return np.array([0.5 + 0.3 * swing + 0.06 * w[0], 0.55 + 0.16 * lane + 0.03 * w[1],
+                         0.95 + 0.2 * (lane + 0.5) + 0.05 * w[2]])
 
     def state(self, i: int) -> tuple[Pose | None, Effects, FrameTruth]:
         """Pose (None when the rat is out of view), camera effects and the truth row of frame i."""
@@ -140,7 +171,8 @@ class Script:
         seg = int(t // EVENT_SECONDS)
         kind, sign, strength = self._event(seg)
         env = _smooth_bump((t - seg * EVENT_SECONDS) / EVENT_SECONDS) * strength
-        scale_px = spec.height * 0.19 * self.look.size  # head about a fifth of the frame height
+        # head about a fifth of the frame height; a little smaller with company, so that the cage holds them all
+        scale_px = spec.height * (0.19 if spec.rats == 1 else 0.15) * self.look.size
         yaw = 28 * np.sin(2 * np.pi * t / self._yaw_period + self._yaw_phase)
 
         def position(tt: float) -> np.ndarray:
