@@ -69,9 +69,11 @@ class Observer:
 
     def frame(self, index: int, t_s: float, n_faces: int, stats: dict) -> None: ...
 
-    def view(self, frame: Frame, tracks: list[FaceTrack], quality: dict[int, float]) -> None:
-        """Every frame with its tracks and each track's quality (by track id): for a picture of what the tool
-        sees. Called on the pipeline's thread: an observer that draws must do it rarely."""
+    def view(self, frame: Frame, tracks: list[FaceTrack], quality: dict[int, float],
+             animals: dict[int, str] | None = None) -> None:
+        """Every frame with its tracks, each track's quality and, with several animals, whose face it is ("?" when
+        not sure), by track id: for a picture of what the tool sees. Called on the pipeline's thread: an observer
+        that draws must do it rarely."""
 
     def scored(self, frames: list[ScoredFrame]) -> None: ...
 
@@ -201,6 +203,7 @@ class FaceFinder:
         self.identities = Identities(settings.animals) if settings.animals > 1 else None
         self.selectors = {a: WindowSelector(settings.selection) for a in range(1, settings.animals + 1)}
         self.animals_seen: set[int] = set()  # the animals whose face is on this frame
+        self._animal_by_track: dict[int, int] = {}
         self.fixtures = FixtureFilter()
         self.detector_runs = 0
         self.confident_runs = 0
@@ -222,6 +225,7 @@ class FaceFinder:
         clock.lap("quality")
         if self.identities is not None:
             candidates = self.identities.assign(candidates, frame.t_s)
+            self._animal_by_track = {c.track_id: c.animal for c in candidates}
             clock.lap("identity")
             self.animals_seen = {c.animal for c in candidates} - {UNKNOWN}
         else:
@@ -234,6 +238,12 @@ class FaceFinder:
 
     def flush(self) -> list[Candidate]:
         return [c for sel in self.selectors.values() for c in sel.flush()]
+
+    def last_animals(self, names: list[str]) -> dict[int, str] | None:
+        """The last frame's faces by track id -> their animal's name ("?" when not sure); None with one animal."""
+        if self.identities is None:
+            return None
+        return {tid: names[a - 1] if a != UNKNOWN else "?" for tid, a in self._animal_by_track.items()}
 
 
 class Pipeline:
@@ -315,7 +325,7 @@ class Pipeline:
                 if self.stop is not None and self.stop.is_set():
                     break
                 tracks, closed = self.faces.step(frame, clock)
-                self.observer.view(frame, tracks, self.faces.last_quality)
+                self.observer.view(frame, tracks, self.faces.last_quality, self.faces.last_animals(self.names))
                 clock.lap("view")  # what a live page's pictures cost the analysis
                 if frame.t_s < self.resume_s:
                     continue

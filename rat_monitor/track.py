@@ -5,7 +5,6 @@ hint from the box shape. A track is a face followed while it stays in view; whic
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .imaging import iou
 from .types import Detections, FaceTrack
@@ -63,6 +62,17 @@ class _Kalman:
         return float(np.hypot(self.x[4], self.x[5]) / max(self.x[2], self.x[3], 1.0))
 
 
+def _most_overlap(overlap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Hungarian assignment of tracks (rows) to detections (columns) with the most overlap in total. One track
+    and one detection (most frames of one rat) need no solver: SciPy's, whose import costs every run's start half a
+    second, is loaded only when there is a choice to make."""
+    if overlap.shape == (1, 1):
+        return np.zeros(1, int), np.zeros(1, int)
+    from scipy.optimize import linear_sum_assignment
+
+    return linear_sum_assignment(overlap, maximize=True)
+
+
 class _Track:
     def __init__(self, track_id: int, box: np.ndarray, score: float):
         self.id = track_id
@@ -103,7 +113,7 @@ class Tracker:
             # Hungarian: the assignment with the most overlap in total. Where two faces pass close, the greedy
             # best-pair-first choice can hand one face's detection to the other's track.
             gated = np.where(overlap >= self.iou_threshold, overlap, 0.0)
-            for ti, di in zip(*linear_sum_assignment(gated, maximize=True)):
+            for ti, di in zip(*_most_overlap(gated)):
                 if overlap[ti, di] < self.iou_threshold:
                     continue
                 matched_t.add(ti)

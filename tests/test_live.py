@@ -146,6 +146,39 @@ def test_the_live_page_in_chromium(painful, short_video, tmp_path):
     assert (tmp_path / "room" / "stream" / "run.json").exists() and (tmp_path / "room" / "painful" / "alerts.jsonl").exists()
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make test installs it)")
+def test_the_live_page_shows_a_timeline_per_animal(two_rats, tmp_path):
+    """Two rats in one cage: a plot per animal, titled with its name, minute rows that say whose they are, and
+    face boxes labelled with the animal (or '?' while not sure)."""
+    from playwright.sync_api import sync_playwright
+
+    proc, port, token = start_watch(["--video", str(two_rats), "--realtime", "--speed", "4", "--name", "pair",
+                                     "--animals", "2", "--animal-names", "rat 7,rat <9>"], tmp_path)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{port}/?token={token}")
+            page.wait_for_selector("body[data-ready='1']")
+            page.wait_for_function("document.querySelectorAll('[data-source=pair] canvas').length === 2",
+                                   timeout=60000)  # minute 0 closed, for both animals
+            card = page.locator("[data-source=pair]")
+            assert card.locator("[data-testid=plots] h3").all_inner_texts() == ["rat 7", "rat <9>"]  # text, not markup
+            table = card.locator("table").inner_text()
+            assert "animal" in table and "rat 7" in table and "rat <9>" in table
+            browser.close()
+        assert not errors, errors
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, proc.stderr.read()
+    rows = read_rows(tmp_path / "room" / "timeline.csv")
+    assert [r["animal"] for r in rows[:2]] == ["rat 7", "rat <9>"]
+
+
 def test_source_names_given_derived_and_made_unique():
     from rat_monitor.cli.watch import source_specs
     from rat_monitor.errors import ConfigError

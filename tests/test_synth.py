@@ -225,3 +225,28 @@ def test_lab_frames_on_real_photographs_add_real_backgrounds_and_negatives():
     changed = sum(not np.array_equal(a[0], b[0]) for a, b in zip(drawn, on_photos))
     empty = sum(len(b) == 0 for _, b in on_photos)
     assert changed == 30 and 4 <= empty <= 18, (changed, empty)
+
+
+def test_synth_two_rats_cross_with_truth_per_animal(tmp_path):
+    """Two rats in one cage: a truth row per animal and frame, each its own coat and pain course; they trade
+    places (their faces touch, the one behind hidden for a moment); the one-rat files have no animal column."""
+    result = runner.invoke(app, ["synth", "--rats", "2", "--coat", "albino,hooded", "--schedule", "0:2;control",
+                                 "--minutes", "1", "--size", "320x180", "--fps", "4", "--seed", "3", "--out",
+                                 str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    truth = read_rows(tmp_path / "synth_seed3_2rats.truth.csv")
+    assert len(truth) == 2 * 240 and [r["animal"] for r in truth[:4]] == ["1", "2", "1", "2"]
+    by_rat = {a: [r for r in truth if r["animal"] == a] for a in ("1", "2")}
+    assert {r["pain_level"] for r in by_rat["1"]} == {"2"} and {r["pain_level"] for r in by_rat["2"]} == {"0"}
+    x = {a: np.array([(float(r["x0"]) + float(r["x1"])) / 2 if r["visible"] == "1" else np.nan for r in rows])
+         for a, rows in by_rat.items()}
+    side = np.sign(x["1"] - x["2"])
+    assert {-1.0, 1.0} <= set(side[~np.isnan(side)])  # they trade places
+    hidden = [r1["visible"] == "0" and abs(float(r1["yaw_deg"])) < 60 for r1 in by_rat["1"]]
+    assert any(hidden)  # the rat at the back, facing the camera, hidden behind the other's head
+    minutes = read_rows(tmp_path / "synth_seed3_2rats.minutes.csv")
+    assert [(m["animal"], m["pain_level"]) for m in minutes] == [("1", "2"), ("2", "0")]
+    bad = runner.invoke(app, ["synth", "--rats", "4", "--out", str(tmp_path / "x.mp4")])
+    assert bad.exit_code == 2 and "--rats" in bad.output
+    bad = runner.invoke(app, ["synth", "--coat", "albino,hooded", "--out", str(tmp_path / "x.mp4")])
+    assert bad.exit_code == 2 and "--rats" in bad.output

@@ -14,7 +14,7 @@ from collections import deque
 import cv2
 
 from ..overlay import caption, draw_boxes
-from ..pipeline import Observer
+from ..pipeline import MAX_ANIMALS, Observer
 from ..sinks.files import timeline_columns, timeline_row
 from ..types import FaceTrack, Frame, MinuteSummary, ScoredFrame
 
@@ -48,7 +48,8 @@ class SourceBoard(Observer):
         with self._lock:
             self.frames, self.fps, self.t_s, self.dropped = stats["frames"], stats["fps"], t_s, stats["dropped"]
 
-    def view(self, frame: Frame, tracks: list[FaceTrack], quality: dict[int, float]) -> None:
+    def view(self, frame: Frame, tracks: list[FaceTrack], quality: dict[int, float],
+             animals: dict[int, str] | None = None) -> None:
         now = time.monotonic()
         if now - self._snapshot_at < SNAPSHOT_EVERY_S or now - self.watched_at > WATCHED_FOR_S:
             return
@@ -58,8 +59,9 @@ class SourceBoard(Observer):
         img = cv2.resize(frame.image, (int(w * scale), int(h * scale)), interpolation=cv2.INTER_AREA)
         if img.ndim == 2:
             img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        draw_boxes(img, [(t.box * scale, f"face {t.score:.2f}" + (f" q {quality[t.track_id]:.2f}"
-                                                                   if t.track_id in quality else ""))
+        who = animals or {}  # several animals: whose face each box is ("?" while not sure)
+        draw_boxes(img, [(t.box * scale, (f"{who[t.track_id]} " if t.track_id in who else "")
+                          + f"face {t.score:.2f}" + (f" q {quality[t.track_id]:.2f}" if t.track_id in quality else ""))
                          for t in tracks])
         caption(img, f"{self.name}  {int(frame.t_s // 60)}:{frame.t_s % 60:04.1f}", img.shape[0] - 8)
         ok, jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 70])
@@ -79,7 +81,9 @@ class SourceBoard(Observer):
                 self.crops.appendleft(crop)
 
     def minute(self, row: MinuteSummary) -> None:
-        values = dict(zip(timeline_columns(self.action_units), timeline_row(row, self.action_units)))
+        several = bool(row.animal)  # a run of several animals: the row says whose minute it is
+        values = dict(zip(timeline_columns(self.action_units, several),
+                          [row.animal] * several + timeline_row(row, self.action_units)))
         with self._lock:
             self.rows.append({k: str(v) for k, v in values.items()})
 
@@ -87,10 +91,14 @@ class SourceBoard(Observer):
     def summary(self) -> dict:
         with self._lock:
             last = self.rows[-1] if self.rows else None
+            latest = {r.get("animal", ""): r for r in self.rows[-MAX_ANIMALS:] if r["minute"] == last["minute"]} \
+                if last else {}  # each animal's last minute (one animal: the last row)
+            alerting = [{k: r.get(k, "") for k in ("animal", "minute", "pain_prob_smoothed")}
+                        for r in latest.values() if r.get("alert") == "1"]
             return {"name": self.name, "state": getattr(self.source, "state", "live"), "fps": round(self.fps, 1),
                     "frames": self.frames, "dropped": self.dropped, "minute": int(self.t_s // 60),
                     "seconds_into_minute": round(self.t_s % 60, 1),
-                    "alert": bool(last and last.get("alert") == "1"),
+                    "alert": bool(alerting), "alerting": alerting,
                     "last_minute": last and {k: last[k] for k in ("minute", "pain_level", "pain_prob",
                                                                   "pain_prob_smoothed", "status", "alert")},
                     "crops": list(self.crops), "models": self.models}
