@@ -5,7 +5,9 @@ cross, pile up or leave the view, and where two faces touch, a tracker can hand 
 track. So a face's frames count for an animal only while its identity is sure:
 
 - a track whose face touches another face, or beside which another face just vanished (hidden behind it, or it
-  behind the other), loses its identity: its frames count for no animal until it is known again;
+  behind the other), loses its identity: its frames count for no animal until it is known again; faces that
+  only brushed (boxes overlapping little, nothing vanished) get theirs back as they part, the tracker having
+  kept them apart;
 - a track without an identity is matched, on how its face looks (a colour histogram of the face crop, learnt per
   animal from its sure frames), to the animals no other track holds; it takes one only when the match is clear;
 - a track that starts where one free animal's face was last seen, moments after it vanished, with no other face
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
+from .imaging import iou
 from .types import Candidate
 
 UNKNOWN = 0  # Candidate.animal of a face whose animal is not sure: scored for no animal
@@ -34,6 +37,9 @@ MARGIN = 0.12  # the best animal's look must be this much nearer than the next f
 TOUCH_GROW = 0.1  # faces whose boxes, grown by this share of their size, overlap are touching
 REJOIN_S = 2.0  # a track starting within this time ...
 REJOIN_SIZES = 1.0  # ... and this many face sizes of where a free animal was last sure is that animal
+# Faces that only brushed (their boxes overlapping by at most this IoU, no face vanishing beside them) were kept
+# apart by the tracker: their tracks keep their animals once apart (so rats that look alike stay known).
+BRUSH_IOU = 0.3
 
 
 def look_of(crop: np.ndarray) -> np.ndarray:
@@ -74,6 +80,8 @@ class _Pending:
     first_box: np.ndarray
     may_rejoin: bool  # born clear of other faces: a detector miss may have split one animal's track
     looks: list[np.ndarray] = field(default_factory=list)
+    held: int = UNKNOWN  # the animal the track held before it touched another face
+    clean: bool = False  # since then, every touch was a brush (boxes overlapping little, no face vanished)
 
 
 class Identities:
@@ -81,8 +89,9 @@ class Identities:
     animal (1..N, or UNKNOWN). switches counts sure identities given up at a touch; unknown counts face frames
     that counted for no animal."""
 
-    def __init__(self, animals: int):
+    def __init__(self, animals: int, brush_iou: float | None = BRUSH_IOU):
         self.animals = animals
+        self.brush_iou = brush_iou  # None: every touch costs the identity, however light
         self._animal_of: dict[int, int] = {}  # track id -> animal, while sure
         self._pending: dict[int, _Pending] = {}
         self._looks: dict[int, np.ndarray] = {}  # animal -> its look, from its sure frames
@@ -97,9 +106,16 @@ class Identities:
         self._forget_ended(boxes)
         for c in candidates:
             if c.track_id in touched:
-                if self._animal_of.pop(c.track_id, None) is not None:
+                held = self._animal_of.pop(c.track_id, None)
+                before = self._pending.get(c.track_id)
+                if held is not None:
                     self.touches += 1
-                self._pending[c.track_id] = _Pending(t_s, c.box, may_rejoin=False)
+                    before = _Pending(t_s, c.box, may_rejoin=False, held=held, clean=True)
+                elif before is None or before.may_rejoin:
+                    before = _Pending(t_s, c.box, may_rejoin=False)
+                brush = self.brush_iou is not None and touched[c.track_id] <= self.brush_iou
+                self._pending[c.track_id] = _Pending(t_s, c.box, may_rejoin=False, held=before.held,
+                                                     clean=before.clean and brush)
             elif c.track_id not in self._animal_of and c.track_id not in self._pending:
                 self._pending[c.track_id] = _Pending(t_s, c.box, may_rejoin=True)
         looks = {c.track_id: look_of(c.crop) for c in candidates if c.track_id not in touched}
@@ -127,25 +143,34 @@ class Identities:
             self._animal_of.pop(tid, None)
             self._pending.pop(tid, None)
 
-    def _touched(self, boxes: dict[int, np.ndarray]) -> set[int]:
+    def _touched(self, boxes: dict[int, np.ndarray]) -> dict[int, float]:
+        """The faces touching another -> how much they overlap it (IoU; 1 beside a face that vanished)."""
         ids = list(boxes)
-        touched = set()
+        touched: dict[int, float] = {}
         for i, a in enumerate(ids):
             for b in ids[i + 1:]:
                 if touching(boxes[a], boxes[b]):
-                    touched |= {a, b}
+                    overlap = float(iou(boxes[a][None], boxes[b][None])[0, 0])
+                    for k in (a, b):
+                        touched[k] = max(touched.get(k, 0.0), overlap)
         # a face that vanished beside a face followed since before: hidden behind it, or that face behind it (a
         # track born this frame where a face vanished is the same face found again: the rejoin rule takes it)
         for gone in (self._boxes[tid] for tid in set(self._boxes) - set(boxes)):
-            touched |= {a for a in ids if a in self._boxes and touching(boxes[a], gone)}
+            touched |= {a: 1.0 for a in ids if a in self._boxes and touching(boxes[a], gone)}
         return touched
 
     def _free(self) -> list[int]:
         held = set(self._animal_of.values())
         return [a for a in range(1, self.animals + 1) if a not in held]
 
-    def _resolve(self, boxes: dict[int, np.ndarray], t_s: float, touched: set[int]) -> None:
+    def _resolve(self, boxes: dict[int, np.ndarray], t_s: float, touched: dict[int, float]) -> None:
         waiting = [tid for tid in self._pending if tid in boxes and tid not in touched]
+        # apart again after a brush: the tracker kept the two faces apart all along, each track keeps its animal
+        for tid in waiting:
+            p = self._pending[tid]
+            if p.clean and p.held in self._free():
+                self._take(tid, p.held)
+        waiting = [tid for tid in waiting if tid in self._pending]
         # a split track: it starts where exactly one free animal was last sure, moments ago
         for tid in waiting:
             p = self._pending[tid]

@@ -325,7 +325,8 @@ class Pipeline:
                 if self.stop is not None and self.stop.is_set():
                     break
                 tracks, closed = self.faces.step(frame, clock)
-                self.observer.view(frame, tracks, self.faces.last_quality, self.faces.last_animals(self.names))
+                animals = self.faces.last_animals(self.names)
+                self.observer.view(frame, tracks, self.faces.last_quality, animals)
                 clock.lap("view")  # what a live page's pictures cost the analysis
                 if frame.t_s < self.resume_s:
                     continue
@@ -342,7 +343,7 @@ class Pipeline:
                                             for animal, tl in self.timelines.items()]))
                 clock.lap("timeline")
                 if self.annotator:
-                    self.annotator.frame(frame.index, frame.t_s, frame.image, tracks)
+                    self.annotator.frame(frame.index, frame.t_s, frame.image, tracks, animals)
                     clock.lap("annotate")
                 tot.frames += 1
                 tot.dropped_frames += frame.dropped_before

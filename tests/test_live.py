@@ -152,7 +152,7 @@ def test_the_live_page_shows_a_timeline_per_animal(two_rats, tmp_path):
     face boxes labelled with the animal (or '?' while not sure)."""
     from playwright.sync_api import sync_playwright
 
-    proc, port, token = start_watch(["--video", str(two_rats), "--realtime", "--speed", "4", "--name", "pair",
+    proc, port, token = start_watch(["--video", str(two_rats), "--realtime", "--speed", "8", "--name", "pair",
                                      "--animals", "2", "--animal-names", "rat 7,rat <9>"], tmp_path)
     try:
         with sync_playwright() as pw:

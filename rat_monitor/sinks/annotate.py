@@ -35,14 +35,20 @@ class Annotator:
         self._pending: deque = deque()  # (frame index, t_s, small image, [(box, confidence)])
         self._marks: dict[int, str] = {}  # frame index -> what its score was
         self._minute = ""
+        self._minutes: dict[str, str] = {}  # animal ("" with one) -> its last minute, in words
         self.frames = 0
 
-    def frame(self, index: int, t_s: float, image: np.ndarray, tracks: list[FaceTrack]) -> None:
+    def frame(self, index: int, t_s: float, image: np.ndarray, tracks: list[FaceTrack],
+              animals: dict[int, str] | None = None) -> None:
+        """animals: with several animals, whose face each track is ("?" while not sure), by track id."""
         if index % self.step == 0:
             small = cv2.resize(image, self.size, interpolation=cv2.INTER_LINEAR)
             if small.ndim == 2:
                 small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
-            self._pending.append((index, t_s, small, [(t.box * self.scale, t.score) for t in tracks]))
+            who = animals or {}
+            labelled = [(t.box * self.scale, f"{who[t.track_id]} {t.score:.2f}" if t.track_id in who
+                         else f"{t.score:.2f}") for t in tracks]
+            self._pending.append((index, t_s, small, labelled))
         closed_before = math.floor(t_s / self.window_s) * self.window_s  # every window ending here is scored
         while self._pending and self._pending[0][1] < closed_before:
             self._write(*self._pending.popleft())
@@ -54,7 +60,9 @@ class Annotator:
 
     def minute(self, row: MinuteSummary) -> None:
         value = f" (P {row.pain_prob:.2f})" if row.pain_prob is not None else ""
-        self._minute = f"last minute ({row.minute}): {row.pain_level}{value}{'  ALERT' if row.alert else ''}"
+        who = f"{row.animal}: " if row.animal else ""
+        self._minutes[row.animal] = f"{who}{row.pain_level}{value}{'  ALERT' if row.alert else ''}"
+        self._minute = f"last minute ({row.minute}): " + "; ".join(self._minutes.values())
 
     def close(self) -> int:
         """Writes the frames still held and closes the file; returns the number of frames written."""
@@ -66,7 +74,7 @@ class Annotator:
     def _write(self, index: int, t_s: float, img: np.ndarray, boxes: list) -> None:
         shown = sorted(k for k in self._marks if k <= index)  # scored on this frame or on skipped ones before it
         mark = ", ".join(self._marks.pop(k) for k in shown) or None
-        draw_boxes(img, [(box, f"{confidence:.2f}") for box, confidence in boxes], highlight=bool(mark))
+        draw_boxes(img, boxes, highlight=bool(mark))
         caption(img, f"{int(t_s // 60)}:{t_s % 60:05.2f}  frame {index}" + (f"  SCORED {mark}" if mark else ""), 14)
         if self._minute:
             caption(img, self._minute, img.shape[0] - 6)
