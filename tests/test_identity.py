@@ -154,3 +154,8 @@ def test_one_animal_runs_are_written_as_before(short_video, tmp_path):
 def test_bad_animal_settings_are_one_line_errors(short_video, tmp_path, args):
     result = runner.invoke(app, ["analyze", str(short_video), "--out", str(tmp_path), *args])
     assert result.exit_code == 2 and "animal" in result.output and "Traceback" not in result.output
+    from rat_monitor.cli.app import NUMBER_RULES
+    from rat_monitor.pipeline import MAX_ANIMALS
+    from rat_monitor.synth import MAX_RATS
+
+    assert NUMBER_RULES["animals"][1] == MAX_ANIMALS and NUMBER_RULES["rats"][1] == MAX_RATS  # one range each
