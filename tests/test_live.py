@@ -52,6 +52,13 @@ def start_watch(args, tmp_path):
     raise AssertionError(proc.stderr.read())
 
 
+def stop_watch(proc) -> None:
+    """Ctrl-C for a watch process: it ends cleanly (exit 0) within a minute."""
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode == 0, proc.stderr.read()
+
+
 def wait_for(check, timeout=60.0, every=0.25):
     end = time.time() + timeout
     while time.time() < end:
@@ -137,12 +144,10 @@ def test_the_live_page_in_chromium(painful, short_video, tmp_path):
             page.wait_for_function(f"{stream_state} === 'live'", timeout=60000)
             browser.close()
         assert not errors, errors
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        stop_watch(proc)
     finally:
         proc.kill()
         stream.kill()
-    assert proc.returncode == 0, proc.stderr.read()
     assert (tmp_path / "room" / "stream" / "run.json").exists() and (tmp_path / "room" / "painful" / "alerts.jsonl").exists()
 
 
@@ -170,11 +175,9 @@ def test_the_live_page_shows_a_timeline_per_animal(two_rats, tmp_path):
             assert "animal" in table and "rat 7" in table and "rat <9>" in table
             browser.close()
         assert not errors, errors
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+        stop_watch(proc)
     finally:
         proc.kill()
-    assert proc.returncode == 0, proc.stderr.read()
     rows = read_rows(tmp_path / "room" / "timeline.csv")
     assert [r["animal"] for r in rows[:2]] == ["rat 7", "rat <9>"]
 
