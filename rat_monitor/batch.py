@@ -79,11 +79,12 @@ def summary_row(video: Path, run_dir: Path, status: str, error: str = "") -> dic
         info, rows = {}, None
         row["error"] = row["error"] or first_line(exc)
     if rows is not None:
-        animals = list(dict.fromkeys(r.get(ANIMAL_COLUMN, "") for r in rows))
-        if animals and animals != [""]:  # several animals: the video's counts are each animal's (animal_rows)
+        animals = [a for a in dict.fromkeys(r.get(ANIMAL_COLUMN, "") for r in rows) if a]
+        if animals:  # several animals: the counts are each animal's, a row each (animal_rows)
             row["animals"] = [{"animal": a, **_minute_counts([r for r in rows if r[ANIMAL_COLUMN] == a], info)}
                               for a in animals]
-        row.update(_minute_counts([r for r in rows if r.get(ANIMAL_COLUMN, "") == (animals or [""])[0]], info))
+        else:
+            row.update(_minute_counts(rows, info))
     if "fps" in info.get("totals", {}):
         row["fps"] = info["totals"]["fps"]
     return row

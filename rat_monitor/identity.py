@@ -86,7 +86,7 @@ class _Pending:
 
 class Identities:
     """Feed each frame's candidates (every tracked face with its crop) in time order; get them back with their
-    animal (1..N, or UNKNOWN). switches counts sure identities given up at a touch; unknown counts face frames
+    animal (1..N, or UNKNOWN). touches counts sure identities given up at a touch; unknown counts face frames
     that counted for no animal."""
 
     def __init__(self, animals: int, brush_iou: float | None = BRUSH_IOU):
@@ -106,16 +106,17 @@ class Identities:
         self._forget_ended(boxes)
         for c in candidates:
             if c.track_id in touched:
-                held = self._animal_of.pop(c.track_id, None)
-                before = self._pending.get(c.track_id)
+                # its looks start again; what it held before its first touch is kept, and whether every touch
+                # since was a brush
+                held, clean = self._animal_of.pop(c.track_id, None), True
                 if held is not None:
                     self.touches += 1
-                    before = _Pending(t_s, c.box, may_rejoin=False, held=held, clean=True)
-                elif before is None or before.may_rejoin:
-                    before = _Pending(t_s, c.box, may_rejoin=False)
+                else:
+                    before = self._pending.get(c.track_id)
+                    touched_before = before is not None and not before.may_rejoin
+                    held, clean = (before.held, before.clean) if touched_before else (UNKNOWN, False)
                 brush = self.brush_iou is not None and touched[c.track_id] <= self.brush_iou
-                self._pending[c.track_id] = _Pending(t_s, c.box, may_rejoin=False, held=before.held,
-                                                     clean=before.clean and brush)
+                self._pending[c.track_id] = _Pending(t_s, c.box, may_rejoin=False, held=held, clean=clean and brush)
             elif c.track_id not in self._animal_of and c.track_id not in self._pending:
                 self._pending[c.track_id] = _Pending(t_s, c.box, may_rejoin=True)
         looks = {c.track_id: look_of(c.crop) for c in candidates if c.track_id not in touched}
@@ -196,8 +197,8 @@ class Identities:
         seen = [a for a in free if a in self._looks]
         unseen = [a for a in free if a not in self._looks]
         best = None  # (margin, track id, animal)
-        for tid in ready:
-            look = np.mean(self._pending[tid].looks, axis=0)
+        looks = {tid: np.mean(self._pending[tid].looks, axis=0) for tid in ready}
+        for tid, look in looks.items():
             d = sorted((look_distance(look, self._looks[a]), a) for a in seen)
             if d and d[0][0] <= MATCH_MAX:
                 # an unseen animal could be anyone: it counts as a rival at the matching limit
@@ -209,8 +210,8 @@ class Identities:
             return best[1], best[2]
         # a face like none of the free animals seen so far: the first unseen animal, the leftmost face first
         if unseen:
-            strangers = [tid for tid in ready if all(
-                look_distance(np.mean(self._pending[tid].looks, axis=0), self._looks[a]) > MATCH_MAX for a in seen)]
+            strangers = [tid for tid, look in looks.items()
+                         if all(look_distance(look, self._looks[a]) > MATCH_MAX for a in seen)]
             if strangers:
                 return min(strangers, key=lambda tid: float(boxes[tid][0] + boxes[tid][2])), unseen[0]
         return None

@@ -49,6 +49,11 @@ class Settings:
         """One name per animal: the user's, then 'animal K' for the rest."""
         return [self.animal_names[k] if k < len(self.animal_names) else f"animal {k + 1}" for k in range(self.animals)]
 
+    def several(self) -> list[str] | None:
+        """The animals' names when there are several (each face is then told to one, and the run files gain an
+        animal column); None with one animal."""
+        return self.names() if self.animals > 1 else None
+
     def check(self) -> None:
         w = self.selection.window_s
         if not math.isfinite(w) or not 0.1 <= w <= 60 or abs(60.0 / w - round(60.0 / w)) > 1e-9:
@@ -200,10 +205,12 @@ class FaceFinder:
         self.quality = QualityScorer()
         self.last_quality: dict[int, float] = {}
         # several animals: each face told to its animal, and each animal's best frames chosen on their own
-        self.identities = Identities(settings.animals) if settings.animals > 1 else None
+        self.names = settings.several()
+        self.identities = Identities(settings.animals) if self.names else None
         self.selectors = {a: WindowSelector(settings.selection) for a in range(1, settings.animals + 1)}
         self.animals_seen: set[int] = set()  # the animals whose face is on this frame
-        self._animal_by_track: dict[int, int] = {}
+        # several animals: the last frame's faces by track id -> their animal's name ("?" while not sure)
+        self.last_animals: dict[int, str] | None = None
         self.fixtures = FixtureFilter()
         self.detector_runs = 0
         self.confident_runs = 0
@@ -225,7 +232,8 @@ class FaceFinder:
         clock.lap("quality")
         if self.identities is not None:
             candidates = self.identities.assign(candidates, frame.t_s)
-            self._animal_by_track = {c.track_id: c.animal for c in candidates}
+            self.last_animals = {c.track_id: self.names[c.animal - 1] if c.animal != UNKNOWN else "?"
+                                 for c in candidates}
             clock.lap("identity")
             self.animals_seen = {c.animal for c in candidates} - {UNKNOWN}
         else:
@@ -238,12 +246,6 @@ class FaceFinder:
 
     def flush(self) -> list[Candidate]:
         return [c for sel in self.selectors.values() for c in sel.flush()]
-
-    def last_animals(self, names: list[str]) -> dict[int, str] | None:
-        """The last frame's faces by track id -> their animal's name ("?" when not sure); None with one animal."""
-        if self.identities is None:
-            return None
-        return {tid: names[a - 1] if a != UNKNOWN else "?" for tid, a in self._animal_by_track.items()}
 
 
 class Pipeline:
@@ -260,14 +262,12 @@ class Pipeline:
         self.writer = writer
         self.observer = observer or Observer()
         self.faces = FaceFinder(detector, self.settings)
-        if earlier and self.settings.animals > 1:
-            raise ConfigError("--resume does not yet continue a run of several animals; analyse it again with "
-                              "--overwrite")
-        # a timeline per animal, each with its own smoothing and alert (one animal: the one timeline as always)
-        self.names = self.settings.names() if self.settings.animals > 1 else [""]
+        # a timeline per animal, each with its own smoothing and alert (one animal: the one timeline as always;
+        # a run of several is never resumed: files.prepare_resume refuses it)
+        names = self.settings.several() or [""]
         self.timelines = {a: Timeline(start_time=source.info.start_time, rule=self.settings.alert,
-                                      live=source.info.live, earlier=earlier)
-                          for a in range(1, self.settings.animals + 1)}
+                                      live=source.info.live, earlier=earlier, animal=name)
+                          for a, name in enumerate(names, start=1)}
         # Resuming: frames before resume_s only warm up the tracker and quality measures; their minutes are done.
         self.resume_s = resume_s
         self.totals = Totals()
@@ -289,12 +289,9 @@ class Pipeline:
         self.totals.refused_frames += refused
         self.observer.scored(scored)
 
-    def _closed(self, per_animal: list[list[MinuteSummary]]) -> list[MinuteSummary]:
-        """The minutes the animals' timelines closed together (they count the same frames), minute by minute,
-        each row named after its animal."""
-        for name, rows in zip(self.names, per_animal):
-            for r in rows:
-                r.animal = name
+    @staticmethod
+    def _closed(per_animal: list[list[MinuteSummary]]) -> list[MinuteSummary]:
+        """The minutes the animals' timelines closed together (they count the same frames), minute by minute."""
         return [r for rows in zip(*per_animal) for r in rows]
 
     @property
@@ -325,8 +322,7 @@ class Pipeline:
                 if self.stop is not None and self.stop.is_set():
                     break
                 tracks, closed = self.faces.step(frame, clock)
-                animals = self.faces.last_animals(self.names)
-                self.observer.view(frame, tracks, self.faces.last_quality, animals)
+                self.observer.view(frame, tracks, self.faces.last_quality, self.faces.last_animals)
                 clock.lap("view")  # what a live page's pictures cost the analysis
                 if frame.t_s < self.resume_s:
                     continue
@@ -343,7 +339,7 @@ class Pipeline:
                                             for animal, tl in self.timelines.items()]))
                 clock.lap("timeline")
                 if self.annotator:
-                    self.annotator.frame(frame.index, frame.t_s, frame.image, tracks, animals)
+                    self.annotator.frame(frame.index, frame.t_s, frame.image, tracks, self.faces.last_animals)
                     clock.lap("annotate")
                 tot.frames += 1
                 tot.dropped_frames += frame.dropped_before

@@ -35,7 +35,7 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
     if state == "partial":
         check_run(run_dir)
         start_epoch = start_epoch or recorded_start(run_dir)
-        earlier, resume_s = prepare_resume(run_dir, classifier.action_units)
+        earlier, resume_s = prepare_resume(run_dir, classifier.action_units, several=settings.animals > 1)
     size_at_start = Path(video).stat().st_size if Path(video).is_file() else None
     # The source is opened before a new run folder is made: an unreadable input leaves no empty folder behind.
     source = CaptureSource(video=video, start_s=max(0.0, resume_s - WARMUP_S), start_epoch=start_epoch)
@@ -48,7 +48,7 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
     annotator = None
     try:
         with RunWriter(run_dir, resume=state == "partial", action_units=classifier.action_units,
-                       animals=animal_names(settings)) as writer:
+                       animals=settings.several()) as writer:
             if annotate:
                 info = source.info
                 annotator = Annotator(run_dir / "annotated.mp4", info.width, info.height, info.fps or 30.0,
@@ -78,11 +78,6 @@ def analyze_video(video: Path, run_dir: Path, detector, classifier, settings: Se
         source.close()
 
 
-def animal_names(settings: Settings) -> list[str] | None:
-    """The animals' names for the run files when there are several (the files then gain an animal column)."""
-    return settings.names() if settings.animals > 1 else None
-
-
 def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, settings: Settings,
                  overwrite: bool = False, observer: Observer | None = None, resume: bool = False,
                  stop: threading.Event | None = None) -> RunResult:
@@ -97,11 +92,11 @@ def watch_source(source: CaptureSource, run_dir: Path, detector, classifier, set
         if done is not None and done != source.info.name:
             raise RunExists(f"{run_dir} holds a run of {done}, not of {source.info.name}; give another --out")
         check_run(run_dir)
-        earlier, _ = prepare_resume(run_dir, classifier.action_units)
+        earlier, _ = prepare_resume(run_dir, classifier.action_units, several=settings.animals > 1)
     else:
         prepare_run_dir(run_dir, overwrite)
     with RunWriter(run_dir, resume=state != "new", action_units=classifier.action_units,
-                   animals=animal_names(settings)) as writer:
+                   animals=settings.several()) as writer:
         pipe = Pipeline(source, detector, classifier, writer, settings, observer, earlier=earlier, stop=stop)
         result = pipe.run()
         # complete: the source ended or was given up; a run stopped by Ctrl-C or SIGTERM is interrupted instead.

@@ -110,8 +110,9 @@ class Timeline:
     """Feed frames in time order; closed minutes come back as MinuteSummary rows (causally smoothed)."""
 
     def __init__(self, start_time: float | None = None, rule: AlertRule | None = None, live: bool = False,
-                 earlier: list[MinuteSummary] | None = None):
+                 earlier: list[MinuteSummary] | None = None, animal: str = ""):
         self.start_time = start_time  # epoch seconds of t_s = 0, when known
+        self.animal = animal  # whose minutes these are, with several animals (MinuteSummary.animal)
         self.rule = rule or AlertRule()
         self.live = live
         self._current: MinuteSummary | None = None
@@ -127,7 +128,7 @@ class Timeline:
     def _open(self, minute: int) -> MinuteSummary:
         start = None if self.start_time is None else self.start_time + minute * 60
         return MinuteSummary(minute=minute, start_s=minute * 60.0, end_s=(minute + 1) * 60.0,
-                             start_time=iso_time(start))
+                             start_time=iso_time(start), animal=self.animal)
 
     def add_frame(self, t_s: float, has_face: bool, dropped_before: int = 0) -> list[MinuteSummary]:
         """Counts one delivered frame (and the frames dropped just before it); returns minutes it closed."""

@@ -165,16 +165,9 @@ def synth(
     """
     from .. import synth as sy
 
-    if not 1 <= rats <= sy.MAX_RATS:
-        raise ConfigError(f"--rats must be 1 to {sy.MAX_RATS}")
-    for c in coat.split(","):
-        if c.strip() not in sy.COATS:
-            raise ConfigError(f"unknown --coat {c.strip()!r}; choose one of {', '.join(sy.COATS)}")
-    if rats == 1 and ("," in coat or ";" in schedule):
-        raise ConfigError("a coat or schedule per rat needs --rats 2 or more")
-    for one in schedule.split(";"):
-        sy.parse_schedule(one)
-    steps = sy.parse_schedule(schedule.split(";")[0])
+    cage = sy.VideoSpec(coat=coat, schedule=schedule, rats=rats)
+    cage.check()
+    steps = sy.parse_schedule(cage.schedule_of(0))
     if out_path is not None and dataset is None and steps[-1][0] >= minutes:
         late = ", ".join(f"level {lv} from minute {start:g}" for start, lv in steps if start >= minutes)
         out.print(f"[yellow]note:[/] the video is {minutes:g} min long: the schedule's {late} will not be in it",

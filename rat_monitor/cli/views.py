@@ -43,8 +43,9 @@ def timeline_table(rows: list[MinuteSummary], title: str = "Pain timeline", last
         cov = 100.0 * m.face_frames / m.frames if m.frames else 0.0
         start = m.start_time[11:19] if m.start_time else f"{m.start_s / 60:.0f}:00"
         level = f"[{LEVEL_STYLE[m.pain_level]}]{m.pain_level}[/]" + (" (refused)" if m.status == "unfamiliar" else "")
-        cells = [escape(m.animal)] * several + [str(m.minute), start, str(m.frames), str(m.dropped_frames), f"{cov:.0f}", str(m.scored_frames),
-                 fmt(m.pain_prob), fmt(m.pain_prob_smoothed), level, "[bold red]ALERT[/]" if m.alert else ""]
+        cells = [escape(m.animal)] * several + [
+            str(m.minute), start, str(m.frames), str(m.dropped_frames), f"{cov:.0f}", str(m.scored_frames),
+            fmt(m.pain_prob), fmt(m.pain_prob_smoothed), level, "[bold red]ALERT[/]" if m.alert else ""]
         if action_units:
             au = m.action_units
             cells += [fmt(au["rgs"]) if au else "", " ".join(f"{au[k]:.1f}" for k in AU_FIELDS[:-1]) if au else ""]

@@ -82,8 +82,7 @@ class SourceBoard(Observer):
 
     def minute(self, row: MinuteSummary) -> None:
         several = bool(row.animal)  # a run of several animals: the row says whose minute it is
-        values = dict(zip(timeline_columns(self.action_units, several),
-                          [row.animal] * several + timeline_row(row, self.action_units)))
+        values = dict(zip(timeline_columns(self.action_units, several), timeline_row(row, self.action_units)))
         with self._lock:
             self.rows.append({k: str(v) for k, v in values.items()})
 

@@ -175,7 +175,7 @@ class RunWriter:
         os.fsync(f.fileno())
 
     def minute(self, m: MinuteSummary) -> None:
-        self._tw.writerow([m.animal] * bool(self.animals) + timeline_row(m, self.action_units))
+        self._tw.writerow(timeline_row(m, self.action_units))
         self._sync(self._timeline)
         event = m.alert_event
         if event:
@@ -293,16 +293,18 @@ def read_timeline(path: Path) -> list[MinuteSummary]:
     return rows
 
 
-def prepare_resume(run_dir: Path, action_units: bool) -> tuple[list[MinuteSummary], float]:
+def prepare_resume(run_dir: Path, action_units: bool,
+                   several: bool = False) -> tuple[list[MinuteSummary], float]:
     """An interrupted run folder -> its complete minutes and the time to continue from. frames.csv keeps only
     the frames of those minutes (the unfinished minute is redone); crops of the unfinished minute go.
-    The run must go on with the same kind of classifier (with or without AU scores): its columns stay."""
+    The run must go on with the same kind of classifier (with or without AU scores): its columns stay. several:
+    the run would go on with several animals; that, or a run of several in the folder, is refused."""
     run_dir = Path(run_dir)
     lock_run_dir(run_dir)
     header = read_table(run_dir / "timeline.csv", ConfigError)[0]
-    if header[:1] == [ANIMAL_COLUMN]:
-        raise ConfigError(f"{run_dir} is a run of several animals: --resume does not yet continue those; analyse "
-                          "the video again with --overwrite")
+    if several or header[:1] == [ANIMAL_COLUMN]:  # resumed, who is who would be guessed afresh: refused
+        raise ConfigError(f"{run_dir}: --resume does not yet continue a run of several animals; analyse the video "
+                          "again with --overwrite")
     if header != timeline_columns(action_units):
         if ("rgs" in header) != action_units:
             had = "with" if "rgs" in header else "without"
@@ -359,7 +361,8 @@ def _au_cells(values: dict[str, float] | None) -> list[str]:
 
 
 def timeline_row(m: MinuteSummary, action_units: bool = False) -> list:
-    row = [m.minute, f"{m.start_s:.3f}", f"{m.end_s:.3f}", m.start_time, m.frames, m.dropped_frames, m.face_frames,
+    """A timeline.csv row (timeline_columns): led by the animal's name in a run of several animals."""
+    row = [m.animal] * bool(m.animal) + [m.minute, f"{m.start_s:.3f}", f"{m.end_s:.3f}", m.start_time, m.frames, m.dropped_frames, m.face_frames,
            m.scored_frames, _num(m.pain_prob), _num(m.pain_score), _num(m.pain_prob_smoothed), m.pain_level, m.alert,
            m.status, _num(m.pain_prob_low), _num(m.pain_prob_high), _num(m.smoothed_low), _num(m.smoothed_high),
            _num(m.share_none, 3), _num(m.share_moderate, 3), _num(m.share_severe, 3), m.refused_frames, m.alert_rule]

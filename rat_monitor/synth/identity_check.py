@@ -4,56 +4,51 @@ holding a wrong animal's frame, and each animal's minute-level agreement with it
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..imaging import iou
+from ..tables import read_rows
 
 MATCH_IOU = 0.3  # a scored crop belongs to the truth face it overlaps this much (else it is no rat's face)
 
 
-def _rows(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def identity_figures(run_dir: Path, truth_csv: Path, minutes_csv: Path, fps: float) -> dict:
     run_dir = Path(run_dir)
-    truth = _rows(truth_csv)
+    truth = read_rows(truth_csv)
     boxes: dict[int, list[tuple[int, np.ndarray]]] = {}  # frame -> (truth animal, box) of its visible faces
     for r in truth:
         if r["visible"] == "1":
             boxes.setdefault(int(r["frame"]), []).append(
                 (int(r["animal"]), np.array([float(r[k]) for k in ("x0", "y0", "x1", "y1")])))
-    frames = sorted(_rows(run_dir / "frames.csv"), key=lambda r: int(r["frame"]))
+    frames = sorted(read_rows(run_dir / "frames.csv"), key=lambda r: int(r["frame"]))
     names = sorted({r["animal"] for r in frames})
     animals = sorted({int(r["animal"]) for r in truth})
-    pairs = []  # (run's animal name, truth animal or 0, frame, minute)
+    pairs = []  # (run's animal name, truth animal or 0, minute), in frame order
     for r in frames:
         faces = boxes.get(int(r["frame"]), [])
         box = np.array([[float(r[k]) for k in ("x0", "y0", "x1", "y1")]])
         overlap = iou(box, np.stack([b for _, b in faces]))[0] if faces else np.zeros(0)
         who = faces[int(overlap.argmax())][0] if len(overlap) and overlap.max() >= MATCH_IOU else 0
-        pairs.append((r["animal"], who, int(r["frame"]), int(float(r["t_s"]) // 60)))
+        pairs.append((r["animal"], who, int(float(r["t_s"]) // 60)))
     # the run's names are its own: each is matched to the truth animal it agrees with most
-    counts = np.array([[sum(1 for n, w, _, _ in pairs if n == name and w == a) for a in animals] for name in names])
+    counts = np.array([[sum(1 for n, w, _ in pairs if n == name and w == a) for a in animals] for name in names])
     rows, cols = linear_sum_assignment(counts, maximize=True) if len(names) else ([], [])
     truth_of = {names[i]: animals[j] for i, j in zip(rows, cols)}
-    on_a_face = [(n, w, f, m) for n, w, f, m in pairs if w]
-    right = sum(truth_of.get(n) == w for n, w, _, _ in on_a_face)
-    wrong_minutes = sorted({(n, m) for n, w, _, m in on_a_face if truth_of.get(n) != w})
+    on_a_face = [(n, w, m) for n, w, m in pairs if w]
+    right = sum(truth_of.get(n) == w for n, w, _ in on_a_face)
+    wrong_minutes = {(n, m) for n, w, m in on_a_face if truth_of.get(n) != w}
     switches = 0
     for name in names:
-        seq = [w for n, w, _, _ in on_a_face if n == name]
+        seq = [w for n, w, _ in on_a_face if n == name]
         switches += sum(a != b for a, b in zip(seq, seq[1:]))
     hours = len({int(r["frame"]) for r in truth}) / fps / 3600
     # per animal: its minutes' pain (none or not) against its own truth, where the run knew the minute
-    level = {(int(r["animal"]), int(r["minute"])): int(r["pain_level"]) for r in _rows(minutes_csv)}
+    level = {(int(r["animal"]), int(r["minute"])): int(r["pain_level"]) for r in read_rows(minutes_csv)}
     agree, known, total = {}, {}, {}
-    for r in _rows(run_dir / "timeline.csv"):
+    for r in read_rows(run_dir / "timeline.csv"):
         a = truth_of.get(r["animal"])
         if a is None:
             continue

@@ -12,7 +12,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import ConfigError
-from .face import Pose, look_for
+from .face import COATS, Pose, look_for
 from .scene import Effects
 
 PRESETS = {
@@ -83,6 +83,19 @@ class VideoSpec:
     def schedule_of(self, animal: int) -> str:
         schedules = [s.strip() for s in self.schedule.split(";")]
         return schedules[animal] if animal < len(schedules) else "control"
+
+    def check(self) -> None:
+        """ConfigError unless a video can be made of this: 1 to MAX_RATS rats, known coats, schedules that parse,
+        and a coat or schedule per rat only with several rats."""
+        if not 1 <= self.rats <= MAX_RATS:
+            raise ConfigError(f"--rats must be 1 to {MAX_RATS}")
+        for coat in self.coat.split(","):
+            if coat.strip() not in COATS:
+                raise ConfigError(f"unknown --coat {coat.strip()!r}; choose one of {', '.join(COATS)}")
+        if self.rats == 1 and ("," in self.coat or ";" in self.schedule):
+            raise ConfigError("a coat or schedule per rat needs --rats 2 or more")
+        for schedule in self.schedule.split(";"):
+            parse_schedule(schedule)
 
 
 @dataclass(frozen=True)
