@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from rat_monitor.detect.train import synthetic_samples
+from rat_monitor.detect.train import synthetic_samples, yolo_text
 from rat_monitor.synth import VideoSpec, write_video
 from rat_monitor.synth.dataset import write_dataset
 
@@ -60,9 +60,7 @@ def write_yolo(root: Path, samples) -> Path:
     for i, s in enumerate(samples):
         cv2.imwrite(str(root / "images" / f"{i:04d}.png"), s.image)
         h, w = s.image.shape[:2]
-        lines = [f"0 {(b[0] + b[2]) / 2 / w:.6f} {(b[1] + b[3]) / 2 / h:.6f} {(b[2] - b[0]) / w:.6f} "
-                 f"{(b[3] - b[1]) / h:.6f}" for b in s.boxes]
-        (root / "labels" / f"{i:04d}.txt").write_text("\n".join(lines))
+        (root / "labels" / f"{i:04d}.txt").write_text(yolo_text(s.boxes, w, h))
     return root
 
 

@@ -336,6 +336,23 @@ def test_a_training_round_fine_tunes_the_detector_and_refills_the_boxes(project,
     assert again["from"] == done["trained"] and again["trained"].name == "detector-2"  # the loop goes on
 
 
+def test_a_self_training_round_learns_from_the_projects_video_too(project):
+    """label train --self-train: the fine-tune also learns the video's own sure faces, says how many, and is
+    held to the same held-out check as any fine-tune."""
+    from rat_monitor.models import read_card
+
+    frames = sorted(project.frames(), key=lambda f: f["t_s"])
+    for f in frames[:4]:
+        project.save_frame(f["id"], {"boxes": f["proposals"] or [[10, 10, 80, 80]], "status": "labelled"})
+    result = runner.invoke(app, ["label", "train", str(project.root), "--epochs", "1", "--no-classifier",
+                                 "--self-train"])
+    assert result.exit_code == 0, result.output
+    card = read_card(project.root / "models" / "detector-1")
+    rounds = card["training"]["self_training"]
+    assert rounds and rounds[0]["faces"] > 0 and "self-training round 1:" in result.output
+    assert len(card["training"]["frames"]) == 3 and "held_out" in card["metrics"]  # the same held-out check
+
+
 def test_a_training_round_is_checked_on_held_out_frames_and_says_so(project, tmp_path):
     """Four labelled frames of one video: one of them is held out of the fine-tune, the new detector (and the
     one it started from) is measured on it, and the card and the command's output say so, and say that one face

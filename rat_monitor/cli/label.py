@@ -170,6 +170,9 @@ def label_train(
     pilot: bool = typer.Option(False, help="Train the classifier even on too few animals to validate it by animal (a "
                                            "one-animal pilot): its card, every run and every report say it is NOT "
                                            "validated."),
+    self_train: bool = typer.Option(False, "--self-train", help="The detector also learns from the project's "
+                                    "videos themselves: its sure, persisting faces as labels, boxes fixed in place "
+                                    "as not faces; held to the same held-out check."),
 ):
     """One turn of the loop, training only what changed since the last one. The detector: fine-tuned on the
     project's labelled frames (from its recommended detector, else the bundled one) into PROJECT/models/detector-N,
@@ -192,7 +195,7 @@ def label_train(
     with progress_bars() as progress:
         task = progress.add_task("epochs", total=epochs, rate="", visible=detector)
         done = train_round(project, epochs, synthetic, detector=detector, classifier=classifier, pilot=pilot,
-                           progress=lambda e, n, loss: progress.update(task, completed=e,
+                           self_train=self_train, progress=lambda e, n, loss: progress.update(task, completed=e,
                                                                         description=f"epochs (loss {loss:.3f})"))
     if "unchanged" in done:
         out.print(f"detector: {done['unchanged']}", highlight=False)
@@ -200,6 +203,10 @@ def label_train(
         f = done["frames"]
         out.print(f"detector → {done['trained']} (from {done['from'].name}; {f['frames']} frames, {f['boxes']} boxes, "
                   f"input {done['input_size'][0]}x{done['input_size'][1]}, {done['seconds']} s)", highlight=False)
+        for r in done["self_training"]:
+            out.print(f"  self-training round {r['round']}: {r['faces']} pseudo-labelled faces on {r['frames']} "
+                      f"frames of the videos, {r['fixed_boxes']} fixed boxes taught as not faces, "
+                      f"{r['runs_left_out']} doubtful runs left out", highlight=False)
         checked = done["checked"]
         out.print(f"held-out check: {verdict(checked['after'] if checked else None)} ({done['held_out']})",
                   highlight=False)

@@ -263,6 +263,82 @@ def detector_train(
     out.print(f"detector → {out_dir} ({card['training']['seconds']} s)", highlight=False)
 
 
+@detector_app.command("self-train")
+@friendly_errors
+def detector_self_train(
+    footage: list[Path] = typer.Argument(..., help="Unlabelled videos of one camera, or folders of its stills."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Detector folder to write."),
+    init: str = typer.Option(DEFAULT_DETECTOR, help="The detector to start from (name or folder)."),
+    yolo: Optional[Path] = typer.Option(None, help="A few labelled frames of this camera (YOLO layout), learnt "
+                                                   "beside the pseudo-labels."),
+    check: Optional[Path] = typer.Option(None, help="Labelled frames of this camera that it never learns from (YOLO "
+                                                    "layout): the new detector is measured on them against --init."),
+    rounds: int = typer.Option(2, help="Rounds of pseudo-labelling and fine-tuning."),
+    epochs: int = typer.Option(30, help="Epochs of each fine-tune."),
+    overwrite: bool = typer.Option(False, help="Replace the detector folder --out if it exists."),
+):
+    """Teach a detector your camera from its own unlabelled footage (self-training), with or without a few labels.
+
+    Faces the detector is sure of that persist over nearby frames become labels; boxes that sit at one place
+    through the footage (pellets, markers, glare) are taught as not faces; frames with a doubtful box are left out.
+    Check it with --check on labelled frames it never saw before relying on it: pseudo-labels teach the detector's
+    own mistakes too.
+
+    [bold]Example:[/] rat-monitor detector self-train cage3_day1.mp4 --yolo my_boxes/ --check my_held_out/ --out models/cage3-detector
+    """
+    from ..detect import load_detector
+    from ..detect.evaluate import evaluate_yolo
+    from ..detect.selftrain import RUNS, runs_of_images, runs_of_video, self_train
+    from ..detect.train import require_training_packages, yolo_samples
+    from ..label.figures import not_worse, verdict, write_check
+    from ..models import record_figures, resolve
+
+    require_training_packages(fine_tune=True)
+    if not 1 <= rounds <= 5:
+        raise ConfigError(f"--rounds must be 1 to 5, got {rounds}")
+    if not 1 <= epochs <= 500:
+        raise ConfigError(f"--epochs must be 1 to 500, got {epochs}")
+    for folder in (f for f in (yolo, check) if f is not None):
+        if not folder.is_dir():
+            raise ConfigError(f"no such folder: {folder}")
+    for item in footage:
+        if not item.exists():
+            raise SourceError(f"no such video or folder: {item}")
+    refuse_to_replace_model(out_dir, overwrite)
+    init_dir = resolve(init, "face-detector")
+    labelled = yolo_samples(yolo) if yolo else []
+    per_video = max(8, RUNS // len(footage))
+    runs = [run for item in footage
+            for run in (runs_of_images(item) if item.is_dir() else runs_of_video(item, runs=per_video))]
+    with progress_bars() as progress:
+        task = progress.add_task("epochs", total=epochs, rate="")
+        card, history = self_train(init_dir, runs, out_dir, labelled, rounds, epochs,
+                                   what=", ".join(f.name for f in footage),
+                                   progress=lambda e, n, loss: progress.update(task, completed=e,
+                                                                                description=f"epochs (loss {loss:.3f})"))
+    for r in history:
+        out.print(f"round {r['round']}: {r['faces']} pseudo-labelled faces on {r['frames']} frames, {r['fixed_boxes']} "
+                  f"fixed boxes taught as not faces, {r['runs_left_out']} doubtful runs left out", highlight=False)
+    figures = None
+    if check:
+        figures, before = (evaluate_yolo(load_detector(d), check) for d in (out_dir, init_dir))
+        record_figures(out_dir, "held_out", {**figures, "data": str(check)})
+    write_check(out_dir, f"self-trained on its own sure detections in unlabelled footage"
+                         f"{f' and {len(labelled)} labelled frames' if labelled else ''}; {verdict(figures)}", figures)
+    out.print(f"detector → {out_dir} (input {card['input_size'][0]}x{card['input_size'][1]}, "
+              f"{card['training']['seconds']} s for its last round)", highlight=False)
+    if figures is None:
+        out.print("[yellow]not checked: give --check DIR (labelled frames it never learnt from) before relying on "
+                  "it[/]", highlight=False)
+        return
+    out.print(f"held-out check: {verdict(figures)}", highlight=False)
+    out.print(f"  {init_dir.name} on the same frames: {before['true_positives']} of {before['faces']} found, "
+              f"{before['false_positives']} false (AP@0.5 {before['ap50']:.2f})", highlight=False)
+    if not not_worse(figures, before):
+        out.print(f"[yellow]worse than {init_dir.name} on the held-out frames: keep using {init_dir.name}[/]",
+                  highlight=False)
+
+
 def _licence_note(folder: Path) -> str:
     """A YOLO folder's LICENSE file in brief, for the card: the licence's title (its first line) and the lines
     that say where the frames came from, under what notes (e.g. commercial users to contact the authors) and

@@ -3,6 +3,7 @@ then exporting it to ONNX for CPU inference. Fine-tuning starts from an existing
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,6 +168,12 @@ def _yolo_boxes(lab: Path, w: int, h: int, root: Path) -> np.ndarray:
     return np.array(boxes, np.float32).reshape(-1, 4)
 
 
+def yolo_text(boxes, w: int, h: int) -> str:
+    """BOXES (pixels of a W x H frame) as a YOLO label file's text: '0 cx cy w h' per box, normalised."""
+    return "".join(f"0 {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}\n"
+                   for x0, y0, x1, y1 in boxes)
+
+
 def yolo_samples(root: Path) -> list[Sample]:
     """images/ + labels/ (one 'class cx cy w h' line per box, normalised), as CVAT, Label Studio and
     DeepLabCut-to-YOLO converters export. Images without a label file are negatives. An optional negatives/
@@ -192,6 +199,31 @@ def yolo_samples(root: Path) -> list[Sample]:
 
 
 # ------------------------------------------------------------------------------------------ training
+FRAMES_PER_EPOCH = 64  # a few labelled frames are shown several times per epoch
+
+
+def fine_tune(samples: list[Sample], out: Path, init: Path, epochs: int, what: str, seed: int = 0,
+              synthetic: int = 0, progress: Callable[[int, int, float], None] | None = None,
+              extra_card: dict | None = None, camera_size: bool = True) -> dict:
+    """The detector of INIT fine-tuned on a camera's SAMPLES (WHAT they are, for the card), plus SYNTHETIC
+    randomised lab frames, which keep what it knew; returns its card. camera_size: the network input chosen for
+    these frames (their shape, their faces' size: detect.sizing), else INIT's."""
+    from .sizing import input_size_for
+
+    size = input_size_of(init)
+    if camera_size:
+        size = input_size_for([s.image.shape[1::-1] for s in samples],
+                              [float(side) for s in samples for side in np.maximum(s.boxes[:, 2] - s.boxes[:, 0],
+                                                                                     s.boxes[:, 3] - s.boxes[:, 1])])
+    data = prepare(samples * max(1, math.ceil(FRAMES_PER_EPOCH / len(samples))), *size)
+    parts = [what]
+    if synthetic > 0:
+        data = data + render_prepared(synthetic, seed, size=size)
+        parts.append(f"{synthetic} randomised synthetic lab frames")
+    return train_detector(data, out, epochs=epochs, init=init, seed=seed, description="; ".join(parts),
+                          progress=progress, extra_card=extra_card, input_size=size)
+
+
 def _init_net(init: Path | None):
     from safetensors.torch import load_file
 

@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..detect.train import yolo_text
 from ..errors import ConfigError
 from ..models import atomic_write_text
 from ..types import ACTION_UNITS
@@ -33,10 +34,8 @@ def export_yolo(project: Project, out: Path, frame_ids: list[str] | None = None)
             continue
         shutil.copyfile(project.frame_image(frame["id"]), out / "images" / f"{frame['id']}.jpg")
         for folder, boxes in (("labels", frame["boxes"]), ("negatives", frame["rejected"])):
-            lines = [f"0 {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} {(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
-                     for x0, y0, x1, y1 in boxes]
-            if lines or folder == "labels":
-                atomic_write_text(out / folder / f"{frame['id']}.txt", "".join(line + "\n" for line in lines))
+            if boxes or folder == "labels":
+                atomic_write_text(out / folder / f"{frame['id']}.txt", yolo_text(boxes, w, h))
         counts["frames"] += 1
         counts["boxes"] += len(frame["boxes"])
         counts["turned_down"] += len(frame["rejected"])

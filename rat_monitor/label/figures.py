@@ -17,6 +17,24 @@ def verdict(figures: dict | None) -> str:
             f"false boxes on {figures['frames']} held-out frames (AP@0.5 {figures['ap50']:.2f})")
 
 
+def not_worse(after: dict, before: dict) -> bool:
+    """Whether a new detector's held-out figures AFTER are not worse than those of the one it started from:
+    AP@0.5 first, then faces found less false boxes."""
+    return (round(after["ap50"], 3), after["true_positives"] - after["false_positives"]) >= \
+        (round(before["ap50"], 3), before["true_positives"] - before["false_positives"])
+
+
+def write_check(model_dir, caveat: str, figures: dict | None) -> None:
+    """A detector's card says what it was checked on (CAVEAT, in words) and whether that was a check at all."""
+    from ..models import read_card, write_card
+
+    card = read_card(model_dir)
+    card["caveat"] = caveat
+    card["validation"] = {"status": "held-out frames" if figures and figures["faces"] >= MIN_HELD_OUT_FACES
+                          else "not checked", "held_out_faces": figures["faces"] if figures else 0}
+    write_card(model_dir, card, list(card.get("files", {})))
+
+
 def plateau(curve: list[dict]) -> str:
     """Whether more labels still help: the last three checked fine-tunes' held-out AP within 0.02 of each other
     says the curve has flattened ('' while it has not, or too few were checked)."""

@@ -5,18 +5,14 @@ pain classifier on the scored crops once there are enough of them, evaluated by 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import ConfigError, DatasetError
 from .export import export_manifest, export_yolo
-from .figures import MIN_HELD_OUT_FACES, verdict
+from .figures import MIN_HELD_OUT_FACES, not_worse, verdict, write_check
 from .project import Project
 
-FRAMES_PER_EPOCH = 64  # a few labelled frames are shown several times per epoch
 MIN_CROPS, MIN_ANIMALS = 20, 3  # below this a classifier's by-animal figures mean nothing
 PRETRAINED_BELOW = 50  # scored crops per animal below which mobilenet-linear is trained (learning curve, README)
 
@@ -24,27 +20,14 @@ PRETRAINED_BELOW = 50  # scored crops per animal below which mobilenet-linear is
 def fine_tune_detector(yolo: Path, out: Path, init: Path, epochs: int, seed: int = 0, synthetic: int = 0,
                        progress: Callable[[int, int, float], None] | None = None,
                        extra_card: dict | None = None, camera_size: bool = True) -> dict:
-    """The detector of INIT fine-tuned on a YOLO folder (plus SYNTHETIC randomised lab frames, which keep what
-    it knew); returns its card. camera_size: the network input chosen for these frames (their shape, their
-    faces' size: detect.sizing), else INIT's."""
-    from ..detect.sizing import input_size_for
-    from ..detect.train import input_size_of, prepare, render_prepared, train_detector, yolo_samples
+    """The detector of INIT fine-tuned on a YOLO folder (detect.train.fine_tune); returns its card."""
+    from ..detect.train import fine_tune, yolo_samples
 
     samples = yolo_samples(yolo)
-    size = input_size_of(init)
-    if camera_size:
-        size = input_size_for([s.image.shape[1::-1] for s in samples],
-                              [float(side) for s in samples for side in np.maximum(s.boxes[:, 2] - s.boxes[:, 0],
-                                                                                     s.boxes[:, 3] - s.boxes[:, 1])])
-    data = prepare(samples * max(1, math.ceil(FRAMES_PER_EPOCH / len(samples))), *size)
     turned_down = sum(len(s.negatives) for s in samples if s.negatives is not None)
-    parts = [f"{len(samples)} labelled frames ({yolo})" + (f", {turned_down} turned-down proposals weighed as "
-                                                          "not faces" if turned_down else "")]
-    if synthetic > 0:
-        data = data + render_prepared(synthetic, seed, size=size)
-        parts.append(f"{synthetic} randomised synthetic lab frames")
-    return train_detector(data, out, epochs=epochs, init=init, seed=seed, description="; ".join(parts),
-                          progress=progress, extra_card=extra_card, input_size=size)
+    what = f"{len(samples)} labelled frames ({yolo})" + (f", {turned_down} turned-down proposals weighed as "
+                                                        "not faces" if turned_down else "")
+    return fine_tune(samples, out, init, epochs, what, seed, synthetic, progress, extra_card, camera_size)
 
 
 HELD_OUT_SHARE = 0.25  # of each video's decided frames, kept out of every fine-tune to check them
@@ -141,23 +124,24 @@ def labels_digest(project: Project, frame_ids: list[str]) -> str:
 
 def train_round(project: Project, epochs: int = 30, synthetic: int = 0, seed: int = 0,
                 progress: Callable[[int, int, float], None] | None = None, detector: bool = True,
-                classifier: bool = True, pilot: bool = False) -> dict:
+                classifier: bool = True, pilot: bool = False, self_train: bool = False) -> dict:
     """One turn of the loop, training only what changed: detector-N fine-tuned from the project's recommended
     detector (or the bundled one) when the labelled frames changed since it, checked on held-out frames against
     the detector it started from, and recommended only if it is not worse there; the unlabelled frames'
     proposals refilled from the recommended detector; classifier-N when the scores changed and MIN_CROPS crops
     of MIN_ANIMALS animals are scored (with pilot, on fewer too: trained without a by-animal check, and its card
-    says so). Returns what it did."""
+    says so). self_train: the detector also learns from the project's videos themselves (detect.selftrain), and
+    is held to the same held-out check. Returns what it did."""
     result: dict = {"detector": None, "classifier": None}
     if detector:
-        result.update(_detector_round(project, epochs, synthetic, seed, progress))
+        result.update(_detector_round(project, epochs, synthetic, seed, progress, self_train))
     if classifier:
         result["classifier"] = _train_classifier(project, pilot)
     return result
 
 
 def _detector_round(project: Project, epochs: int, synthetic: int, seed: int,
-                    progress: Callable[[int, int, float], None] | None) -> dict:
+                    progress: Callable[[int, int, float], None] | None, self_train: bool = False) -> dict:
     from ..detect import load_detector
     from ..detect.evaluate import evaluate_yolo
     from ..models import read_card, record_figures
@@ -167,7 +151,7 @@ def _detector_round(project: Project, epochs: int, synthetic: int, seed: int,
     train_ids, held_ids, how = split_held_out(project, learnt_frames(lineage))
     if not train_ids:
         raise ConfigError(f"{project.root}: no labelled frame to learn from yet (hold-outs aside): label more")
-    digest = labels_digest(project, train_ids)
+    digest = labels_digest(project, train_ids) + ("+self-trained" if self_train else "")
     latest = project.detectors()[-1] if project.detectors() else None
     if latest is not None and read_card(latest).get("training", {}).get("labels_digest") == digest:
         return {"unchanged": f"no labelled frame changed since {latest.name}: not fine-tuned again",
@@ -178,7 +162,10 @@ def _detector_round(project: Project, epochs: int, synthetic: int, seed: int,
     out = project.root / "models" / f"detector-{number}"
     provenance = {"project": str(project.root), "frames": train_ids, "held_out_frames": held_ids, "held_out": how,
                   "labels_digest": digest, "ancestors_frames": sorted(learnt_frames(lineage))}
-    card = fine_tune_detector(yolo, out, init, epochs, seed, synthetic, progress, extra_card=provenance)
+    if self_train:
+        card, rounds = _self_train(project, yolo, out, init, epochs, seed, progress, provenance)
+    else:
+        card, rounds = fine_tune_detector(yolo, out, init, epochs, seed, synthetic, progress, extra_card=provenance), []
     checked = None
     if held_ids:
         held = project.root / "train" / f"held-out-{number}"
@@ -197,7 +184,22 @@ def _detector_round(project: Project, epochs: int, synthetic: int, seed: int,
     refilled = refill(project, load_detector(recommended))
     return {"trained": out, "from": init, "frames": counts, "seconds": card["training"]["seconds"],
             "input_size": card["input_size"], "refilled": refilled, "checked": checked, "held_out": how,
-            "recommended": recommended, "kept_better": better}
+            "recommended": recommended, "kept_better": better, "self_training": rounds}
+
+
+def _self_train(project: Project, yolo: Path, out: Path, init: Path, epochs: int, seed: int,
+                progress: Callable[[int, int, float], None] | None, provenance: dict) -> tuple[dict, list[dict]]:
+    """The detector fine-tuned on the labelled frames of YOLO plus pseudo-labels of the project's own videos."""
+    from ..detect.selftrain import RUNS, runs_of_video, self_train
+    from ..detect.train import yolo_samples
+
+    videos = [Path(v) for v in project.meta()["videos"] if Path(v).is_file()]
+    if not videos:
+        raise ConfigError(f"{project.root}: none of the project's videos is where it was labelled from; "
+                          "self-training reads them")
+    runs = [run for video in videos for run in runs_of_video(video, runs=max(8, RUNS // len(videos)))]
+    return self_train(init, runs, out, yolo_samples(yolo), epochs=epochs, seed=seed, progress=progress,
+                      what=f"{len(videos)} video(s) of the project", extra_card=provenance)
 
 
 def _not_worse(checked: dict | None) -> bool:
@@ -205,9 +207,7 @@ def _not_worse(checked: dict | None) -> bool:
     then faces found less false boxes), or no figure to say otherwise (the newer learnt from more labels)."""
     if not checked or checked["after"]["faces"] < MIN_HELD_OUT_FACES:
         return True
-    a, b = checked["after"], checked["before"]
-    return (round(a["ap50"], 3), a["true_positives"] - a["false_positives"]) >= \
-        (round(b["ap50"], 3), b["true_positives"] - b["false_positives"])
+    return not_worse(checked["after"], checked["before"])
 
 
 def refill(project: Project, detector) -> int:
@@ -225,15 +225,9 @@ def refill(project: Project, detector) -> int:
 
 def _write_caveat(out: Path, trained_on: int, checked: dict | None, how: str) -> None:
     """The card says what the fine-tune was checked on, or that it was not checked at all."""
-    from ..models import read_card, write_card
-
-    card = read_card(out)
     figures = checked["after"] if checked else None
-    card["caveat"] = (f"fine-tuned on {trained_on} labelled frames of one project; {verdict(figures)} ({how}); "
-                      "few frames of few videos: check it on more of your footage before relying on it")
-    card["validation"] = {"status": "held-out frames" if figures and figures["faces"] >= MIN_HELD_OUT_FACES
-                          else "not checked", "held_out_faces": figures["faces"] if figures else 0}
-    write_card(out, card, list(card.get("files", {})))
+    write_check(out, f"fine-tuned on {trained_on} labelled frames of one project; {verdict(figures)} ({how}); "
+                     "few frames of few videos: check it on more of your footage before relying on it", figures)
 
 
 def classifier_kind(crops_per_animal: float) -> tuple[str, str]:

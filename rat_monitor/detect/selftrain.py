@@ -1,0 +1,198 @@
+"""Self-training on a camera's own unlabelled footage (issue 38): the camera is fixed and the animal moves.
+
+The footage is read as short runs of nearby frames spread over it (a still image is a run of one). On each run
+the detector's boxes are linked into tracks. A track the detector is sure of (a box scored SURE or more) that
+persists over the run is a face, and its frame becomes a pseudo-labelled frame, unless the track sits where a
+box sits in most runs across the footage: a pellet, a marker or an LED's glare never moves, an animal does, so
+such boxes are taught as not faces. A frame with any other box above UNSURE (a flicker, a doubtful face) teaches
+nothing: it is left out rather than guessed. The detector is then fine-tuned on the labelled frames plus the
+pseudo-labelled ones, and the next round pseudo-labels with the detector just made."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..imaging import iou
+from .train import Sample
+
+SURE, UNSURE = 0.5, 0.2  # detector scores: a pseudo-label's track reaches SURE; any box above UNSURE is weighed
+RUN_FRAMES, RUN_STEP = 6, 3  # a run: 6 frames, 3 apart (0.6 s at 30 fps), long enough to see a face persist
+RUNS = 48  # runs spread over the footage
+PERSIST = 0.6  # of a run's frames its track is found on
+FIXED_SHARE = 0.5  # of the runs a place is found in (IoU >= FIXED_IOU) for it to be a fixed thing, not an animal
+FIXED_IOU = 0.6
+MIN_RUNS_FOR_FIXED = 4  # fewer runs cannot tell a fixed thing from an animal that stayed put
+MAX_PSEUDO = 48  # pseudo-labelled frames per round: more than the labels, fewer than to drown them
+
+
+@dataclass
+class Pseudo:
+    """One round's pseudo-labels and what was left out."""
+
+    samples: list[Sample] = field(default_factory=list)  # frames with their faces and fixed things (negatives)
+    faces: int = 0
+    fixed: int = 0  # boxes taught as not faces: found at one place across the footage
+    unsure_frames: int = 0  # runs left out: a box the detector doubted, or a face that did not persist
+
+    def summary(self) -> dict:
+        return {"frames": len(self.samples), "faces": self.faces, "fixed_boxes": self.fixed,
+                "runs_left_out": self.unsure_frames}
+
+
+def runs_of_video(video: Path, runs: int = RUNS, frames: int = RUN_FRAMES, step: int = RUN_STEP
+                  ) -> list[list[np.ndarray]]:
+    """RUNS runs of FRAMES frames, STEP apart, spread evenly over VIDEO (decoded in one pass)."""
+    from ..sources import CaptureSource
+
+    with CaptureSource(video=video) as source:
+        total = source.info.frame_count or int((source.info.duration_s or 0) * source.info.fps) or runs * frames * step
+        span = frames * step
+        starts = sorted({int(s) for s in np.linspace(0, max(total - span, 0), runs)})
+        wanted = {start + k * step: n for n, start in enumerate(starts) for k in range(frames)}
+        out: list[list[np.ndarray]] = [[] for _ in starts]
+        for f in source:
+            if f.index in wanted:
+                out[wanted[f.index]].append(f.image)
+            if f.index >= max(wanted):
+                break
+    return [run for run in out if run]
+
+
+def runs_of_images(folder: Path) -> list[list[np.ndarray]]:
+    """Each still of FOLDER (or FOLDER/images) a run of one frame: no motion to see, only the detector's sureness
+    and the places boxes keep coming back to."""
+    from ..errors import DatasetError
+    from ..imaging import IMAGE_EXTS, read_image
+
+    folder = Path(folder)
+    root = folder / "images" if (folder / "images").is_dir() else folder
+    out = []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
+        image, why = read_image(path)
+        if image is None:
+            raise DatasetError(f"cannot read image {path}: {why}")
+        out.append([image])
+    if not out:
+        raise DatasetError(f"no images found under {root}")
+    return out
+
+
+def _tracks(found: list) -> list[list[tuple[int, np.ndarray, float]]]:
+    """Boxes of consecutive frames linked by overlap: each track a list of (frame, box, score)."""
+    tracks: list[list[tuple[int, np.ndarray, float]]] = []
+    for i, dets in enumerate(found):
+        open_tracks = [t for t in tracks if t[-1][0] == i - 1]
+        taken: set[int] = set()
+        for box, score in sorted(zip(dets.boxes, dets.scores), key=lambda p: -p[1]):
+            overlaps = [(float(iou(t[-1][1][None], box[None])[0, 0]), n) for n, t in enumerate(open_tracks)
+                        if n not in taken]
+            best = max(overlaps, default=(0.0, -1))
+            if best[0] >= 0.3:
+                taken.add(best[1])
+                open_tracks[best[1]].append((i, box, float(score)))
+            else:
+                tracks.append([(i, box, float(score))])
+    return tracks
+
+
+def _fixed_places(found_per_run: list[list], share: float = FIXED_SHARE) -> np.ndarray:
+    """Boxes found at one place in at least SHARE of the runs: things of the scene, not animals."""
+    firsts = [dets[0].boxes for dets in found_per_run]  # a run's first frame stands for the run
+    if len(firsts) < MIN_RUNS_FOR_FIXED:
+        return np.zeros((0, 4), np.float32)
+    fixed = []
+    for n, boxes in enumerate(firsts):
+        for box in boxes:
+            runs_with = sum(len(other) and iou(box[None], other).max() >= FIXED_IOU for other in firsts)
+            if runs_with >= share * len(firsts) and not any(iou(box[None], f[None])[0, 0] >= FIXED_IOU for f in fixed):
+                fixed.append(box)
+    return np.array(fixed, np.float32).reshape(-1, 4)
+
+
+def pseudo_label(detector, runs: list[list[np.ndarray]], max_frames: int = MAX_PSEUDO) -> Pseudo:
+    """One round's pseudo-labelled frames from RUNS (detector: an OnnxFaceDetector; its threshold is restored)."""
+    kept = detector.threshold
+    detector.threshold = UNSURE
+    try:
+        found_per_run = [detector.detect_batch(run) for run in runs]
+    finally:
+        detector.threshold = kept
+    fixed = _fixed_places(found_per_run)
+    out = Pseudo()
+    for run, found in zip(runs, found_per_run):
+        faces, things, doubtful = [], [], False
+        for track in _tracks(found):
+            box = track[len(track) // 2][1]
+            if len(fixed) and iou(box[None], fixed).max() >= FIXED_IOU:
+                things.append(track)
+            elif max(s for _, _, s in track) >= SURE and len(track) >= PERSIST * len(run):
+                faces.append(track)
+            else:
+                doubtful = True
+        if doubtful or not (faces or things):
+            out.unsure_frames += doubtful
+            continue
+        middle = len(run) // 2  # the frame the pseudo-label is taken from: every face track must be on it
+        at = lambda tracks: [b for t in tracks for i, b, _ in t if i == middle]  # noqa: E731
+        face_boxes, thing_boxes = at(faces), at(things)
+        if len(face_boxes) < len(faces):
+            out.unsure_frames += 1
+            continue
+        out.samples.append(Sample(run[middle], np.array(face_boxes, np.float32).reshape(-1, 4),
+                                  negatives=np.array(thing_boxes, np.float32).reshape(-1, 4) if thing_boxes else None))
+        out.faces += len(face_boxes)
+        out.fixed += len(thing_boxes)
+    if len(out.samples) > max_frames:  # spread over the footage, not its first runs
+        out.samples = [out.samples[int(i)] for i in np.linspace(0, len(out.samples) - 1, max_frames)]
+        out.faces = sum(len(s.boxes) for s in out.samples)
+        out.fixed = sum(len(s.negatives) for s in out.samples if s.negatives is not None)
+    return out
+
+
+def self_train(init: Path, runs: list[list[np.ndarray]], out: Path, labelled: list[Sample] = (), rounds: int = 2,
+               epochs: int = 30, seed: int = 0, what: str = "unlabelled footage",
+               progress: Callable[[int, int, float], None] | None = None,
+               extra_card: dict | None = None) -> tuple[dict, list[dict]]:
+    """The detector of INIT fine-tuned on LABELLED frames plus pseudo-labels of RUNS (of WHAT), ROUNDS times, each
+    round pseudo-labelling with the last round's detector (the first with INIT fine-tuned on LABELLED, or INIT
+    itself without labels). Writes OUT; returns its card and each round's pseudo-label counts (also in the card,
+    under training.self_training). Raises DatasetError when nothing in the footage was sure enough to learn from
+    and no frame is labelled."""
+    from ..errors import DatasetError
+    from . import load_detector
+    from .train import fine_tune
+
+    labelled = list(labelled)
+    with tempfile.TemporaryDirectory(prefix="self-train-") as tmp:
+        current, card, history = Path(init), None, []
+        if labelled:
+            card = fine_tune(labelled, Path(tmp) / "labelled", init, epochs, f"{len(labelled)} labelled frames",
+                             seed, progress=progress, extra_card=extra_card)
+            current = Path(tmp) / "labelled"
+        for r in range(1, rounds + 1):
+            pseudo = pseudo_label(load_detector(current), runs)
+            history.append({"round": r, **pseudo.summary()})
+            if not pseudo.samples:
+                break
+            described = (f"{len(labelled)} labelled frames; " if labelled else "") + \
+                f"self-trained, round {r} of {rounds}: {pseudo.faces} pseudo-labelled faces on " \
+                f"{len(pseudo.samples)} frames of {what}, {pseudo.fixed} fixed boxes taught as not faces"
+            card = fine_tune(labelled + pseudo.samples, Path(tmp) / f"round-{r}", init, epochs, described, seed,
+                             progress=progress, extra_card={**(extra_card or {}), "self_training": history})
+            current = Path(tmp) / f"round-{r}"
+        if card is None:
+            raise DatasetError(f"nothing in {what} was sure enough to learn from (no face the detector was sure of "
+                               "persisted over a run): label a few frames first")
+        if Path(out).exists():
+            shutil.rmtree(out)
+        shutil.copytree(current, out)
+    from ..models import read_card, write_card
+
+    card = {**read_card(out), "name": Path(out).name}
+    return write_card(out, card, list(card.get("files", {}))), history
