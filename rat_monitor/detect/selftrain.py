@@ -2,11 +2,13 @@
 
 The footage is read as short runs of nearby frames spread over it (a still image is a run of one). On each run
 the detector's boxes are linked into tracks. A track the detector is sure of (a box scored SURE or more) that
-persists over the run is a face, and its frame becomes a pseudo-labelled frame, unless the track sits where a
-box sits in most runs across the footage: a pellet, a marker or an LED's glare never moves, an animal does, so
-such boxes are taught as not faces. A frame with any other box above UNSURE (a flicker, a doubtful face) teaches
-nothing: it is left out rather than guessed. The detector is then fine-tuned on the labelled frames plus the
-pseudo-labelled ones, and the next round pseudo-labels with the detector just made."""
+persists over the run is a face, and its frame becomes a pseudo-labelled frame. A box that comes back at one
+place in most runs across the footage is something of the scene: where the detector doubts it (a pellet, a
+marker, an LED's glare half taken for a face) it is taught as not a face; where the detector is sure of it, it
+may as well be a head-fixed or sleeping animal, so those runs teach nothing, unless a labelled face sits
+there. A run with any other box above UNSURE (a flicker, a doubtful face) teaches nothing either: it is left
+out rather than guessed. The detector is then fine-tuned on the labelled frames plus the pseudo-labelled ones,
+and the next round pseudo-labels with the detector just made."""
 
 from __future__ import annotations
 
@@ -101,46 +103,63 @@ def _tracks(found: list) -> list[list[tuple[int, np.ndarray, float]]]:
     return tracks
 
 
-def _fixed_places(found_per_run: list[list], share: float = FIXED_SHARE) -> np.ndarray:
-    """Boxes found at one place in at least SHARE of the runs: things of the scene, not animals."""
-    firsts = [dets[0].boxes for dets in found_per_run]  # a run's first frame stands for the run
+def _fixed_places(found_per_run: list[list], share: float = FIXED_SHARE) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes found at one place in at least SHARE of the runs (things of the scene, or an animal that never moves)
+    and the detector's median score there."""
+    firsts = [dets[0] for dets in found_per_run]  # a run's first frame stands for the run
+    fixed, scores = [], []
     if len(firsts) < MIN_RUNS_FOR_FIXED:
-        return np.zeros((0, 4), np.float32)
-    fixed = []
-    for n, boxes in enumerate(firsts):
-        for box in boxes:
-            runs_with = sum(len(other) and iou(box[None], other).max() >= FIXED_IOU for other in firsts)
-            if runs_with >= share * len(firsts) and not any(iou(box[None], f[None])[0, 0] >= FIXED_IOU for f in fixed):
+        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
+    for dets in firsts:
+        for box in dets.boxes:
+            if any(iou(box[None], f[None])[0, 0] >= FIXED_IOU for f in fixed):
+                continue
+            there = [float(other.scores[iou(box[None], other.boxes)[0].argmax()]) for other in firsts
+                     if len(other) and iou(box[None], other.boxes).max() >= FIXED_IOU]
+            if len(there) >= share * len(firsts):
                 fixed.append(box)
-    return np.array(fixed, np.float32).reshape(-1, 4)
+                scores.append(float(np.median(there)))
+    return np.array(fixed, np.float32).reshape(-1, 4), np.array(scores, np.float32)
 
 
-def pseudo_label(detector, runs: list[list[np.ndarray]], max_frames: int = MAX_PSEUDO) -> Pseudo:
-    """One round's pseudo-labelled frames from RUNS (detector: an OnnxFaceDetector; its threshold is restored)."""
+def _overlaps(box: np.ndarray, boxes: np.ndarray, at_least: float) -> bool:
+    return bool(len(boxes)) and float(iou(box[None], boxes).max()) >= at_least
+
+
+def pseudo_label(detector, runs: list[list[np.ndarray]], max_frames: int = MAX_PSEUDO,
+                 labelled_faces: np.ndarray | None = None) -> Pseudo:
+    """One round's pseudo-labelled frames from RUNS (detector: an OnnxFaceDetector; its threshold is restored).
+    LABELLED_FACES: boxes of this camera's labelled frames (frame pixels): a fixed place among them is an animal."""
     kept = detector.threshold
     detector.threshold = UNSURE
     try:
         found_per_run = [detector.detect_batch(run) for run in runs]
     finally:
         detector.threshold = kept
-    fixed = _fixed_places(found_per_run)
+    fixed, fixed_scores = _fixed_places(found_per_run)
+    labelled_faces = np.zeros((0, 4), np.float32) if labelled_faces is None else labelled_faces
+    animal = np.array([_overlaps(b, labelled_faces, FIXED_IOU) for b in fixed], bool)
+    things = fixed[~animal & (fixed_scores < SURE)]  # fixed and doubted: not a face
+    unknown = fixed[~animal & (fixed_scores >= SURE)]  # fixed and sure: a thing, or an animal that never moves
     out = Pseudo()
     for run, found in zip(runs, found_per_run):
-        faces, things, doubtful = [], [], False
+        faces, fixed_here, doubtful = [], [], False
         for track in _tracks(found):
             box = track[len(track) // 2][1]
-            if len(fixed) and iou(box[None], fixed).max() >= FIXED_IOU:
-                things.append(track)
+            if _overlaps(box, things, FIXED_IOU):
+                fixed_here.append(track)
+            elif _overlaps(box, unknown, FIXED_IOU):
+                doubtful = True
             elif max(s for _, _, s in track) >= SURE and len(track) >= PERSIST * len(run):
                 faces.append(track)
             else:
                 doubtful = True
-        if doubtful or not (faces or things):
+        if doubtful or not (faces or fixed_here):
             out.unsure_frames += doubtful
             continue
         middle = len(run) // 2  # the frame the pseudo-label is taken from: every face track must be on it
         at = lambda tracks: [b for t in tracks for i, b, _ in t if i == middle]  # noqa: E731
-        face_boxes, thing_boxes = at(faces), at(things)
+        face_boxes, thing_boxes = at(faces), at(fixed_here)
         if len(face_boxes) < len(faces):
             out.unsure_frames += 1
             continue
@@ -175,8 +194,9 @@ def self_train(init: Path, runs: list[list[np.ndarray]], out: Path, labelled: li
             card = fine_tune(labelled, Path(tmp) / "labelled", init, epochs, f"{len(labelled)} labelled frames",
                              seed, progress=progress, extra_card=extra_card)
             current = Path(tmp) / "labelled"
+        labelled_faces = np.concatenate([s.boxes for s in labelled] or [np.zeros((0, 4), np.float32)])
         for r in range(1, rounds + 1):
-            pseudo = pseudo_label(load_detector(current), runs)
+            pseudo = pseudo_label(load_detector(current), runs, labelled_faces=labelled_faces)
             history.append({"round": r, **pseudo.summary()})
             if not pseudo.samples:
                 break
