@@ -52,7 +52,16 @@ def _pipeline(path: Path, out: Path, detector: str | Path = DEFAULT_DETECTOR) ->
 
 def _detector_at(width: int, height: int, folder: Path) -> Path:
     """The bundled detector's weights exported at another input (the network is fully convolutional): what a
-    calibrated camera's fine-tune runs at."""
+    calibrated camera's fine-tune runs at. Exported in a child process, so that torch's memory and threads stay
+    out of the process whose speed and peak memory are measured."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_export_at, width, height, folder).result()
+
+
+def _export_at(width: int, height: int, folder: Path) -> Path:
     from safetensors.torch import load_file
 
     from rat_monitor.detect.net import build_net, export_onnx
