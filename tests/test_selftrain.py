@@ -137,7 +137,7 @@ def test_self_train_without_a_check_says_so(short_video, tmp_path):
 
 
 @pytest.mark.parametrize("args,code,said", [
-    (["--rounds", "0"], 2, "--rounds must be 1 to 5"),
+    (["--rounds", "0"], 2, "--rounds must be a number 1 or more and at most 5"),
     (["--check", "no/such/folder"], 2, "no such folder"),
 ])
 def test_self_train_refuses_bad_options_in_one_line(short_video, tmp_path, args, code, said):

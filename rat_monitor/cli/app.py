@@ -81,6 +81,7 @@ NUMBER_RULES: dict[str, tuple[float, float, bool]] = {
     "repeat_yolo": (1, 1_000, True), "workers": (1, 256, True), "every": (1, 1_000_000, True),
     "window": (0, 60, False), "duration": (0, 1e8, False), "speed": (0, 1_000, False), "give_up": (0, 1e8, True),
     "camera": (0, 1_000, True), "train_every": (0, 100_000, True), "animals": (1, 6, True), "rats": (1, 3, True),
+    "rounds": (1, 5, True),
 }
 # Options that contradict each other: (first, second, why), each counted as given when set away from its default.
 CONFLICTS = (("overwrite", "resume", "--overwrite starts the run again, --resume continues it: give one"),

@@ -107,10 +107,6 @@ def detector_self_train(
     from ..models import record_figures, resolve
 
     require_training_packages(fine_tune=True)
-    if not 1 <= rounds <= 5:
-        raise ConfigError(f"--rounds must be 1 to 5, got {rounds}")
-    if not 1 <= epochs <= 500:
-        raise ConfigError(f"--epochs must be 1 to 500, got {epochs}")
     for folder in (f for f in (yolo, check) if f is not None):
         if not folder.is_dir():
             raise ConfigError(f"no such folder: {folder}")
