@@ -252,6 +252,18 @@ def test_interlaced_video_is_deinterlaced_not_read_black(short_video, tmp_path, 
     assert sum(int(r["face_frames"]) for r in rows) > 0.9 * frames
 
 
+def test_self_training_reads_an_interlaced_video_deinterlaced_not_black(short_video, tmp_path):
+    """Self-training's runs come from the same reader as an analysis: no black frames to learn from."""
+    from rat_monitor.detect.selftrain import runs_of_video
+
+    interlaced = tmp_path / "interlaced.mkv"
+    _ffmpeg("-i", short_video, "-vf", "scale=640:360,tinterlace=interleave_top,fieldorder=tff,format=yuv420p",
+            "-flags", "+ilme+ildct", "-c:v", "mpeg2video", "-q:v", "4", interlaced)
+    runs = runs_of_video(interlaced, runs=4, frames=3, step=3)
+    assert len(runs) == 4 and all(len(run) == 3 for run in runs)
+    assert all(image.shape == (360, 640, 3) and image.mean() > 40 for run in runs for image in run)
+
+
 @pytest.mark.parametrize("container", ["mkv", "ts"])
 def test_frames_lost_to_damage_in_mkv_and_ts_are_counted_as_dropped(short_video, tmp_path, container):
     """The demuxer skips a damaged stretch silently: the gap in the timestamps is counted, not hidden."""

@@ -104,6 +104,21 @@ def test_a_place_seen_in_few_runs_is_not_taken_for_a_fixed_thing():
     assert len(pseudo.samples) == 10 and pseudo.fixed == 0 and pseudo.faces == 10
 
 
+def test_runs_of_a_video_are_the_frames_a_full_read_gives_at_those_places(short_video):
+    """Runs are sought (an hour of footage costs what a minute does), and are still the very frames, 3 apart."""
+    from rat_monitor.detect.selftrain import runs_of_video
+    from rat_monitor.sources import CaptureSource
+
+    runs = runs_of_video(short_video, runs=5, frames=4, step=3)
+    with CaptureSource(video=short_video) as source:
+        frames = [f.image for f in source]
+    starts = [int(s) for s in np.linspace(0, len(frames) - 12, 5)]
+    assert len(runs) == 5 and all(len(run) == 4 for run in runs)
+    for run, start in zip(runs, starts):
+        for k, image in enumerate(run):
+            assert np.array_equal(image, frames[start + 3 * k])
+
+
 @pytest.fixture(scope="module")
 def held_out(tmp_path_factory):
     """Labelled synthetic lab frames the self-trained detector never learns from."""

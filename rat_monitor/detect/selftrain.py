@@ -49,20 +49,46 @@ class Pseudo:
 
 def runs_of_video(video: Path, runs: int = RUNS, frames: int = RUN_FRAMES, step: int = RUN_STEP
                   ) -> list[list[np.ndarray]]:
-    """RUNS runs of FRAMES frames, STEP apart, spread evenly over VIDEO (decoded in one pass)."""
+    """RUNS runs of FRAMES frames, STEP apart, spread evenly over VIDEO. Each run is sought, so an hour of footage
+    costs what a minute does (the frames between runs are never decoded); a file only ffmpeg can deinterlace is
+    read in one pass."""
+    import cv2
+
     from ..sources import CaptureSource
 
-    with CaptureSource(video=video) as source:
+    with CaptureSource(video=video) as source:  # the file is checked and described as for any analysis
         total = source.info.frame_count or int((source.info.duration_s or 0) * source.info.fps) or runs * frames * step
-        span = frames * step
-        starts = sorted({int(s) for s in np.linspace(0, max(total - span, 0), runs)})
-        wanted = {start + k * step: n for n, start in enumerate(starts) for k in range(frames)}
-        out: list[list[np.ndarray]] = [[] for _ in starts]
-        for f in source:
-            if f.index in wanted:
-                out[wanted[f.index]].append(f.image)
-            if f.index >= max(wanted):
-                break
+        starts = sorted({int(s) for s in np.linspace(0, max(total - frames * step, 0), runs)})
+        if source.deinterlaced:
+            return _runs_in_one_pass(source, starts, frames, step)
+    cap = cv2.VideoCapture(str(video))
+    out = []
+    try:
+        for start in starts:
+            run: list[np.ndarray] = []
+            if cap.set(cv2.CAP_PROP_POS_FRAMES, start):
+                for k in range(frames * step):
+                    if not cap.grab():
+                        break
+                    if k % step == 0:
+                        ok, image = cap.retrieve()
+                        if ok:
+                            run.append(image)
+            if run:
+                out.append(run)
+    finally:
+        cap.release()
+    return out
+
+
+def _runs_in_one_pass(source, starts: list[int], frames: int, step: int) -> list[list[np.ndarray]]:
+    wanted = {start + k * step: n for n, start in enumerate(starts) for k in range(frames)}
+    out: list[list[np.ndarray]] = [[] for _ in starts]
+    for f in source:
+        if f.index in wanted:
+            out[wanted[f.index]].append(f.image)
+        if f.index >= max(wanted):
+            break
     return [run for run in out if run]
 
 
