@@ -50,15 +50,27 @@ def _pipeline(path: Path, out: Path, detector: str | Path = DEFAULT_DETECTOR) ->
     return json.loads((out / "run.json").read_text())["totals"] | {"fps": result.totals.fps}
 
 
-def _detector_at(width: int, height: int, folder: Path) -> Path:
+def _detector_at(width: int, height: int, folder: Path, int8: bool = False) -> Path:
     """The bundled detector's weights exported at another input (the network is fully convolutional): what a
-    calibrated camera's fine-tune runs at. Exported in a child process, so that torch's memory and threads stay
-    out of the process whose speed and peak memory are measured."""
+    calibrated camera's fine-tune runs at; int8: then quantized (detect.quantize, calibrated on lab frames).
+    Made in a child process, so that torch's memory and threads stay out of the process whose speed and peak
+    memory are measured."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_export_at, width, height, folder).result()
+        made = pool.submit(_export_at, width, height, folder).result()
+        if int8:
+            made = pool.submit(_quantized, made, folder.with_name(folder.name + "-int8")).result()
+    return made
+
+
+def _quantized(folder: Path, out: Path) -> Path:
+    from rat_monitor.detect.quantize import calibration_frames, quantize_detector
+
+    frames = calibration_frames([])
+    quantize_detector(folder, out, frames, f"{len(frames)} randomised lab frames")
+    return out
 
 
 def _export_at(width: int, height: int, folder: Path) -> Path:
@@ -77,13 +89,15 @@ def _export_at(width: int, height: int, folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("size,detector_input", [((1280, 720), None), ((1920, 1080), None),
-                                                 ((1920, 1080), (576, 320))],
-                         ids=["720p", "1080p", "1080p-detector-576x320"])
-def test_archive_speed(size, detector_input, tmp_path, record):
-    """detector_input: a calibrated camera's larger network input (twice the bundled 288x160 a side)."""
+@pytest.mark.parametrize("size,detector_input,int8", [((1280, 720), None, False), ((1920, 1080), None, False),
+                                                      ((1920, 1080), (576, 320), False),
+                                                      ((1920, 1080), (576, 320), True)],
+                         ids=["720p", "1080p", "1080p-detector-576x320", "1080p-detector-576x320-int8"])
+def test_archive_speed(size, detector_input, int8, tmp_path, record):
+    """detector_input: a calibrated camera's larger network input (twice the bundled 288x160 a side); int8: that
+    detector quantized (detector quantize)."""
     path = _video(*size)
-    detector = _detector_at(*detector_input, tmp_path / "detector") if detector_input else DEFAULT_DETECTOR
+    detector = _detector_at(*detector_input, tmp_path / "detector", int8) if detector_input else DEFAULT_DETECTOR
     decode = _decode_only(path)
     totals = _pipeline(path, tmp_path / "run", detector)
     decode_again = _decode_only(path)  # decode on both sides of the pipeline run: the machine's drift shows
@@ -94,7 +108,8 @@ def test_archive_speed(size, detector_input, tmp_path, record):
                "peak_rss_mb": totals["peak_rss_mb"], "rss_mb_by_minute": totals["rss_mb_by_minute"],
                "detector_runs": totals["detector_runs"]}
     if detector_input:
-        record(f"pipeline_{size[1]}p_detector_{detector_input[0]}x{detector_input[1]}", figures)
+        record(f"pipeline_{size[1]}p_detector_{detector_input[0]}x{detector_input[1]}{'_int8' if int8 else ''}",
+               figures)
         return
     # start-up: a fresh process, from launch to its first frame through the face stages
     t0 = time.time()

@@ -262,3 +262,25 @@ def test_a_bad_yolo_label_is_refused_with_its_line_never_dropped_or_clipped(tmp_
     result = runner.invoke(app, ["detector", "evaluate", "--yolo", str(folder)])
     assert result.exit_code == 5, result.output
     assert "Traceback" not in result.output and "0000.txt" in result.output
+
+
+def test_an_int8_copy_finds_the_faces_the_float_one_finds_and_says_it_was_quantized(short_video, tmp_path):
+    """detector quantize: a copy about half the cost a call, calibrated on the camera's video, that finds the
+    faces the float detector finds; its card says how it was made and carries no figure of the float one."""
+    from rat_monitor.detect.selftrain import runs_of_video
+    from rat_monitor.imaging import iou
+
+    result = runner.invoke(app, ["detector", "quantize", DEFAULT_DETECTOR, "--out", str(tmp_path / "q"),
+                                 "--frames", str(short_video)])
+    assert result.exit_code == 0, result.output
+    assert "int8, calibrated on" in result.output and "not checked" in result.output
+    card = json.loads((tmp_path / "q" / "card.json").read_text())
+    assert "short.mp4" in card["quantized"]["calibration"] and card["metrics"] == {}
+    float_one, int8 = load_detector(DEFAULT_DETECTOR), load_detector(tmp_path / "q")
+    frames = [run[0] for run in runs_of_video(short_video, runs=12, frames=1)]
+    agree = found = 0
+    for image in frames:
+        a, b = float_one.detect(image), int8.detect(image)
+        found += len(a) > 0
+        agree += len(a) > 0 and len(b) > 0 and iou(a.boxes[:1], b.boxes).max() > 0.5
+    assert found >= 8 and agree >= found - 1
