@@ -351,6 +351,7 @@ def test_a_self_training_round_learns_from_the_projects_video_too(project):
     rounds = card["training"]["self_training"]
     assert rounds and rounds[0]["faces"] > 0 and "self-training round 1:" in result.output
     assert len(card["training"]["frames"]) == 3 and "held_out" in card["metrics"]  # the same held-out check
+    assert "self-trained" in card["caveat"]  # the card says what it learnt from
 
 
 def test_a_training_round_is_checked_on_held_out_frames_and_says_so(project, tmp_path):

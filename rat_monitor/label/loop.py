@@ -175,7 +175,9 @@ def _detector_round(project: Project, epochs: int, synthetic: int, seed: int,
         for name, figures in (("held_out", checked["after"]), (f"held_out_{init.name}", checked["before"])):
             record_figures(out, name, {**figures, "data": str(held)})
     better = _not_worse(checked)
-    _write_caveat(out, len(train_ids), checked, how)
+    _write_caveat(out, f"{len(train_ids)} labelled frames of one project" +
+                  (" and its own sure detections in the project's videos (self-trained)" if self_train else ""),
+                  checked, how)
     recommended = out if better else init
     project.recommend_detector(recommended, "" if better else
                                f"{out.name} found fewer held-out faces than {init.name}: {init.name} stays")
@@ -223,10 +225,10 @@ def refill(project: Project, detector) -> int:
     return refilled
 
 
-def _write_caveat(out: Path, trained_on: int, checked: dict | None, how: str) -> None:
-    """The card says what the fine-tune was checked on, or that it was not checked at all."""
+def _write_caveat(out: Path, trained_on: str, checked: dict | None, how: str) -> None:
+    """The card says what the fine-tune learnt from (TRAINED_ON) and was checked on, or that it was not checked."""
     figures = checked["after"] if checked else None
-    write_check(out, f"fine-tuned on {trained_on} labelled frames of one project; {verdict(figures)} ({how}); "
+    write_check(out, f"fine-tuned on {trained_on}; {verdict(figures)} ({how}); "
                      "few frames of few videos: check it on more of your footage before relying on it", figures)
 
 
