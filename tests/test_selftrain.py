@@ -61,7 +61,7 @@ def test_sure_persisting_faces_become_labels_fixed_boxes_not_faces_and_doubt_is_
     pseudo = pseudo_label(detector, runs_of(10, 6))
     assert detector.threshold == 0.4  # the detector's own threshold is given back
     assert UNSURE < 0.3 < SURE < 0.9
-    assert len(pseudo.samples) == 8 and pseudo.unsure_frames == 2  # runs 3 (a doubtful box) and 5 (no persistence)
+    assert len(pseudo.samples) == 8 and pseudo.runs_left_out == 2  # runs 3 (a doubtful box) and 5 (no persistence)
     runs_taken = sorted(int(s.image[0, 0, 0]) for s in pseudo.samples)
     assert runs_taken == [0, 1, 2, 4, 6, 7, 8, 9]
     for s in pseudo.samples:
@@ -82,7 +82,7 @@ def test_a_face_that_never_moves_is_never_taught_as_not_a_face():
     """Sure of a box at one place through the whole footage: a marker, or a head-fixed (or sleeping) animal. It is
     left out, never taught as not a face, unless a labelled face of this camera sits there: then it is the animal."""
     alone = pseudo_label(HeadFixed(), runs_of(10, 6))
-    assert alone.samples == [] and alone.fixed == 0 and alone.unsure_frames == 10
+    assert alone.samples == [] and alone.fixed == 0 and alone.runs_left_out == 10
     labelled = pseudo_label(HeadFixed(), runs_of(10, 6), labelled_faces=np.float32([[102, 58, 151, 112]]))
     assert len(labelled.samples) == 10 and labelled.faces == 10 and labelled.fixed == 0
 

@@ -30,6 +30,7 @@ PERSIST = 0.6  # of a run's frames its track is found on
 FIXED_SHARE = 0.5  # of the runs a place is found in (IoU >= FIXED_IOU) for it to be a fixed thing, not an animal
 FIXED_IOU = 0.6
 MIN_RUNS_FOR_FIXED = 4  # fewer runs cannot tell a fixed thing from an animal that stayed put
+LINK_IOU = 0.3  # boxes of consecutive frames overlapping this much are one track
 MAX_PSEUDO = 48  # pseudo-labelled frames per round: more than the labels, fewer than to drown them
 
 
@@ -40,11 +41,11 @@ class Pseudo:
     samples: list[Sample] = field(default_factory=list)  # frames with their faces and fixed things (negatives)
     faces: int = 0
     fixed: int = 0  # boxes taught as not faces: found at one place across the footage
-    unsure_frames: int = 0  # runs left out: a box the detector doubted, or a face that did not persist
+    runs_left_out: int = 0  # a box the detector doubted, or a face that did not persist
 
     def summary(self) -> dict:
         return {"frames": len(self.samples), "faces": self.faces, "fixed_boxes": self.fixed,
-                "runs_left_out": self.unsure_frames}
+                "runs_left_out": self.runs_left_out}
 
 
 def runs_of_video(video: Path, runs: int = RUNS, frames: int = RUN_FRAMES, step: int = RUN_STEP
@@ -121,7 +122,7 @@ def _tracks(found: list) -> list[list[tuple[int, np.ndarray, float]]]:
             overlaps = [(float(iou(t[-1][1][None], box[None])[0, 0]), n) for n, t in enumerate(open_tracks)
                         if n not in taken]
             best = max(overlaps, default=(0.0, -1))
-            if best[0] >= 0.3:
+            if best[0] >= LINK_IOU:
                 taken.add(best[1])
                 open_tracks[best[1]].append((i, box, float(score)))
             else:
@@ -181,13 +182,13 @@ def pseudo_label(detector, runs: list[list[np.ndarray]], max_frames: int = MAX_P
             else:
                 doubtful = True
         if doubtful or not (faces or fixed_here):
-            out.unsure_frames += doubtful
+            out.runs_left_out += doubtful
             continue
         middle = len(run) // 2  # the frame the pseudo-label is taken from: every face track must be on it
         at = lambda tracks: [b for t in tracks for i, b, _ in t if i == middle]  # noqa: E731
         face_boxes, thing_boxes = at(faces), at(fixed_here)
         if len(face_boxes) < len(faces):
-            out.unsure_frames += 1
+            out.runs_left_out += 1
             continue
         out.samples.append(Sample(run[middle], np.array(face_boxes, np.float32).reshape(-1, 4),
                                   negatives=np.array(thing_boxes, np.float32).reshape(-1, 4) if thing_boxes else None))
