@@ -15,6 +15,11 @@ CROP_JPEG_QUALITY = 90  # scored face crops are kept as JPEG in the run folder
 MAX_IMAGE_PIXELS = 40_000_000  # an 8K frame has 33 MP; a header claiming more is refused before decoding
 
 
+def images_in(folder: Path | str) -> list[Path]:
+    """The still images inside FOLDER, recursively, sorted."""
+    return sorted(f for f in Path(folder).rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+
+
 def read_image(path: Path | str) -> tuple[np.ndarray | None, str]:
     """A still image as BGR, or None and why. Only regular files are opened (a FIFO named .jpg would block), and
     the size its header claims is checked before any pixel is decoded (a 60000x60000 header would take GBs)."""

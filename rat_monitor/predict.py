@@ -11,7 +11,7 @@ import numpy as np
 
 from .classify.base import PainClassifier
 from .detect.centernet import FaceDetector
-from .imaging import IMAGE_EXTS, as_stored, read_image, square_crop
+from .imaging import as_stored, images_in, read_image, square_crop
 from .types import Prediction
 
 BATCH = 32
@@ -25,7 +25,7 @@ def expand_images(items: list[str | Path]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS and f.is_file())
+            out += images_in(p)
         else:
             out.append(p)
     return out

@@ -284,3 +284,10 @@ def test_an_int8_copy_finds_the_faces_the_float_one_finds_and_says_it_was_quanti
         found += len(a) > 0
         agree += len(a) > 0 and len(b) > 0 and iou(a.boxes[:1], b.boxes).max() > 0.5
     assert found >= 8 and agree >= found - 1
+
+
+def test_an_int8_copy_without_the_cameras_frames_is_calibrated_on_lab_frames(tmp_path):
+    result = runner.invoke(app, ["detector", "quantize", DEFAULT_DETECTOR, "--out", str(tmp_path / "q")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "q" / "card.json").read_text())["quantized"]["calibration"] == \
+        "24 frames: 24 randomised lab frames"

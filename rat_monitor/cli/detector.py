@@ -101,7 +101,7 @@ def detector_self_train(
     """
     from ..detect import load_detector
     from ..detect.evaluate import evaluate_yolo
-    from ..detect.selftrain import self_train
+    from ..detect.selftrain import runs_of_footage, self_train
     from ..detect.train import require_training_packages, yolo_samples
     from ..label.figures import not_worse, verdict, write_check
     from ..models import record_figures, resolve
@@ -110,7 +110,7 @@ def detector_self_train(
     for folder in (f for f in (yolo, check) if f is not None):
         if not folder.is_dir():
             raise ConfigError(f"no such folder: {folder}")
-    runs = _runs_of(footage)  # the footage is read before anything is written
+    runs = runs_of_footage(footage)  # the footage is read before anything is written
     refuse_to_replace_model(out_dir, overwrite)
     init_dir = resolve(init, "face-detector")
     labelled = yolo_samples(yolo) if yolo else []
@@ -143,18 +143,6 @@ def detector_self_train(
                   highlight=False)
 
 
-def _runs_of(footage: list[Path]) -> list:
-    """Runs of nearby frames from videos of one camera (spread over each) or folders of its stills."""
-    from ..detect.selftrain import RUNS, runs_of_images, runs_of_video
-
-    for item in footage:
-        if not item.exists():
-            raise SourceError(f"no such video or folder: {item}")
-    per_video = max(8, RUNS // len(footage))
-    return [run for item in footage
-            for run in (runs_of_images(item) if item.is_dir() else runs_of_video(item, runs=per_video))]
-
-
 @detector_app.command("quantize")
 @friendly_errors
 def detector_quantize(
@@ -177,12 +165,13 @@ def detector_quantize(
     from ..detect import load_detector
     from ..detect.evaluate import evaluate_yolo
     from ..detect.quantize import calibration_frames, quantize_detector
+    from ..detect.selftrain import runs_of_footage
     from ..label.figures import not_worse, verdict
     from ..models import resolve
 
     if check is not None and not check.is_dir():
         raise ConfigError(f"no such folder: {check}")
-    camera = [image for run in _runs_of(frames or []) for image in run[:1]]
+    camera = [image for run in runs_of_footage(frames or []) for image in run[:1]]
     refuse_to_replace_model(out_dir, overwrite)
     source = resolve(detector, "face-detector")
     calibration = calibration_frames(camera)

@@ -97,12 +97,12 @@ def runs_of_images(folder: Path) -> list[list[np.ndarray]]:
     """Each still of FOLDER (or FOLDER/images) a run of one frame: no motion to see, only the detector's sureness
     and the places boxes keep coming back to."""
     from ..errors import DatasetError
-    from ..imaging import IMAGE_EXTS, read_image
+    from ..imaging import images_in, read_image
 
     folder = Path(folder)
     root = folder / "images" if (folder / "images").is_dir() else folder
     out = []
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS):
+    for path in images_in(root):
         image, why = read_image(path)
         if image is None:
             raise DatasetError(f"cannot read image {path}: {why}")
@@ -110,6 +110,18 @@ def runs_of_images(folder: Path) -> list[list[np.ndarray]]:
     if not out:
         raise DatasetError(f"no images found under {root}")
     return out
+
+
+def runs_of_footage(footage: list[Path]) -> list[list[np.ndarray]]:
+    """Runs from videos of one camera (RUNS in all, spread over each) and folders of its stills; none from none."""
+    from ..errors import SourceError
+
+    for item in footage:
+        if not item.exists():
+            raise SourceError(f"no such video or folder: {item}")
+    per_video = max(8, RUNS // max(1, len(footage)))
+    return [run for item in footage
+            for run in (runs_of_images(item) if item.is_dir() else runs_of_video(item, runs=per_video))]
 
 
 def _tracks(found: list) -> list[list[tuple[int, np.ndarray, float]]]:

@@ -192,16 +192,15 @@ def _detector_round(project: Project, epochs: int, synthetic: int, seed: int,
 def _self_train(project: Project, yolo: Path, out: Path, init: Path, epochs: int, seed: int,
                 progress: Callable[[int, int, float], None] | None, provenance: dict) -> tuple[dict, list[dict]]:
     """The detector fine-tuned on the labelled frames of YOLO plus pseudo-labels of the project's own videos."""
-    from ..detect.selftrain import RUNS, runs_of_video, self_train
+    from ..detect.selftrain import runs_of_footage, self_train
     from ..detect.train import yolo_samples
 
     videos = [Path(v) for v in project.meta()["videos"] if Path(v).is_file()]
     if not videos:
         raise ConfigError(f"{project.root}: none of the project's videos is where it was labelled from; "
                           "self-training reads them")
-    runs = [run for video in videos for run in runs_of_video(video, runs=max(8, RUNS // len(videos)))]
-    return self_train(init, runs, out, yolo_samples(yolo), epochs=epochs, seed=seed, progress=progress,
-                      what=f"{len(videos)} video(s) of the project", extra_card=provenance)
+    return self_train(init, runs_of_footage(videos), out, yolo_samples(yolo), epochs=epochs, seed=seed,
+                      progress=progress, what=f"{len(videos)} video(s) of the project", extra_card=provenance)
 
 
 def _not_worse(checked: dict | None) -> bool:
