@@ -39,9 +39,16 @@ class Pseudo:
     """One round's pseudo-labels and what was left out."""
 
     samples: list[Sample] = field(default_factory=list)  # frames with their faces and fixed things (negatives)
-    faces: int = 0
-    fixed: int = 0  # boxes taught as not faces: found at one place across the footage
     runs_left_out: int = 0  # a box the detector doubted, or a face that did not persist
+
+    @property
+    def faces(self) -> int:
+        return sum(len(s.boxes) for s in self.samples)
+
+    @property
+    def fixed(self) -> int:
+        """Boxes taught as not faces: found at one place across the footage, and doubted."""
+        return sum(len(s.negatives) for s in self.samples if s.negatives is not None)
 
     def summary(self) -> dict:
         return {"frames": len(self.samples), "faces": self.faces, "fixed_boxes": self.fixed,
@@ -153,8 +160,11 @@ def _fixed_places(found_per_run: list[list], share: float = FIXED_SHARE) -> tupl
         for box in dets.boxes:
             if any(iou(box[None], f[None])[0, 0] >= FIXED_IOU for f in fixed):
                 continue
-            there = [float(other.scores[iou(box[None], other.boxes)[0].argmax()]) for other in firsts
-                     if len(other) and iou(box[None], other.boxes).max() >= FIXED_IOU]
+            there = []  # the detector's score at this place in each run that has a box there
+            for other in (o for o in firsts if len(o)):
+                overlap = iou(box[None], other.boxes)[0]
+                if overlap.max() >= FIXED_IOU:
+                    there.append(float(other.scores[overlap.argmax()]))
             if len(there) >= share * len(firsts):
                 fixed.append(box)
                 scores.append(float(np.median(there)))
@@ -204,12 +214,8 @@ def pseudo_label(detector, runs: list[list[np.ndarray]], max_frames: int = MAX_P
             continue
         out.samples.append(Sample(run[middle], np.array(face_boxes, np.float32).reshape(-1, 4),
                                   negatives=np.array(thing_boxes, np.float32).reshape(-1, 4) if thing_boxes else None))
-        out.faces += len(face_boxes)
-        out.fixed += len(thing_boxes)
     if len(out.samples) > max_frames:  # spread over the footage, not its first runs
         out.samples = [out.samples[int(i)] for i in np.linspace(0, len(out.samples) - 1, max_frames)]
-        out.faces = sum(len(s.boxes) for s in out.samples)
-        out.fixed = sum(len(s.negatives) for s in out.samples if s.negatives is not None)
     return out
 
 
@@ -228,11 +234,11 @@ def self_train(init: Path, runs: list[list[np.ndarray]], out: Path, labelled: li
 
     labelled = list(labelled)
     with tempfile.TemporaryDirectory(prefix="self-train-") as tmp:
-        current, card, history = Path(init), None, []
+        current, history = Path(init), []
         if labelled:
-            card = fine_tune(labelled, Path(tmp) / "labelled", init, epochs, f"{len(labelled)} labelled frames",
-                             seed, progress=progress, extra_card=extra_card)
             current = Path(tmp) / "labelled"
+            fine_tune(labelled, current, init, epochs, f"{len(labelled)} labelled frames", seed, progress=progress,
+                      extra_card=extra_card)
         labelled_faces = np.concatenate([s.boxes for s in labelled] or [np.zeros((0, 4), np.float32)])
         for r in range(1, rounds + 1):
             pseudo = pseudo_label(load_detector(current), runs, labelled_faces=labelled_faces)
@@ -242,10 +248,10 @@ def self_train(init: Path, runs: list[list[np.ndarray]], out: Path, labelled: li
             described = (f"{len(labelled)} labelled frames; " if labelled else "") + \
                 f"self-trained, round {r} of {rounds}: {pseudo.faces} pseudo-labelled faces on " \
                 f"{len(pseudo.samples)} frames of {what}, {pseudo.fixed} fixed boxes taught as not faces"
-            card = fine_tune(labelled + pseudo.samples, Path(tmp) / f"round-{r}", init, epochs, described, seed,
-                             progress=progress, extra_card={**(extra_card or {}), "self_training": history})
             current = Path(tmp) / f"round-{r}"
-        if card is None:
+            fine_tune(labelled + pseudo.samples, current, init, epochs, described, seed, progress=progress,
+                      extra_card={**(extra_card or {}), "self_training": history})
+        if current == Path(init):  # nothing learnt: no label, and nothing in the footage sure enough
             raise DatasetError(f"nothing in {what} was sure enough to learn from (no face the detector was sure of "
                                "persisted over a run): label a few frames first")
         if Path(out).exists():
