@@ -74,15 +74,12 @@ def _quantized(folder: Path, out: Path) -> Path:
 
 
 def _export_at(width: int, height: int, folder: Path) -> Path:
-    from safetensors.torch import load_file
-
-    from rat_monitor.detect.net import build_net, export_onnx
+    from rat_monitor.detect.net import export_onnx
+    from rat_monitor.detect.train import network_of
     from rat_monitor.models import read_card, resolve, write_card
 
     bundled = resolve(DEFAULT_DETECTOR, "face-detector")
-    net = build_net(pretrained=False)
-    net.load_state_dict(load_file(str(bundled / "weights.safetensors")))
-    net.eval()
+    net = network_of(bundled).eval()
     folder.mkdir(parents=True)
     export_onnx(net, folder / "model.onnx", width, height)
     write_card(folder, {**read_card(bundled), "name": folder.name, "input_size": [width, height]}, ["model.onnx"])

@@ -103,7 +103,7 @@ def detector_self_train(
     from ..detect.evaluate import evaluate_yolo
     from ..detect.selftrain import runs_of_footage, self_train
     from ..detect.train import require_training_packages, yolo_samples
-    from ..label.figures import not_worse, verdict, write_check
+    from ..label.figures import verdict, write_check
     from ..models import record_figures, resolve
 
     require_training_packages(fine_tune=True)
@@ -135,12 +135,18 @@ def detector_self_train(
         out.print("[yellow]not checked: give --check DIR (labelled frames it never learnt from) before relying on "
                   "it[/]", highlight=False)
         return
-    out.print(f"held-out check: {verdict(figures)}", highlight=False)
-    out.print(f"  {init_dir.name} on the same frames: {before['true_positives']} of {before['faces']} found, "
+    _say_check(figures, before, init_dir.name)
+
+
+def _say_check(after: dict, before: dict, start: str) -> None:
+    """A new detector's held-out figures beside those of the one it came from (START), and a warning when worse."""
+    from ..label.figures import not_worse, verdict
+
+    out.print(f"held-out check: {verdict(after)}", highlight=False)
+    out.print(f"  {start} on the same frames: {before['true_positives']} of {before['faces']} found, "
               f"{before['false_positives']} false (AP@0.5 {before['ap50']:.2f})", highlight=False)
-    if not not_worse(figures, before):
-        out.print(f"[yellow]worse than {init_dir.name} on the held-out frames: keep using {init_dir.name}[/]",
-                  highlight=False)
+    if not not_worse(after, before):
+        out.print(f"[yellow]worse than {start} on the held-out frames: keep using {start}[/]", highlight=False)
 
 
 @detector_app.command("quantize")
@@ -155,19 +161,16 @@ def detector_quantize(
                                                     "are measured on them."),
     overwrite: bool = typer.Option(False, help="Replace the detector folder --out if it exists."),
 ):
-    """An int8 copy of a detector: about 0.4 of the cost per call on a CPU (a calibrated camera's larger input
-    gains most), its value ranges learnt from your camera's frames. Check it with --check before relying on it.
+    """An int8 copy of a detector: 0.4-0.7 of the cost per call on a CPU (a calibrated camera's larger input gains
+    most), its value ranges learnt from your camera's frames. Check it with --check before relying on it.
 
     [bold]Example:[/] rat-monitor detector quantize labels/models/detector-3 --frames cage3/rat7_day1.mp4 --check my_held_out/ --out models/cage3-int8
     """
-    import time
-
     from ..detect import load_detector
     from ..detect.evaluate import evaluate_yolo
-    from ..detect.quantize import calibration_frames, quantize_detector
+    from ..detect.quantize import calibration_frames, call_ms, quantize_detector
     from ..detect.selftrain import runs_of_footage
-    from ..label.figures import not_worse, verdict
-    from ..models import resolve
+    from ..models import record_figures, resolve
 
     if check is not None and not check.is_dir():
         raise ConfigError(f"no such folder: {check}")
@@ -179,13 +182,7 @@ def detector_quantize(
                       f"{len(calibration) - len(camera)} randomised lab frames" +
                       (f" and {len(camera)} of {', '.join(f.name for f in frames)}" if camera else ""))
     pair = [load_detector(source), load_detector(out_dir)]
-    costs = []
-    for det in pair:  # the same frame through each, after a warm-up call
-        det.detect(calibration[0])
-        t0 = time.perf_counter()
-        for _ in range(10):
-            det.detect(calibration[0])
-        costs.append((time.perf_counter() - t0) * 100)
+    costs = [call_ms(det, calibration[0]) for det in pair]  # the same frame through each
     out.print(f"detector → {out_dir} (int8, calibrated on {len(calibration)} frames): {costs[1]:.1f} ms a call, "
               f"{costs[0]:.1f} ms for {source.name} ({costs[1] / costs[0]:.2f} of it)", highlight=False)
     if check is None:
@@ -193,13 +190,8 @@ def detector_quantize(
                   highlight=False)
         return
     before, after = (evaluate_yolo(det, check) for det in pair)
-    from ..models import record_figures
-
     record_figures(out_dir, "held_out", {**after, "data": str(check)})
-    out.print(f"held-out check: {verdict(after)}", highlight=False)
-    out.print(f"  {source.name} on the same frames: {verdict(before)}", highlight=False)
-    if not not_worse(after, before):
-        out.print(f"[yellow]worse than {source.name} on these frames: keep using {source.name}[/]", highlight=False)
+    _say_check(after, before, source.name)
 
 
 def _licence_note(folder: Path) -> str:

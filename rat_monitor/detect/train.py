@@ -224,7 +224,8 @@ def fine_tune(samples: list[Sample], out: Path, init: Path, epochs: int, what: s
                           progress=progress, extra_card=extra_card, input_size=size)
 
 
-def _init_net(init: Path | None):
+def network_of(init: Path | None):
+    """The detector network with INIT's weights (checked against its card), or the ImageNet trunk and a new head."""
     from safetensors.torch import load_file
 
     from .net import ARCHITECTURE, build_net
@@ -258,7 +259,7 @@ def train_detector(samples: list[Sample] | Prepared, out_dir: Path, epochs: int 
     from .net import ARCHITECTURE, export_onnx, parameter_count
 
     torch.manual_seed(seed)
-    net = _init_net(init)
+    net = network_of(init)
     width, height = input_size or input_size_of(init)
     data = samples if isinstance(samples, Prepared) else prepare(samples, width, height)
     if data.images.shape[1:3] != (height, width):
