@@ -103,7 +103,7 @@ def test_archive_speed(size, detector_input, int8, tmp_path, record):
                "pipeline_fps": round(totals["fps"], 1), "pipeline_over_decode": round(totals["fps"] / decode_fps, 3),
                "real_time_factor": round(totals["fps"] / 30.0, 2), "stage_ms_per_frame": totals["stage_ms_per_frame"],
                "peak_rss_mb": totals["peak_rss_mb"], "rss_mb_by_minute": totals["rss_mb_by_minute"],
-               "detector_runs": totals["detector_runs"]}
+               "detector_runs": totals["detector_runs"], "region_runs": totals["region_runs"]}
     if detector_input:
         record(f"pipeline_{size[1]}p_detector_{detector_input[0]}x{detector_input[1]}{'_int8' if int8 else ''}",
                figures)

@@ -39,6 +39,9 @@ class Settings:
     # the detector runs at least this often on still faces; 0.2 s halved its runs on the 720p bench video
     # against every third frame, with the same tracked-face recall (docs in README, Speed)
     detect_still_every_s: float = 0.2
+    # and searches the whole frame at least this often (new faces); the runs between look only around the tracked
+    # faces, at the same scale, for a fifth to a quarter of a whole call's cost (README, Speed)
+    detect_whole_every_s: float = 1.0
     selection: SelectionSettings = field(default_factory=SelectionSettings)
     alert: AlertRule = field(default_factory=AlertRule)
     duration_s: float | None = None  # stop after this much media (or wall-clock) time
@@ -148,6 +151,7 @@ class Totals:
     dropped_frames: int = 0
     face_frames: int = 0
     detector_runs: int = 0
+    region_runs: int = 0  # detector runs that searched only around the tracked faces (the others: whole frames)
     confident_detector_runs: int = 0  # checks with a face at camera.CONFIDENT_SCORE or more
     fixture_tracks: int = 0  # boxes that stayed put with nothing changing inside for a minute: never scored
     unidentified_face_frames: int = 0  # several animals: faces seen whose animal was not sure (scored for none)
@@ -201,7 +205,12 @@ class FaceFinder:
     def __init__(self, detector: FaceDetector, settings: Settings):
         self.detector = detector
         self.tracker = Tracker()
-        self.schedule = DetectionSchedule(still_every_s=settings.detect_still_every_s)
+        self.schedule = DetectionSchedule(still_every_s=settings.detect_still_every_s,
+                                          whole_every_s=settings.detect_whole_every_s)
+        # a detector that can search regions (exported runnable at any input size) searches them between its
+        # whole-frame runs; with several animals it always searches whole frames: how well faces are told apart
+        # with regions was not measured (README, Speed)
+        self.regions = bool(getattr(detector, "any_size", False)) and settings.animals == 1
         self.quality = QualityScorer()
         self.last_quality: dict[int, float] = {}
         # several animals: each face told to its animal, and each animal's best frames chosen on their own
@@ -213,6 +222,7 @@ class FaceFinder:
         self.last_animals: dict[int, str] | None = None
         self.fixtures = FixtureFilter()
         self.detector_runs = 0
+        self.region_runs = 0  # of those, runs that searched the regions around tracked faces only
         self.confident_runs = 0
 
     def step(self, frame, clock: StageClock | None = None) -> tuple[list, list[Candidate]]:
@@ -221,7 +231,14 @@ class FaceFinder:
         closed = [c for sel in self.selectors.values() for c in sel.advance(frame.t_s)]
         dets = None
         if self.schedule.due(self.tracker, frame.t_s):
-            dets = self.detector.detect(frame.image)
+            windows = None
+            if self.regions and not self.schedule.whole_due(self.tracker, frame.t_s):
+                windows = self.detector.regions(frame.image.shape, self.tracker.boxes)
+            if windows is None:  # due, or regions would not pay (faces large for the detector's input)
+                dets = self.detector.detect(frame.image)
+            else:
+                dets = self.detector.detect_regions(frame.image, windows)
+                self.region_runs += 1
             self.detector_runs += 1
             self.confident_runs += bool(len(dets)) and float(dets.scores.max()) >= CONFIDENT_SCORE
         clock.lap("detect")
@@ -357,6 +374,7 @@ class Pipeline:
             # Whatever ended the run, close the partial window and minute and flush them.
             self._score(self.faces.flush())
             tot.detector_runs = self.faces.detector_runs
+            tot.region_runs = self.faces.region_runs
             tot.confident_detector_runs = self.faces.confident_runs
             tot.fixture_tracks = len(self.faces.fixtures.fixtures)
             tot.unidentified_face_frames = self.faces.identities.unknown if self.faces.identities else 0

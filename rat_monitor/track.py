@@ -139,6 +139,16 @@ class Tracker:
         return max((t.kf.speed for t in self._tracks), default=0.0)
 
     @property
+    def boxes(self) -> list[np.ndarray]:
+        """Every live track's box, matched or not (where the faces are to be looked for again)."""
+        return [t.kf.box for t in self._tracks]
+
+    @property
+    def settled(self) -> bool:
+        """Every track confirmed and matched at the detector's last run (and at least one): the faces are known."""
+        return bool(self._tracks) and all(t.misses == 0 and t.hits >= self.min_hits for t in self._tracks)
+
+    @property
     def lost(self) -> bool:
         """No confirmed, currently matched track: the detector should run on the next frame."""
         return not any(t.misses == 0 and t.hits >= self.min_hits for t in self._tracks)
@@ -147,17 +157,29 @@ class Tracker:
 class DetectionSchedule:
     """Runs the detector on every frame while something moves fast or nothing is tracked, and at least every
     STILL_EVERY_S seconds while the faces are still (the tracker carries them between runs). Seconds, not
-    frames: a 10-fps and a 30-fps camera get the same check rate on a still face."""
+    frames: a 10-fps and a 30-fps camera get the same check rate on a still face. A run searches the whole frame
+    at least every WHOLE_EVERY_S seconds (new faces) and whenever a face was missed or nothing is tracked; in
+    between, the regions around the tracked faces are enough (whole_due)."""
 
-    def __init__(self, still_every_s: float, fast: float = 0.02):  # still_every_s: pipeline.Settings says
+    def __init__(self, still_every_s: float, whole_every_s: float = 1.0, fast: float = 0.02):  # pipeline.Settings says
         self.still_every_s = still_every_s
+        self.whole_every_s = whole_every_s
         self.fast = fast
         self._last_t: float | None = None
+        self._last_whole_t: float | None = None
 
     def due(self, tracker: Tracker, t_s: float) -> bool:
         moving = tracker.lost or tracker.max_speed > self.fast
         # a millisecond of slack: frame times such as 6/30 s fall a hair below 0.2 in floating point
         if moving or self._last_t is None or t_s - self._last_t >= self.still_every_s - 1e-3 or t_s < self._last_t:
             self._last_t = t_s
+            return True
+        return False
+
+    def whole_due(self, tracker: Tracker, t_s: float) -> bool:
+        """Whether the run due now must search the whole frame rather than the tracked faces' regions."""
+        last = self._last_whole_t
+        if not tracker.settled or last is None or t_s < last or t_s - last >= self.whole_every_s - 1e-3:
+            self._last_whole_t = t_s
             return True
         return False

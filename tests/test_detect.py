@@ -156,6 +156,56 @@ def test_training_from_imagenet_features_writes_a_detector_that_runs_without_tor
         train_detector(synthetic_samples(4, seed=3), tmp_path / "tuned", epochs=1, init=old)
 
 
+def test_a_tracked_face_is_found_again_in_its_region_alone(monkeypatch):
+    """Between whole-frame searches the pipeline looks only around the tracked faces (regions: the whole frame's
+    scale and 16-pixel grid, for a fraction of the cost): there it finds the face the whole frame finds; around a
+    place with no face it finds none; a detector exported for one input size only (made before) has no regions."""
+    from rat_monitor.imaging import iou
+
+    det = load_detector(DEFAULT_DETECTOR)
+    assert det.any_size
+    checked = 0
+    for s in synthetic_samples(40, seed=97):
+        whole = det.detect(s.image)
+        if len(whole) != 1 or len(s.boxes) != 1 or iou(whole.boxes, s.boxes)[0, 0] < 0.5:
+            continue  # one face, found by the whole frame
+        face = whole.boxes[0]
+        windows = det.regions(s.image.shape, [face])
+        if windows is None:
+            continue  # a face too big for a region to pay
+        again = det.detect_regions(s.image, windows)
+        assert len(again) == 1 and iou(again.boxes, s.boxes)[0, 0] >= 0.5, (again, whole)  # the face, as the whole
+        # a box of the face's size in the frame corner farthest from it: its region holds no face
+        h, w = s.image.shape[:2]
+        fw, fh = face[2] - face[0], face[3] - face[1]
+        fx = 0.0 if (face[0] + face[2]) / 2 > w / 2 else w - fw
+        fy = 0.0 if (face[1] + face[3]) / 2 > h / 2 else h - fh
+        far = det.regions(s.image.shape, [np.array([fx, fy, fx + fw, fy + fh], np.float32)])
+        elsewhere = det.detect_regions(s.image, far)
+        assert not len(elsewhere) or iou(elsewhere.boxes, whole.boxes).max() < 0.3
+        monkeypatch.setattr(det, "any_size", False)
+        assert det.regions(s.image.shape, [face]) is None
+        monkeypatch.setattr(det, "any_size", True)
+        checked += 1
+    assert checked >= 2
+
+
+def test_regions_lie_on_the_whole_frames_grid_and_merge_when_they_overlap():
+    from rat_monitor.detect.centernet import REGION_MARGIN, REGION_MIN_MARGIN, _windows
+
+    box = np.array([800.0, 400.0, 880.0, 480.0])  # 80 px in a 1920x1080 frame, searched at 576x320
+    scale = (1920 / 576, 1080 / 320)
+    (one,) = _windows([box], *scale, 576, 320)
+    assert all(v % 16 == 0 for v in one)
+    for side in (0, 1):  # the face and the margin on each side: REGION_MARGIN faces, REGION_MIN_MARGIN at least
+        reach = 80 / scale[side] + 2 * max(REGION_MARGIN * 80 / scale[side], REGION_MIN_MARGIN)
+        assert one[side + 2] - one[side] >= reach
+    assert len(_windows([box, box + [90, 20, 90, 20]], *scale, 576, 320)) == 1  # overlapping: one region
+    assert len(_windows([box - [700, 300, 700, 300], box + [900, 0, 900, 0]], *scale, 576, 320)) == 2
+    assert _windows([], *scale, 576, 320) is None
+    assert _windows([box], 1280 / 288, 720 / 160, 288, 160) is None  # half the input or more: the whole frame
+
+
 def test_two_peaks_on_one_face_give_one_box_and_two_faces_side_by_side_two():
     from rat_monitor.detect.centernet import decode
 

@@ -78,7 +78,63 @@ def test_schedule_adapts_to_motion():
     assert sched.due(tr, 0.5)  # time going back (a new file, a seek): detect at once
 
 
+def test_the_whole_frame_is_searched_every_second_and_whenever_a_face_was_missed():
+    """Between whole-frame searches the detector may look only around the tracked faces: never while nothing is
+    tracked or a face was just missed (it may be anywhere now), and never for longer than a second (a new face)."""
+    sched = DetectionSchedule(still_every_s=0.2, whole_every_s=1.0)
+    tr = Tracker()
+    assert sched.whole_due(tr, 0.0)  # nothing tracked
+    tr.update(_dets(_box(100, 100)))
+    assert not any(sched.whole_due(tr, t) for t in (0.2, 0.4, 0.6, 0.8))
+    assert sched.whole_due(tr, 1.0)  # a second since the last whole-frame search
+    tr.update(_dets())  # the face was missed
+    assert sched.whole_due(tr, 1.2) and sched.whole_due(tr, 1.4)
+    tr.update(_dets(_box(104, 100)))
+    assert not sched.whole_due(tr, 1.6)
+    assert sched.whole_due(tr, 0.5)  # time going back (a new file, a seek)
+
+
 def test_pose_hint_from_box_shape():
     assert pose_hint(np.array([0, 0, 80, 100])) == "frontal"
     assert pose_hint(np.array([0, 0, 110, 100])) == "three-quarter"
     assert pose_hint(np.array([0, 0, 150, 100])) == "profile"
+
+
+class _RegionDetector:
+    """A detector that can search regions, finding one still face of 40 px; it records what each run searched."""
+
+    name = "scripted"
+    any_size = True
+
+    def __init__(self):
+        self.searched: list[str] = []
+        self.face = Detections(np.array([_box(600, 300, 40)], np.float32), np.array([0.9], np.float32))
+
+    def detect(self, image):
+        self.searched.append("whole")
+        return self.face
+
+    def regions(self, image_shape, boxes):
+        return [(0, 0, 64, 64)] if boxes else None
+
+    def detect_regions(self, image, windows):
+        self.searched.append("regions")
+        return self.face
+
+
+def test_a_still_face_is_searched_for_around_its_track_and_the_whole_frame_every_second():
+    from rat_monitor.pipeline import FaceFinder, Settings
+    from rat_monitor.types import Frame
+
+    image = np.zeros((720, 1280, 3), np.uint8)
+    for animals, expected in ((1, "regions"), (2, "whole")):
+        det = _RegionDetector()
+        finder = FaceFinder(det, Settings(animals=animals))
+        for i in range(61):  # two seconds at 30 fps
+            finder.step(Frame(i, i / 30, image))
+        assert len(det.searched) == 11  # every 0.2 s on a still face
+        wholes = [i for i, s in enumerate(det.searched) if s == "whole"]
+        if expected == "regions":  # the first run and then one a second: 0, 1 s, 2 s
+            assert wholes == [0, 5, 10] and finder.region_runs == 8
+        else:  # several animals: every run searches the whole frame
+            assert wholes == list(range(11)) and finder.region_runs == 0

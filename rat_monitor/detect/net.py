@@ -77,7 +77,7 @@ def parameter_count(net) -> tuple[int, int]:
             sum(p.numel() for p in net.parameters() if p.requires_grad))
 
 
-def _export(module, path, width: int, height: int, outputs: list[str]) -> None:
+def _export(module, path, width: int, height: int, outputs: list[str], any_size: bool = False) -> None:
     import warnings
 
     import torch
@@ -86,12 +86,15 @@ def _export(module, path, width: int, height: int, outputs: list[str]) -> None:
         warnings.simplefilter("ignore")
         torch.onnx.export(module.eval(), torch.zeros(1, 3, height, width), str(path), dynamo=False,
                           input_names=["image"], output_names=outputs,
-                          dynamic_axes={name: {0: "n"} for name in ["image", *outputs]}, opset_version=17)
+                          dynamic_axes={name: {0: "n", 2: "h", 3: "w"} if any_size else {0: "n"}
+                                        for name in ["image", *outputs]}, opset_version=17)
 
 
 def export_onnx(net, path, width: int, height: int) -> None:
-    """The whole detector: image -> heat, size, offset (what centernet.py runs)."""
-    _export(net, path, width, height, ["heat", "size", "offset"])
+    """The whole detector: image -> heat, size, offset (what centernet.py runs). Exported at WIDTH x HEIGHT (the
+    card's input_size, a whole frame's), and runnable at any size (multiples of 16): the network is fully
+    convolutional, so the pipeline can look again at the region around a tracked face alone, at the same scale."""
+    _export(net, path, width, height, ["heat", "size", "offset"], any_size=True)
 
 
 def export_trunk_onnx(net, path, width: int, height: int) -> None:
