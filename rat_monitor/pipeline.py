@@ -191,11 +191,18 @@ def model_entry(model) -> dict:
 
 
 def versions() -> dict:
-    import onnxruntime
-    import sklearn
+    """The versions that made a run. scikit-learn's is read from its package record: importing it cost every run
+    about a second at its end, and inference does not need it."""
+    from importlib.metadata import PackageNotFoundError, version
 
+    import onnxruntime
+
+    try:
+        sklearn_version = version("scikit-learn")
+    except PackageNotFoundError:
+        sklearn_version = None
     return {"rat_monitor": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "opencv": cv2.__version__, "onnxruntime": onnxruntime.__version__, "scikit-learn": sklearn.__version__}
+            "opencv": cv2.__version__, "onnxruntime": onnxruntime.__version__, "scikit-learn": sklearn_version}
 
 
 class FaceFinder:
