@@ -27,7 +27,7 @@ DUPLICATE_IOU = 0.5
 # what it sees. Chosen on fresh synthetic lab frames (seed 98, 180 found faces): at 1.5 face sizes alone a fifth of
 # the small faces were lost in their region (IoU < 0.5 with the whole frame's box); with at least 64 pixels none at
 # the bundled input and 1 of 118 at 576x320, mean IoU 0.94-0.95. On fresh synthetic videos (seeds 71-74) tracked
-# faces' precision and recall stayed within 0.01 of whole-frame search (README, Speed).
+# faces' precision and recall stayed within 0.01 of whole-frame search (README, Detector).
 REGION_MARGIN = 1.5
 REGION_MIN_MARGIN = 64
 
@@ -81,36 +81,33 @@ def suppress_duplicates(boxes: np.ndarray, iou_max: float = DUPLICATE_IOU) -> np
 def _windows(boxes: list[np.ndarray], scale_x: float, scale_y: float, input_w: int,
              input_h: int) -> list[tuple[int, int, int, int]] | None:
     """The network-input windows (x0, y0, x1, y1 on the whole frame's 16-pixel grid) around BOXES (frame pixels),
-    reaching REGION_MARGIN face sizes beyond each (REGION_MIN_MARGIN input pixels at least), overlapping ones merged; None when there is no box or they would cover
-    half of the whole frame's input or more (no saving, and the whole frame finds new faces too)."""
+    reaching REGION_MARGIN face sizes beyond each (REGION_MIN_MARGIN input pixels at least), overlapping ones
+    merged; None when there is no box or they would cover half of the whole frame's input or more (no saving, and
+    the whole frame finds new faces too)."""
     grid = 16
     windows = []
     for b in boxes:
         size = max(b[2] - b[0], b[3] - b[1], 1.0)
         mx = max(REGION_MARGIN * size / scale_x, REGION_MIN_MARGIN)
         my = max(REGION_MARGIN * size / scale_y, REGION_MIN_MARGIN)
-        windows.append([max(0, int(np.floor((b[0] / scale_x - mx) / grid)) * grid),
+        windows.append((max(0, int(np.floor((b[0] / scale_x - mx) / grid)) * grid),
                         max(0, int(np.floor((b[1] / scale_y - my) / grid)) * grid),
                         min(input_w, int(np.ceil((b[2] / scale_x + mx) / grid)) * grid),
-                        min(input_h, int(np.ceil((b[3] / scale_y + my) / grid)) * grid)])
-    merged = True
-    while merged:  # a handful of faces: a loop over windows, never over pixels
-        merged = False
-        for i in range(len(windows)):
-            for j in range(i + 1, len(windows)):
-                a, b = windows[i], windows[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    windows[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
-                    del windows[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    windows = [w for w in windows if w[2] > w[0] and w[3] > w[1]]
+                        min(input_h, int(np.ceil((b[3] / scale_y + my) / grid)) * grid)))
+    i = 0
+    while i < len(windows):  # a handful of faces: a loop over windows, never over pixels
+        a = windows[i]
+        j = next((j for j, b in enumerate(windows) if j != i and a[0] < b[2] and b[0] < a[2] and a[1] < b[3]
+                  and b[1] < a[3]), None)
+        if j is None:
+            i += 1
+            continue
+        b = windows.pop(j)
+        windows[min(i, j)] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+        i = 0  # the merged window may now reach one already passed
+    windows = [w for w in windows if w[2] > w[0] and w[3] > w[1]]  # boxes wholly outside the frame reach nothing
     area = sum((w[2] - w[0]) * (w[3] - w[1]) for w in windows)
-    if not windows or area >= 0.5 * input_w * input_h:
-        return None
-    return [tuple(w) for w in windows]
+    return windows if windows and area < 0.5 * input_w * input_h else None
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
