@@ -201,11 +201,13 @@ def test_regions_lie_on_the_whole_frames_grid_and_merge_when_they_overlap():
         reach = 80 / scale[side] + 2 * max(REGION_MARGIN * 80 / scale[side], REGION_MIN_MARGIN)
         assert one[side + 2] - one[side] >= reach
     assert len(_windows([box, box + [90, 20, 90, 20]], *scale, 576, 320)) == 1  # overlapping: one region
-    (chain,) = _windows([box - [500, 0, 500, 0], box + [500, 0, 500, 0], box], *scale, 576, 320)  # linked by the third
-    assert chain[2] - chain[0] > 1000 / scale[0]
+    assert len(_windows([box - [300, 0, 300, 0], box + [300, 0, 300, 0]], *scale, 576, 320)) == 2
+    (chain,) = _windows([box - [300, 0, 300, 0], box + [300, 0, 300, 0], box], *scale, 576, 320)  # linked by the third
+    assert chain[2] - chain[0] > 600 / scale[0]
     assert len(_windows([box - [700, 300, 700, 300], box + [900, 0, 900, 0]], *scale, 576, 320)) == 2
     assert _windows([], *scale, 576, 320) is None
-    assert _windows([box], 1280 / 288, 720 / 160, 288, 160) is None  # half the input or more: the whole frame
+    big = np.array([500.0, 250.0, 700.0, 450.0])  # 200 px in a 1280x720 frame, searched at 288x160
+    assert _windows([big], 1280 / 288, 720 / 160, 288, 160) is None  # half the input or more: the whole frame
 
 
 def test_two_peaks_on_one_face_give_one_box_and_two_faces_side_by_side_two():

@@ -25,11 +25,13 @@ DUPLICATE_IOU = 0.5
 # A region around a tracked face reaches REGION_MARGIN face sizes beyond it on each side, and at least
 # REGION_MIN_MARGIN pixels of the network's input: the network's view reaches far, so a narrower region changes
 # what it sees. Chosen on fresh synthetic lab frames (seed 98, 180 found faces): at 1.5 face sizes alone a fifth of
-# the small faces were lost in their region (IoU < 0.5 with the whole frame's box); with at least 64 pixels none at
-# the bundled input and 1 of 118 at 576x320, mean IoU 0.94-0.95. On fresh synthetic videos (seeds 71-74) tracked
-# faces' precision and recall stayed within 0.01 of whole-frame search (README, Detector).
+# the small faces were lost in their region (IoU < 0.5 with the whole frame's box); with at least 48 pixels 2 of 78
+# at the bundled input and 2 of 118 at 576x320 (mean IoU 0.91-0.94; 64 pixels lost fewer, but left the bundled
+# input no region at 720p-1080p). A face lost in its region is searched for in the whole frame at the next frame:
+# on fresh synthetic videos (seeds 71, 73 and albino_onset) tracked faces' precision and recall stayed within
+# 0.007 of whole-frame search, or rose (README, Detector).
 REGION_MARGIN = 1.5
-REGION_MIN_MARGIN = 64
+REGION_MIN_MARGIN = 48
 
 
 class FaceDetector(Protocol):
