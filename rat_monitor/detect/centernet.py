@@ -24,8 +24,8 @@ INPUT_W, INPUT_H, STRIDE = 288, 160, 8
 DUPLICATE_IOU = 0.5
 # A region around a tracked face reaches REGION_MARGIN face sizes beyond it on each side, and at least
 # REGION_MIN_MARGIN pixels of the network's input: the network's view reaches far, so a narrower region changes
-# what it sees. Chosen on fresh synthetic lab frames (seed 98, 180 found faces): at 1.5 face sizes alone a fifth of
-# the small faces were lost in their region (IoU < 0.5 with the whole frame's box); with at least 48 pixels 2 of 78
+# what it sees. Chosen on fresh synthetic lab frames (seed 98, 180 found faces): at 1.5 face sizes alone 16 of 80
+# faces were lost in their region (IoU < 0.5 with the whole frame's box); with at least 48 pixels 2 of 78
 # at the bundled input and 2 of 118 at 576x320 (mean IoU 0.91-0.94; 64 pixels lost fewer, but left the bundled
 # input no region at 720p-1080p). A face lost in its region is searched for in the whole frame at the next frame:
 # on fresh synthetic videos (seeds 71, 73 and albino_onset) tracked faces' precision and recall stayed within
@@ -149,17 +149,16 @@ class OnnxFaceDetector:
         self.any_size = not all(isinstance(d, int) for d in image_input.shape[2:])
 
     def detect_batch(self, images: list[np.ndarray]) -> list[Detections]:
-        if not images:
-            return []
-        outputs = self.session.run(None, {self._input: preprocess(images, self.input_w, self.input_h)})
-        self._check_shapes(outputs, len(images))
+        return self._found(images, self.input_w, self.input_h) if images else []
+
+    def _found(self, images: list[np.ndarray], width: int, height: int) -> list[Detections]:
+        """Faces in IMAGES, each resized to WIDTH x HEIGHT for the network, in the images' own pixels."""
+        outputs = self.session.run(None, {self._input: preprocess(images, width, height)})
+        self._check_shapes(outputs, len(images), width, height)
         heat, size, offset = outputs
         heat = _sigmoid(heat[:, 0])
-        out = []
-        for i, img in enumerate(images):
-            h, w = img.shape[:2]
-            out.append(decode(heat[i], size[i], offset[i], w / self.input_w, h / self.input_h, self.threshold))
-        return out
+        return [decode(heat[i], size[i], offset[i], img.shape[1] / width, img.shape[0] / height, self.threshold)
+                for i, img in enumerate(images)]
 
     def detect(self, image: np.ndarray) -> Detections:
         return self.detect_batch([image])[0]
@@ -182,10 +181,7 @@ class OnnxFaceDetector:
         for nx0, ny0, nx1, ny1 in windows:
             x0, y0, x1, y1 = (round(nx0 * w / self.input_w), round(ny0 * h / self.input_h),
                               round(nx1 * w / self.input_w), round(ny1 * h / self.input_h))
-            outputs = self.session.run(None, {self._input: preprocess([image[y0:y1, x0:x1]], nx1 - nx0, ny1 - ny0)})
-            heat, size, offset = outputs
-            dets = decode(_sigmoid(heat[0, 0]), size[0], offset[0], (x1 - x0) / (nx1 - nx0),
-                          (y1 - y0) / (ny1 - ny0), self.threshold)
+            (dets,) = self._found([image[y0:y1, x0:x1]], nx1 - nx0, ny1 - ny0)
             cut_by = np.array([x0 if nx0 > 0 else -np.inf, y0 if ny0 > 0 else -np.inf,
                                x1 if nx1 < self.input_w else np.inf, y1 if ny1 < self.input_h else np.inf])
             boxes_px = dets.boxes + np.array([x0, y0, x0, y0], np.float32)
@@ -200,13 +196,13 @@ class OnnxFaceDetector:
         keep = suppress_duplicates(boxes_all)
         return Detections(boxes_all[keep], scores[keep])
 
-    def _check_shapes(self, outputs: list, n: int) -> None:
-        """A network whose outputs are not the card's heat map, sizes and offsets (one cell per STRIDE pixels of
-        the card's input) is refused: a one-cell heat map would otherwise draw a box on every frame."""
-        cells = (self.input_h // STRIDE, self.input_w // STRIDE)
+    def _check_shapes(self, outputs: list, n: int, width: int, height: int) -> None:
+        """A network whose outputs are not the heat map, sizes and offsets of its input (one cell per STRIDE pixels)
+        is refused: a one-cell heat map would otherwise draw a box on every frame."""
+        cells = (height // STRIDE, width // STRIDE)
         expected = [(n, 1, *cells), (n, 2, *cells), (n, 2, *cells)]
         shapes = [tuple(np.shape(o)) for o in outputs]
         if shapes != expected:
             raise ModelError(f"{self.name}: the network's outputs {shapes} are not the heat map, sizes and offsets "
-                             f"{expected} that its card's input_size {self.input_w}x{self.input_h} gives; "
-                             "a damaged or mismatched detector")
+                             f"{expected} that an input of {width}x{height} gives (its card's input_size is "
+                             f"{self.input_w}x{self.input_h}); a damaged or mismatched detector")
