@@ -50,7 +50,8 @@ def quantize_detector(source: Path, out: Path, frames: list[np.ndarray], what: s
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="quantize-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
-        # shapes are fixed by the card's input size: the symbolic pass (for dynamic shapes) is not needed
+        # ONNX's own shape inference is enough for this network (convolutions only); the symbolic pass also wrote
+        # temporary files into the working directory
         quant_pre_process(str(verified_file(source, "model.onnx")), str(prepared), skip_symbolic_shape=True)
         quantize_static(str(prepared), str(out / "model.onnx"), Frames(), quant_format=QuantFormat.QDQ,
                         per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
