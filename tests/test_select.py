@@ -198,3 +198,23 @@ def test_curation_round_trip_runs_the_commands_it_prints(short_video, tmp_path):
     assert (tmp_path / "model" / "card.json").exists()
     bad = runner.invoke(app, ["curate", str(videos[0]), "--out", str(tmp_path / "x"), "--subject-from", "(mouse)"])
     assert bad.exit_code == 2 and "does not match" in bad.output
+
+
+def test_a_face_crop_past_the_frame_edge_repeats_the_edge_pixels():
+    """Faces at the frame's edge (and a predicted box that drifted out of it) are cropped as if the frame went on
+    with its edge pixels: the same crop as padding the whole frame, which cost 0.4 ms at 1080p."""
+    from rat_monitor.imaging import CROP_MARGIN, square_crop
+
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (90, 160, 3), dtype=np.uint8)
+    pad = 400
+    padded = np.pad(frame, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    for _ in range(500):
+        x0, y0 = rng.uniform(-250, 300, 2)
+        w, h = rng.uniform(1, 120, 2)
+        crop = square_crop(frame, [x0, y0, x0 + w, y0 + h])
+        side = max(w, h, 2.0) * (1 + CROP_MARGIN)
+        cx, cy = x0 + w / 2, y0 + h / 2
+        a0, b0 = int(round(cx - side / 2)), int(round(cy - side / 2))
+        a1, b1 = max(a0 + 1, int(round(cx + side / 2))), max(b0 + 1, int(round(cy + side / 2)))
+        assert np.array_equal(crop, padded[b0 + pad:b1 + pad, a0 + pad:a1 + pad])
