@@ -1,4 +1,4 @@
-"""The commands around the face detector: detector train, self-train and evaluate."""
+"""The commands around the face detector: detector train, self-train, quantize and evaluate."""
 
 from __future__ import annotations
 
